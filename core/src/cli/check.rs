@@ -1,0 +1,47 @@
+//! `evolve check`: validate experiment files.
+
+use anyhow::Context;
+use evolve_core::experiment::{self, Experiment};
+use evolve_core::registry::Registry;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Loads and validates one experiment file with the built-in registry.
+pub fn load(path: &Path) -> anyhow::Result<Experiment> {
+    Ok(experiment::load(path, &Registry::builtin())?)
+}
+
+/// Checks every file; reports all of them before failing.
+pub fn run(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let registry = Registry::builtin();
+    let mut failed = 0;
+    for path in paths {
+        match experiment::load(path, &registry) {
+            Ok(exp) => {
+                let teachers: Vec<&str> = exp.teachers.iter().map(|t| t.label()).collect();
+                let operators: Vec<&str> = exp.operators.iter().map(|o| o.plugin.as_str()).collect();
+                println!(
+                    "ok: {} (run {}, base model {}, teachers {}, judge {}, operators {})",
+                    path.display(),
+                    exp.run.name,
+                    exp.base_model.plugin,
+                    teachers.join("+"),
+                    exp.judge.plugin,
+                    operators.join(" > ")
+                );
+            }
+            Err(e @ experiment::ExperimentError::Read { .. }) => {
+                failed += 1;
+                eprintln!("{}", super::render_error(&anyhow::Error::new(e).context("check failed")));
+            }
+            Err(experiment::ExperimentError::Invalid(d)) => {
+                failed += 1;
+                eprintln!("{d}\n");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(anyhow::anyhow!("{failed} of {} experiment file(s) invalid", paths.len())).context("check failed");
+    }
+    Ok(ExitCode::SUCCESS)
+}

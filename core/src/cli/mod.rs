@@ -1,0 +1,156 @@
+//! The command line: one module per command, each a thin layer over the library.
+
+mod check;
+mod plugins;
+mod schema;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code of a command whose capability this build does not have yet.
+const NOT_AVAILABLE: u8 = 3;
+
+/// evolve trains a text-to-image diffusion model (the base model) on images bought from better
+/// models (teachers), while a vision-language model (the judge) keeps rewriting the training
+/// set: keeping what the base model still gets wrong, expanding it, deleting what it has
+/// mastered, and mutating in new prompts (EvolveDirector, arXiv 2410.07133).
+#[derive(Debug, Parser)]
+#[command(name = "evolve", version, propagate_version = true)]
+#[command(after_help = "Start with:  evolve check examples/shapes/evolve.toml\n\
+                        Logs:        EVOLVE_LOG=info evolve ... (tracing filter syntax)")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an experiment: train while the judge evolves the training set.
+    Run {
+        /// The experiment file.
+        experiment: PathBuf,
+        /// Continue the run in the run directory instead of starting a new one.
+        #[arg(long)]
+        resume: bool,
+        /// Where the run lives (default: runs/<run.name>).
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+    },
+    /// Validate experiment files against their schema and every plugin's config schema.
+    Check {
+        /// Experiment files to check.
+        #[arg(required = true)]
+        experiments: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of experiment files, or of one plugin's config.
+    Schema {
+        /// A plugin name, or KIND/NAME when several kinds share the name (e.g. judge/shapes).
+        plugin: Option<String>,
+    },
+    /// List the plugins this build can use.
+    Plugins {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train without the director (the paper's baseline: uniform teacher data).
+    Train {
+        /// The experiment file.
+        experiment: PathBuf,
+        /// Train on uniformly drawn teacher data, no judge and no curation.
+        #[arg(long = "static", required = true)]
+        static_data: bool,
+        /// Where the run lives (default: runs/<run.name>-static).
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+    },
+    /// Render images from a run's model.
+    Sample {
+        /// The run directory.
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
+        /// The prompt to render.
+        #[arg(long)]
+        prompt: String,
+        /// How many images (laid out as a grid).
+        #[arg(short, default_value_t = 4)]
+        n: u32,
+        /// The PNG to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Score a run's model (or a teacher) on the experiment's evaluation suite.
+    Eval {
+        /// The run directory.
+        #[arg(long, value_name = "DIR", required_unless_present = "teacher")]
+        run: Option<PathBuf>,
+        /// Score a teacher plugin instead of a run.
+        #[arg(long, conflicts_with = "run")]
+        teacher: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the HTML report of a run.
+    Report {
+        /// The run directory.
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
+    },
+    /// Serve an embedded world over OpenAI-compatible images and chat endpoints.
+    Serve {
+        /// The world to serve.
+        #[arg(long, default_value = "shapes")]
+        world: String,
+        /// Address to bind (loopback unless a bearer token is configured).
+        #[arg(long, default_value = "127.0.0.1:8765")]
+        addr: String,
+    },
+    /// Run a benchmark (train-throughput, data-efficiency, plugin-overhead).
+    Bench {
+        /// Which benchmark.
+        name: String,
+    },
+}
+
+/// Runs the parsed command.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { experiments } => check::run(&experiments),
+        Command::Schema { plugin } => schema::run(plugin.as_deref()),
+        Command::Plugins { json } => plugins::run(json),
+        Command::Run { experiment, .. } => {
+            // Validate now, so that a broken file is reported even before the director exists.
+            check::load(&experiment)?;
+            not_available("evolve run", "the director (the online evolution loop)")
+        }
+        Command::Train { experiment, .. } => {
+            check::load(&experiment)?;
+            not_available("evolve train", "the training core (candle DiT base model)")
+        }
+        Command::Sample { .. } => not_available("evolve sample", "the training core (candle DiT base model)"),
+        Command::Eval { .. } => not_available("evolve eval", "the embedded shapes world and ShapesEval"),
+        Command::Report { .. } => not_available("evolve report", "the HTML run report"),
+        Command::Serve { .. } => not_available("evolve serve", "the real teachers and judges (HTTP API plugins)"),
+        Command::Bench { name } => not_available(&format!("evolve bench {name}"), "the benchmark's own issue"),
+    }
+}
+
+fn not_available(command: &str, arrives_with: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("{command} is not available in this build yet: it arrives with {arrives_with}.");
+    eprintln!("Available now: evolve check, evolve schema, evolve plugins.");
+    Ok(ExitCode::from(NOT_AVAILABLE))
+}
+
+/// An error with its chain of causes, one per line.
+pub fn render_error(error: &anyhow::Error) -> String {
+    if let Some(evolve_core::experiment::ExperimentError::Invalid(diagnostics)) = error.downcast_ref() {
+        return diagnostics.to_string();
+    }
+    let mut out = format!("error: {error}");
+    for cause in error.chain().skip(1) {
+        out.push_str(&format!("\n  caused by: {cause}"));
+    }
+    out
+}

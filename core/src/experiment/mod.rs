@@ -1,0 +1,64 @@
+//! Experiment files: what a run trains, from which teachers, judged by whom, curated how, and
+//! when it stops.
+//!
+//! An experiment is a TOML file. Plugin sections name a registered plugin and carry that
+//! plugin's own config, validated against the schema the plugin ships:
+//!
+//! ```toml
+//! [run]
+//! name = "shapes-default"
+//!
+//! [base_model]
+//! plugin = "dit"
+//!
+//! [[teachers]]
+//! plugin = "shapes"
+//!
+//! [judge]
+//! plugin = "shapes"
+//! config = { flip_rate = 0.0 }
+//!
+//! [[operators]]
+//! plugin = "expansion"
+//! config = { expand_num = 3 }
+//! ```
+//!
+//! [`load`] parses, validates and decodes a file; every problem comes back as a
+//! [`Diagnostic`] naming file, line, column, key path, the bad value and what is accepted.
+
+mod diagnostic;
+mod locate;
+mod schema;
+mod types;
+mod validate;
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use schema::experiment_schema;
+pub use types::{
+    Budget, DirectorSettings, Experiment, PluginSection, PromptSettings, RunSettings, TeacherSection, TrainingSettings,
+};
+pub use validate::{ExperimentError, load, parse};
+
+/// The candidate closest to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let names = ["expansion", "deletion", "mutation"];
+        assert_eq!(did_you_mean("expanson", names).as_deref(), Some("expansion"));
+        assert_eq!(did_you_mean("mutaiton", names).as_deref(), Some("mutation"));
+        assert_eq!(did_you_mean("zebra", names), None);
+    }
+}

@@ -1,0 +1,220 @@
+//! The typed form of an experiment file. Field docs become the JSON Schema's descriptions,
+//! which editors show on hover, so they are written for the person editing the file.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// An evolve experiment: one run of judge-guided training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "evolve experiment")]
+pub struct Experiment {
+    /// Identity and placement of the run.
+    pub run: RunSettings,
+    /// The model being trained.
+    pub base_model: PluginSection,
+    /// The image models to learn from; each new prompt goes to every teacher and the judge
+    /// picks the best image.
+    #[schemars(length(min = 1))]
+    pub teachers: Vec<TeacherSection>,
+    /// The vision-language model that compares images and writes prompts.
+    pub judge: PluginSection,
+    /// The curation chain, applied in order to every judged sample (default: the paper's
+    /// discrimination, expansion, deletion, mutation).
+    #[serde(default = "paper_operators")]
+    pub operators: Vec<PluginSection>,
+    /// Where the initial prompts come from.
+    #[serde(default)]
+    pub prompts: PromptSettings,
+    /// How the trainer draws batches and saves its state.
+    #[serde(default)]
+    pub training: TrainingSettings,
+    /// How often and how widely the judge re-examines the training set.
+    #[serde(default)]
+    pub director: DirectorSettings,
+    /// When the run stops.
+    #[serde(default)]
+    pub budget: Budget,
+}
+
+/// Identity and placement of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunSettings {
+    /// Name of the run; its directory is `runs/<name>` unless `--run-dir` says otherwise.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"), length(max = 100))]
+    pub name: String,
+    /// Root of all randomness in the run: the same seed replays the same run.
+    #[serde(default)]
+    pub seed: u64,
+    /// Compute device for the base model: `cpu` or `cuda:N`.
+    #[serde(default = "cpu")]
+    #[schemars(regex(pattern = r"^(cpu|cuda(:[0-9]+)?)$"))]
+    pub device: String,
+    /// Side of the square images the base model is trained on, in pixels.
+    #[serde(default = "image_size")]
+    #[schemars(range(min = 8, max = 4096))]
+    pub image_size: u32,
+}
+
+/// A plugin and its config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSection {
+    /// Name of a registered plugin of this section's kind (`evolve plugins` lists them).
+    pub plugin: String,
+    /// The plugin's own settings; `evolve schema PLUGIN` shows what it accepts.
+    #[serde(default = "empty_table")]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub config: serde_json::Value,
+}
+
+impl PluginSection {
+    /// `plugin` with an empty config.
+    pub fn named(plugin: &str) -> Self {
+        PluginSection { plugin: plugin.to_string(), config: empty_table() }
+    }
+}
+
+/// A teacher, its config, and a label that tells it apart from other teachers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherSection {
+    /// Label of this teacher in the ledger and reports (default: the plugin name). Must be
+    /// unique when two teachers use the same plugin.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"))]
+    pub name: Option<String>,
+    /// Name of a registered teacher plugin.
+    pub plugin: String,
+    /// The plugin's own settings.
+    #[serde(default = "empty_table")]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub config: serde_json::Value,
+}
+
+impl TeacherSection {
+    /// The label of this teacher: `name`, or the plugin name.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.plugin)
+    }
+}
+
+/// Where the initial prompts come from: a file, the judge, or both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSettings {
+    /// A text file with one prompt per line (blank lines and `#` comments skipped), relative
+    /// to the experiment file.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// How many further prompts the judge writes (by mutation) before training starts.
+    #[serde(default = "seed_count")]
+    #[schemars(range(max = 1_000_000))]
+    pub generate: u32,
+}
+
+impl Default for PromptSettings {
+    fn default() -> Self {
+        PromptSettings { file: None, generate: seed_count() }
+    }
+}
+
+/// How the trainer draws batches and saves its state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSettings {
+    /// Images per optimiser step.
+    #[serde(default = "batch_size")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub batch_size: u32,
+    /// Steps between checkpoints (a resumed run loses at most this many steps).
+    #[serde(default = "checkpoint_every")]
+    #[schemars(range(min = 1))]
+    pub checkpoint_every: u64,
+}
+
+impl Default for TrainingSettings {
+    fn default() -> Self {
+        TrainingSettings { batch_size: batch_size(), checkpoint_every: checkpoint_every() }
+    }
+}
+
+/// How often and how widely the judge re-examines the training set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorSettings {
+    /// Trainer steps between evolution rounds.
+    #[serde(default = "every_steps")]
+    #[schemars(range(min = 1))]
+    pub every_steps: u64,
+    /// Fraction of the active prompts judged per round, least recently judged first
+    /// (paper: 0.2).
+    #[serde(default = "select_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub select_ratio: f64,
+}
+
+impl Default for DirectorSettings {
+    fn default() -> Self {
+        DirectorSettings { every_steps: every_steps(), select_ratio: select_ratio() }
+    }
+}
+
+/// When the run stops: at the first limit reached. Every limit is optional; a run with none
+/// trains until interrupted (and resumes with `evolve run --resume`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Teacher calls (paid images), over all teachers.
+    #[serde(default)]
+    pub max_teacher_calls: Option<u64>,
+    /// Money spent on teachers, in US dollars.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub max_cost_usd: Option<f64>,
+    /// Trainer steps.
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+    /// Stop once the evaluation's overall score reaches this (0 to 1).
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub target_eval: Option<f64>,
+}
+
+fn paper_operators() -> Vec<PluginSection> {
+    ["discrimination", "expansion", "deletion", "mutation"].into_iter().map(PluginSection::named).collect()
+}
+
+fn empty_table() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+fn cpu() -> String {
+    "cpu".to_string()
+}
+
+fn image_size() -> u32 {
+    32
+}
+
+fn seed_count() -> u32 {
+    100
+}
+
+fn batch_size() -> u32 {
+    32
+}
+
+fn checkpoint_every() -> u64 {
+    500
+}
+
+fn every_steps() -> u64 {
+    200
+}
+
+fn select_ratio() -> f64 {
+    0.2
+}

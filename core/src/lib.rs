@@ -1,0 +1,13 @@
+//! # evolve-core
+//!
+//! The evolve host: everything that is compiled once and shared by every experiment.
+//!
+//! - [`registry`]: the plugins this binary can build, by kind and name.
+//! - [`experiment`]: experiment files — types, JSON Schema, validation with precise diagnostics.
+//! - [`store`]: the run directory — content-addressed image store and the SQLite run ledger.
+//!
+//! The director, trainer and evaluation arrive as their own modules; see `DESIGN.md`.
+
+pub mod experiment;
+pub mod registry;
+pub mod store;

@@ -1,0 +1,81 @@
+//! The ledger's schema, as an append-only list of migrations. `PRAGMA user_version` records
+//! how many have been applied; a ledger from a newer evolve is refused rather than guessed at.
+//!
+//! Never edit a released migration: add a new one.
+
+/// Migration `i` takes a ledger from version `i` to `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // v1: the run ledger.
+    r#"
+    CREATE TABLE prompts (
+        id          INTEGER PRIMARY KEY,
+        text        TEXT NOT NULL UNIQUE,
+        created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    CREATE TABLE images (
+        hash        TEXT PRIMARY KEY CHECK (length(hash) = 64),
+        width       INTEGER NOT NULL,
+        height      INTEGER NOT NULL,
+        bytes       INTEGER NOT NULL,
+        created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    CREATE TABLE api_calls (
+        request_hash    TEXT PRIMARY KEY,
+        plugin          TEXT NOT NULL,
+        request         TEXT NOT NULL,
+        image_hash      TEXT NOT NULL REFERENCES images(hash),
+        revised_prompt  TEXT,
+        cost_micro_usd  INTEGER NOT NULL CHECK (cost_micro_usd >= 0),
+        created_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    CREATE TABLE rounds (
+        id           INTEGER PRIMARY KEY,
+        step         INTEGER NOT NULL,
+        started_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        finished_at  TEXT,
+        selected     INTEGER NOT NULL DEFAULT 0,
+        teacher_wins INTEGER NOT NULL DEFAULT 0,
+        added        INTEGER NOT NULL DEFAULT 0,
+        deactivated  INTEGER NOT NULL DEFAULT 0,
+        mutated      INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE samples (
+        id                 INTEGER PRIMARY KEY,
+        prompt_id          INTEGER NOT NULL REFERENCES prompts(id),
+        image_hash         TEXT NOT NULL REFERENCES images(hash),
+        teacher            TEXT NOT NULL,
+        origin             TEXT NOT NULL CHECK (origin IN ('seed', 'expansion', 'mutation')),
+        parent_id          INTEGER REFERENCES samples(id),
+        active             INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+        round_added        INTEGER REFERENCES rounds(id),
+        round_removed      INTEGER REFERENCES rounds(id),
+        last_judged_round  INTEGER REFERENCES rounds(id),
+        created_at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    CREATE TABLE judgments (
+        id                  INTEGER PRIMARY KEY,
+        round_id            INTEGER NOT NULL REFERENCES rounds(id),
+        sample_id           INTEGER NOT NULL REFERENCES samples(id),
+        base_image_hash     TEXT NOT NULL REFERENCES images(hash),
+        teacher_image_hash  TEXT NOT NULL REFERENCES images(hash),
+        outcome             TEXT NOT NULL CHECK (outcome IN ('teacher_better', 'base_as_good')),
+        base_shown_first    INTEGER NOT NULL CHECK (base_shown_first IN (0, 1)),
+        confidence          REAL NOT NULL,
+        raw                 TEXT NOT NULL,
+        created_at          TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    CREATE TABLE metrics (
+        step         INTEGER NOT NULL,
+        name         TEXT NOT NULL,
+        value        REAL NOT NULL,
+        recorded_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        PRIMARY KEY (name, step)
+    );
+    "#,
+    // v2: indexes for the director's per-round queries (select least recently judged active
+    // samples; a sample's judgment history).
+    r#"
+    CREATE INDEX samples_active_by_judged ON samples(active, last_judged_round);
+    CREATE INDEX judgments_by_sample ON judgments(sample_id, round_id);
+    "#,
+];

@@ -1,0 +1,56 @@
+//! Base models: the text-to-image model being trained.
+
+use crate::{Image, PluginError};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Images with their captions, already at the model's resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainBatch {
+    /// One caption per image.
+    pub prompts: Vec<String>,
+    /// The teacher images.
+    pub images: Vec<Image>,
+}
+
+/// What one optimiser step did.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepStats {
+    /// Steps taken so far, this one included.
+    pub step: u64,
+    /// The training loss of this step.
+    pub loss: f32,
+    /// The learning rate used.
+    pub learning_rate: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+}
+
+/// Render images for prompts with the model's current (EMA) weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRequest {
+    /// One image per prompt.
+    pub prompts: Vec<String>,
+    /// Seed of the initial noise; the same seed gives the same images.
+    pub seed: u64,
+    /// Sampler steps; `None` for the model's default.
+    pub steps: Option<u32>,
+    /// Classifier-free guidance scale; `None` for the model's default.
+    pub guidance: Option<f32>,
+}
+
+/// A trainable text-to-image model. Compute-bound and stateful, so synchronous: the host runs
+/// it on a thread of its own, never on the async runtime.
+pub trait BaseModel: Send {
+    /// One optimiser step on `batch`.
+    fn train_step(&mut self, batch: &TrainBatch) -> Result<StepStats, PluginError>;
+
+    /// Images for `request.prompts`, in order.
+    fn generate(&mut self, request: &SampleRequest) -> Result<Vec<Image>, PluginError>;
+
+    /// Writes weights, EMA, optimiser and step state under `dir` (which exists).
+    fn save(&self, dir: &Path) -> Result<(), PluginError>;
+
+    /// Restores what [`save`](BaseModel::save) wrote.
+    fn load(&mut self, dir: &Path) -> Result<(), PluginError>;
+}

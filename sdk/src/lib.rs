@@ -1,0 +1,89 @@
+//! # evolve-sdk
+//!
+//! Everything a plugin author needs to extend [evolve](https://github.com/evolve-rs/evolve):
+//! the data that flows through the evolution loop, the four plugin traits, config-schema helpers
+//! and registration of built-in plugins.
+//!
+//! evolve trains a text-to-image model (the **base model**) on images bought from better models
+//! (**teachers**) while a vision-language model (the **judge**) keeps rewriting the training set
+//! through a chain of **operators**. Each of those four roles is a trait here:
+//!
+//! | kind | trait | what it does |
+//! |---|---|---|
+//! | teacher | [`Teacher`] | renders a prompt into an image, at a price |
+//! | judge | [`Judge`] | compares images for a prompt, writes new prompts |
+//! | operator | [`Operator`] | turns a judged sample into actions on the training set |
+//! | base model | [`BaseModel`] | trains on a batch, samples images, saves and loads itself |
+//!
+//! A plugin crate depends on this crate only, never on the host. The same trait
+//! implementation can be registered as a built-in (see [`register_plugin!`]).
+//!
+//! ```
+//! use evolve_sdk::prelude::*;
+//!
+//! /// Deactivates every sample whose prompt mentions a banned word.
+//! struct Banlist { words: Vec<String> }
+//!
+//! // Plugin crates reach schemars through the SDK, so the derive is told where it lives.
+//! #[derive(serde::Deserialize, evolve_sdk::schemars::JsonSchema)]
+//! #[serde(deny_unknown_fields)]
+//! #[schemars(crate = "evolve_sdk::schemars")]
+//! struct BanlistConfig {
+//!     /// Words that remove a prompt from the active set.
+//!     words: Vec<String>,
+//! }
+//!
+//! impl Operator for Banlist {
+//!     fn decide(&self, sample: &EvaluatedSample) -> Result<Vec<Action>, PluginError> {
+//!         let banned = self.words.iter().any(|w| sample.prompt.contains(w.as_str()));
+//!         Ok(if banned { vec![Action::Deactivate] } else { vec![] })
+//!     }
+//! }
+//!
+//! evolve_sdk::register_plugin! {
+//!     kind: Operator,
+//!     name: "banlist",
+//!     description: "Deactivates samples whose prompt contains a banned word.",
+//!     config: BanlistConfig,
+//!     build: |config: BanlistConfig, _ctx: &PluginContext| Ok(Banlist { words: config.words }),
+//! }
+//! # fn main() {}
+//! ```
+
+pub mod base_model;
+pub mod config;
+pub mod error;
+pub mod image;
+pub mod judge;
+pub mod operator;
+pub mod plugin;
+pub mod registry;
+pub mod rng;
+pub mod teacher;
+
+pub use async_trait::async_trait;
+pub use base_model::{BaseModel, SampleRequest, StepStats, TrainBatch};
+pub use config::{SecretRef, config_schema, decode_config};
+pub use error::PluginError;
+pub use image::{Image, ImageError};
+pub use judge::{Choice, CompareRequest, ExpandRequest, Judge, MutateRequest, Verdict};
+pub use operator::{Action, EvaluatedSample, Operator, Origin, Outcome};
+pub use plugin::{Limits, PluginContext, PluginInfo, PluginKind};
+pub use registry::{BuiltinPlugin, Constructor, builtin_plugins};
+pub use rng::SplitMix64;
+pub use teacher::{Cost, GenerateRequest, GeneratedImage, Teacher};
+
+/// Re-exported so that [`register_plugin!`] works without the plugin crate naming `inventory`.
+#[doc(hidden)]
+pub use inventory;
+/// Re-exported so that plugin configs can derive `JsonSchema` with the same schemars version.
+pub use schemars;
+
+/// The items a plugin implementation usually needs, in one `use`.
+pub mod prelude {
+    pub use crate::{
+        Action, BaseModel, Choice, CompareRequest, Cost, EvaluatedSample, ExpandRequest, GenerateRequest,
+        GeneratedImage, Image, Judge, Limits, MutateRequest, Operator, Origin, Outcome, PluginContext, PluginError,
+        SampleRequest, SplitMix64, StepStats, Teacher, TrainBatch, Verdict, async_trait,
+    };
+}

@@ -1,0 +1,85 @@
+//! What every plugin is, whatever its kind: identity, limits, and what the host gives it.
+
+use serde::{Deserialize, Serialize};
+
+/// The four roles a plugin can play in the evolution loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginKind {
+    /// Renders prompts into images (an image API).
+    Teacher,
+    /// Compares images and writes prompts (a vision-language model).
+    Judge,
+    /// Turns a judged sample into actions on the training set.
+    Operator,
+    /// The model being trained.
+    BaseModel,
+}
+
+impl PluginKind {
+    /// Every kind, in the order the loop uses them.
+    pub const ALL: [PluginKind; 4] =
+        [PluginKind::BaseModel, PluginKind::Teacher, PluginKind::Judge, PluginKind::Operator];
+
+    /// The name used in experiment files and listings (`teacher`, `base_model`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Teacher => "teacher",
+            PluginKind::Judge => "judge",
+            PluginKind::Operator => "operator",
+            PluginKind::BaseModel => "base_model",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A plugin's identity as listed by `evolve plugins`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    /// The name experiment files use (`plugin = "shapes"`); unique per kind.
+    pub name: String,
+    /// Which role the plugin plays.
+    pub kind: PluginKind,
+    /// The plugin's own version (semver).
+    pub version: String,
+    /// One line on what it does.
+    pub description: String,
+}
+
+/// How hard the host may drive a plugin that calls a remote service. The host enforces these;
+/// a plugin need not count its own calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Calls in flight at once.
+    pub concurrency: u32,
+    /// Calls started per minute; `None` for no limit.
+    pub requests_per_minute: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { concurrency: 4, requests_per_minute: None }
+    }
+}
+
+/// What the host tells a plugin when it constructs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginContext {
+    /// The instance's label in the experiment (a teacher's `name`, or the plugin name).
+    pub instance: String,
+    /// The run's seed mixed with the instance label: the root of all the plugin's randomness,
+    /// so that a run is reproducible.
+    pub seed: u64,
+}
+
+impl PluginContext {
+    /// A context for `instance` with `seed`.
+    pub fn new(instance: impl Into<String>, seed: u64) -> Self {
+        PluginContext { instance: instance.into(), seed }
+    }
+}
