@@ -216,3 +216,32 @@ fn help_explains_every_command() {
     }
     assert!(help.contains("EvolveDirector") || help.contains("judge"), "{help}");
 }
+
+#[test]
+fn eval_scores_the_shapes_teacher_near_perfect() {
+    let out = evolve(&["eval", "--teacher", "shapes", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["suite"], "ShapesEval");
+    let categories = report["categories"].as_array().unwrap();
+    assert_eq!(categories.len(), 6);
+    assert!(categories.iter().map(|c| c["prompts"].as_u64().unwrap()).sum::<u64>() >= 400);
+    assert!(report["overall"].as_f64().unwrap() >= 0.99, "{report}");
+
+    let out = evolve(&["eval", "--teacher", "shapes"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    for category in ["single_object", "two_objects", "counting", "colors", "position", "color_attr", "overall"] {
+        assert!(table.contains(category), "{table}");
+    }
+}
+
+#[test]
+fn shared_plugin_names_need_a_kind() {
+    let out = evolve(&["schema", "shapes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("judge/shapes"), "{}", stderr(&out));
+    let out = evolve(&["schema", "judge/shapes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(schema["properties"]["flip_rate"].is_object(), "{schema}");
+}

@@ -5,9 +5,11 @@
 //! - [`registry`]: the plugins this binary can build, by kind and name.
 //! - [`experiment`]: experiment files — types, JSON Schema, validation with precise diagnostics.
 //! - [`store`]: the run directory — content-addressed image store and the SQLite run ledger.
+//! - [`eval`]: scoring a model or a teacher on an evaluator's held-out suite.
 //!
 //! The director, trainer and evaluation arrive as their own modules; see `DESIGN.md`.
 
+pub mod eval;
 pub mod experiment;
 pub mod registry;
 pub mod store;

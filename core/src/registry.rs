@@ -4,8 +4,13 @@
 //! to make sure those crates are linked (see [`Registry::builtin`]). The host never matches on a
 //! plugin's name: everything it knows about a plugin comes from its registration.
 
-use evolve_sdk::{BuiltinPlugin, Constructor, PluginContext, PluginError, PluginInfo, PluginKind};
+use evolve_sdk::registry::Build;
+use evolve_sdk::{
+    BaseModel, BuiltinPlugin, Constructor, Evaluator, Judge, Operator, PluginContext, PluginError, PluginInfo,
+    PluginKind, Teacher,
+};
 use serde::Serialize;
+use serde_json::Value;
 
 /// Where a plugin comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -76,6 +81,7 @@ impl Registry {
         // `inventory` entries live in the plugin crates' object code; a crate the binary never
         // references is not linked, and its plugins would vanish without an error.
         evolve_operators::link();
+        evolve_shapes::link();
         Registry::from_builtins(evolve_sdk::builtin_plugins())
     }
 
@@ -121,17 +127,59 @@ impl Registry {
         self.entries.iter().filter(|e| e.name() == name).collect()
     }
 
-    /// Builds an operator from its config.
-    pub fn build_operator(
+    /// Builds the plugin of `kind` called `name` from its (schema-validated) config; `pick`
+    /// selects the constructor variant of that kind.
+    fn build<T: ?Sized>(
         &self,
+        kind: PluginKind,
         name: &str,
         config: serde_json::Value,
         ctx: &PluginContext,
-    ) -> Result<Box<dyn evolve_sdk::Operator>, BuildError> {
-        match self.get(PluginKind::Operator, name)?.constructor {
-            Constructor::Operator(build) => Ok(build(config, ctx)?),
-            _ => unreachable!("entries are filtered by kind"),
-        }
+        pick: fn(Constructor) -> Option<Build<T>>,
+    ) -> Result<Box<T>, BuildError> {
+        let entry = self.get(kind, name)?;
+        let build = pick(entry.constructor).ok_or_else(|| BuildError::KindMismatch { name: name.to_string(), kind })?;
+        Ok(build(config, ctx)?)
+    }
+
+    /// Builds a teacher.
+    pub fn teacher(&self, name: &str, config: Value, ctx: &PluginContext) -> Result<Box<dyn Teacher>, BuildError> {
+        self.build(PluginKind::Teacher, name, config, ctx, |c| match c {
+            Constructor::Teacher(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// Builds a judge.
+    pub fn judge(&self, name: &str, config: Value, ctx: &PluginContext) -> Result<Box<dyn Judge>, BuildError> {
+        self.build(PluginKind::Judge, name, config, ctx, |c| match c {
+            Constructor::Judge(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// Builds an operator.
+    pub fn operator(&self, name: &str, config: Value, ctx: &PluginContext) -> Result<Box<dyn Operator>, BuildError> {
+        self.build(PluginKind::Operator, name, config, ctx, |c| match c {
+            Constructor::Operator(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// Builds a base model.
+    pub fn base_model(&self, name: &str, config: Value, ctx: &PluginContext) -> Result<Box<dyn BaseModel>, BuildError> {
+        self.build(PluginKind::BaseModel, name, config, ctx, |c| match c {
+            Constructor::BaseModel(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// Builds an evaluator.
+    pub fn evaluator(&self, name: &str, config: Value, ctx: &PluginContext) -> Result<Box<dyn Evaluator>, BuildError> {
+        self.build(PluginKind::Evaluator, name, config, ctx, |c| match c {
+            Constructor::Evaluator(b) => Some(b),
+            _ => None,
+        })
     }
 }
 
@@ -144,4 +192,12 @@ pub enum BuildError {
     /// The plugin refused its config.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// A registration whose constructor does not match its kind (a registry bug).
+    #[error("plugin `{name}` is registered as a {kind} but cannot build one")]
+    KindMismatch {
+        /// The plugin.
+        name: String,
+        /// The kind asked for.
+        kind: PluginKind,
+    },
 }

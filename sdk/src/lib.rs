@@ -14,6 +14,7 @@
 //! | judge | [`Judge`] | compares images for a prompt, writes new prompts |
 //! | operator | [`Operator`] | turns a judged sample into actions on the training set |
 //! | base model | [`BaseModel`] | trains on a batch, samples images, saves and loads itself |
+//! | evaluator | [`Evaluator`] | a held-out prompt suite and a scorer for its images |
 //!
 //! A plugin crate depends on this crate only, never on the host. The same trait
 //! implementation can be registered as a built-in (see [`register_plugin!`]).
@@ -53,6 +54,7 @@
 pub mod base_model;
 pub mod config;
 pub mod error;
+pub mod evaluator;
 pub mod image;
 pub mod judge;
 pub mod operator;
@@ -60,11 +62,13 @@ pub mod plugin;
 pub mod registry;
 pub mod rng;
 pub mod teacher;
+pub mod time;
 
 pub use async_trait::async_trait;
 pub use base_model::{BaseModel, SampleRequest, StepStats, TrainBatch};
 pub use config::{SecretRef, config_schema, decode_config};
 pub use error::PluginError;
+pub use evaluator::{EvalCase, EvalSuite, Evaluator};
 pub use image::{Image, ImageError};
 pub use judge::{Choice, CompareRequest, ExpandRequest, Judge, MutateRequest, Verdict};
 pub use operator::{Action, EvaluatedSample, Operator, Origin, Outcome};
@@ -82,8 +86,8 @@ pub use schemars;
 /// The items a plugin implementation usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Action, BaseModel, Choice, CompareRequest, Cost, EvaluatedSample, ExpandRequest, GenerateRequest,
-        GeneratedImage, Image, Judge, Limits, MutateRequest, Operator, Origin, Outcome, PluginContext, PluginError,
-        SampleRequest, SplitMix64, StepStats, Teacher, TrainBatch, Verdict, async_trait,
+        Action, BaseModel, Choice, CompareRequest, Cost, EvalCase, EvalSuite, EvaluatedSample, Evaluator,
+        ExpandRequest, GenerateRequest, GeneratedImage, Image, Judge, Limits, MutateRequest, Operator, Origin, Outcome,
+        PluginContext, PluginError, SampleRequest, SplitMix64, StepStats, Teacher, TrainBatch, Verdict, async_trait,
     };
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The four roles a plugin can play in the evolution loop.
+/// The roles a plugin can play in the evolution loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginKind {
@@ -14,12 +14,14 @@ pub enum PluginKind {
     Operator,
     /// The model being trained.
     BaseModel,
+    /// A held-out evaluation suite and its scorer.
+    Evaluator,
 }
 
 impl PluginKind {
     /// Every kind, in the order the loop uses them.
-    pub const ALL: [PluginKind; 4] =
-        [PluginKind::BaseModel, PluginKind::Teacher, PluginKind::Judge, PluginKind::Operator];
+    pub const ALL: [PluginKind; 5] =
+        [PluginKind::BaseModel, PluginKind::Teacher, PluginKind::Judge, PluginKind::Operator, PluginKind::Evaluator];
 
     /// The name used in experiment files and listings (`teacher`, `base_model`, ...).
     pub fn as_str(self) -> &'static str {
@@ -28,6 +30,7 @@ impl PluginKind {
             PluginKind::Judge => "judge",
             PluginKind::Operator => "operator",
             PluginKind::BaseModel => "base_model",
+            PluginKind::Evaluator => "evaluator",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Built-in plugin registration: plugin crates submit a [`BuiltinPlugin`] with
 //! [`register_plugin!`](crate::register_plugin); the host collects them at start-up.
 
-use crate::{BaseModel, Judge, Operator, PluginContext, PluginError, PluginInfo, PluginKind, Teacher};
+use crate::{BaseModel, Evaluator, Judge, Operator, PluginContext, PluginError, PluginInfo, PluginKind, Teacher};
 
 /// Builds a plugin instance from its (already schema-validated) JSON config.
 pub type Build<T> = fn(serde_json::Value, &PluginContext) -> Result<Box<T>, PluginError>;
@@ -17,6 +17,8 @@ pub enum Constructor {
     Operator(Build<dyn Operator>),
     /// A [`BaseModel`].
     BaseModel(Build<dyn BaseModel>),
+    /// An [`Evaluator`].
+    Evaluator(Build<dyn Evaluator>),
 }
 
 impl Constructor {
@@ -27,6 +29,7 @@ impl Constructor {
             Constructor::Judge(_) => PluginKind::Judge,
             Constructor::Operator(_) => PluginKind::Operator,
             Constructor::BaseModel(_) => PluginKind::BaseModel,
+            Constructor::Evaluator(_) => PluginKind::Evaluator,
         }
     }
 }

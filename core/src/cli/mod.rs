@@ -1,6 +1,7 @@
 //! The command line: one module per command, each a thin layer over the library.
 
 mod check;
+mod eval;
 mod plugins;
 mod schema;
 
@@ -85,9 +86,15 @@ enum Command {
         /// The run directory.
         #[arg(long, value_name = "DIR", required_unless_present = "teacher")]
         run: Option<PathBuf>,
-        /// Score a teacher plugin instead of a run.
+        /// Score a teacher plugin (with its default config) instead of a run.
         #[arg(long, conflicts_with = "run")]
         teacher: Option<String>,
+        /// The evaluator plugin (default: the only one registered, or the experiment's).
+        #[arg(long)]
+        suite: Option<String>,
+        /// Image side in pixels for `--teacher`.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(16..=4096))]
+        size: u32,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -130,7 +137,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             not_available("evolve train", "the training core (candle DiT base model)")
         }
         Command::Sample { .. } => not_available("evolve sample", "the training core (candle DiT base model)"),
-        Command::Eval { .. } => not_available("evolve eval", "the embedded shapes world and ShapesEval"),
+        Command::Eval { teacher: Some(teacher), suite, size, json, .. } => {
+            eval::teacher(&teacher, suite.as_deref(), size, json)
+        }
+        Command::Eval { .. } => not_available("evolve eval --run", "the training core (candle DiT base model)"),
         Command::Report { .. } => not_available("evolve report", "the HTML run report"),
         Command::Serve { .. } => not_available("evolve serve", "the real teachers and judges (HTTP API plugins)"),
         Command::Bench { name } => not_available(&format!("evolve bench {name}"), "the benchmark's own issue"),

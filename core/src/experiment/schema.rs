@@ -7,11 +7,12 @@ use evolve_sdk::PluginKind;
 use serde_json::{Value, json};
 
 /// Where each kind's plugin sections sit in the experiment schema (JSON pointers).
-pub(super) const SECTIONS: [(&str, PluginKind); 4] = [
+pub(super) const SECTIONS: [(&str, PluginKind); 5] = [
     ("/properties/base_model", PluginKind::BaseModel),
     ("/properties/teachers/items", PluginKind::Teacher),
     ("/properties/judge", PluginKind::Judge),
     ("/properties/operators/items", PluginKind::Operator),
+    ("/properties/eval", PluginKind::Evaluator),
 ];
 
 /// The JSON Schema (draft 2020-12) of experiment files for the plugins in `registry`.
@@ -58,6 +59,7 @@ pub(super) fn kind_of_section(key: &str) -> Option<PluginKind> {
         "teachers" => Some(PluginKind::Teacher),
         "judge" => Some(PluginKind::Judge),
         "operators" => Some(PluginKind::Operator),
+        "eval" => Some(PluginKind::Evaluator),
         _ => None,
     }
 }

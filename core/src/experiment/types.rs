@@ -24,6 +24,10 @@ pub struct Experiment {
     /// discrimination, expansion, deletion, mutation).
     #[serde(default = "paper_operators")]
     pub operators: Vec<PluginSection>,
+    /// The held-out evaluation suite that scores the base model (`evolve eval`); its prompts
+    /// are never trained on.
+    #[serde(default)]
+    pub eval: Option<PluginSection>,
     /// Where the initial prompts come from.
     #[serde(default)]
     pub prompts: PromptSettings,
