@@ -78,11 +78,22 @@ pub struct PluginContext {
     /// The run's seed mixed with the instance label: the root of all the plugin's randomness,
     /// so that a run is reproducible.
     pub seed: u64,
+    /// Side of the square images the run trains on (`run.image_size`).
+    pub image_size: u32,
+    /// The run's compute device (`cpu` or `cuda:N`), for base models.
+    pub device: String,
 }
 
 impl PluginContext {
-    /// A context for `instance` with `seed`.
+    /// A context for `instance` with `seed`, 32-pixel images, on the CPU.
     pub fn new(instance: impl Into<String>, seed: u64) -> Self {
-        PluginContext { instance: instance.into(), seed }
+        PluginContext { instance: instance.into(), seed, image_size: 32, device: "cpu".into() }
+    }
+
+    /// The same context with another image size and device.
+    pub fn with_run(mut self, image_size: u32, device: &str) -> Self {
+        self.image_size = image_size;
+        self.device = device.to_string();
+        self
     }
 }

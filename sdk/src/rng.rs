@@ -17,6 +17,11 @@ impl SplitMix64 {
         SplitMix64 { state: seed }
     }
 
+    /// The whole state, to save; `SplitMix64::new(state)` resumes the stream exactly.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
     /// A generator whose seed mixes several values (e.g. a run seed and a sample id).
     pub fn from_parts(parts: &[u64]) -> Self {
         let mut rng = SplitMix64::new(0x005E_ED0F_E70E);

@@ -1,0 +1,252 @@
+//! PixArt-alpha's diffusion transformer (Chen et al., 2023), as EvolveDirector trains it.
+//!
+//! ```text
+//! x (B,3,H,W) --patchify+proj--> tokens + 2-D sin-cos positions
+//! t --sinusoid--> timestep_embedder (MLP) = e_t --t_block (SiLU, Linear)--> 6 modulations
+//! caption (B,L,C_txt) --caption_projection (MLP)--> y (a learned null caption when dropped)
+//! for each block:  x += gate_msa * SelfAttn(LN(x) * (1 + scale_msa) + shift_msa)
+//!                  x += CrossAttn(x, y)            (LayerNorm on Q and K: EvolveDirector)
+//!                  x += gate_mlp * MLP(LN(x) * (1 + scale_mlp) + shift_mlp)
+//!   where (shift, scale, gate)_{msa,mlp} = block.scale_shift_table + t_block(e_t)   (adaLN-single)
+//! final:  LN(x) * (1 + scale) + shift  with  (shift, scale) = scale_shift_table + e_t;  Linear; unpatchify
+//! ```
+//!
+//! Parameter names follow diffusers' `PixArtTransformer2DModel`, so PixArt-alpha checkpoints can
+//! be mapped in.
+
+use super::layers::{Attention, FeedForward, Linear, chunk_last};
+use super::ops::{layer_norm, modulate};
+use super::params::{Init, ParamStore};
+use candle_core::{D, Device, Result, Tensor};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Sizes of a DiT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DitShape {
+    /// Side of the (square) input in pixels (or latent cells).
+    pub image_size: usize,
+    /// Input channels (3 for pixels).
+    pub in_channels: usize,
+    /// Side of a patch.
+    pub patch: usize,
+    /// Transformer width.
+    pub hidden: usize,
+    /// Transformer blocks.
+    pub depth: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Width of the caption features the text encoder produces.
+    pub caption_channels: usize,
+    /// Caption length in tokens.
+    pub caption_len: usize,
+}
+
+impl DitShape {
+    /// Tokens per image.
+    pub fn tokens(&self) -> usize {
+        (self.image_size / self.patch).pow(2)
+    }
+
+    /// Checks that the sizes fit together.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.patch == 0 || !self.image_size.is_multiple_of(self.patch) {
+            return Err(format!("image_size {} is not a multiple of patch {}", self.image_size, self.patch));
+        }
+        if self.heads == 0 || !self.hidden.is_multiple_of(self.heads) {
+            return Err(format!("hidden {} is not a multiple of heads {}", self.hidden, self.heads));
+        }
+        if !self.hidden.is_multiple_of(4) {
+            return Err(format!("hidden {} must be a multiple of 4 (2-D sin-cos positions)", self.hidden));
+        }
+        if self.depth == 0 || self.in_channels == 0 || self.caption_channels == 0 || self.caption_len == 0 {
+            return Err("depth, in_channels, caption_channels and caption_len must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+struct Block {
+    attn1: Attention,
+    attn2: Attention,
+    ff: FeedForward,
+    scale_shift_table: Tensor,
+}
+
+/// The diffusion transformer.
+pub struct Dit {
+    shape: DitShape,
+    patch_proj: Tensor,
+    patch_bias: Tensor,
+    pos: Tensor,
+    time_1: Linear,
+    time_2: Linear,
+    t_block: Linear,
+    caption_1: Linear,
+    caption_2: Linear,
+    null_caption: Tensor,
+    blocks: Vec<Block>,
+    final_table: Tensor,
+    proj_out: Linear,
+}
+
+/// Sinusoidal embedding of `timesteps` into `dim` features (cos first, as PixArt).
+pub fn timestep_embedding(timesteps: &[f64], dim: usize, device: &Device) -> Result<Tensor> {
+    let half = dim / 2;
+    let mut out = Vec::with_capacity(timesteps.len() * dim);
+    for &t in timesteps {
+        let freqs = (0..half).map(|i| (-(10_000f64.ln()) * i as f64 / half as f64).exp() * t);
+        let args: Vec<f64> = freqs.collect();
+        out.extend(args.iter().map(|a| a.cos()));
+        out.extend(args.iter().map(|a| a.sin()));
+    }
+    Tensor::from_vec(out, (timesteps.len(), dim), device)
+}
+
+/// Fixed 2-D sin-cos position embedding of a `grid` x `grid` token grid into `dim` features.
+pub fn pos_embedding(grid: usize, dim: usize, device: &Device) -> Result<Tensor> {
+    let quarter = dim / 4;
+    let omega: Vec<f64> = (0..quarter).map(|i| 1.0 / 10_000f64.powf(i as f64 / quarter as f64)).collect();
+    let mut out = Vec::with_capacity(grid * grid * dim);
+    for row in 0..grid {
+        for col in 0..grid {
+            // First half encodes the column (w), second half the row (h), as MAE/PixArt.
+            for pos in [col as f64, row as f64] {
+                out.extend(omega.iter().map(|w| (pos * w).sin()));
+                out.extend(omega.iter().map(|w| (pos * w).cos()));
+            }
+        }
+    }
+    Tensor::from_vec(out, (1, grid * grid, dim), device)
+}
+
+impl Dit {
+    /// A freshly initialised DiT (PixArt's initialisation: Xavier linears, zeroed output
+    /// projections, N(0, 0.02) embedders).
+    pub fn new(p: &mut ParamStore, shape: DitShape) -> Result<Self> {
+        let (h, c_in, patch) = (shape.hidden, shape.in_channels, shape.patch);
+        let patch_in = c_in * patch * patch;
+        let patch_proj = p.get(
+            "pos_embed.proj.weight",
+            &[h, c_in, patch, patch],
+            Init::XavierUniform { fan_in: patch_in, fan_out: h },
+        )?;
+        let patch_bias = p.get("pos_embed.proj.bias", &[h], Init::Zeros)?;
+        let normal = Init::Normal(0.02);
+        let time_1 = Linear::with_init(p, "adaln_single.emb.timestep_embedder.linear_1", 256, h, normal)?;
+        let time_2 = Linear::with_init(p, "adaln_single.emb.timestep_embedder.linear_2", h, h, normal)?;
+        let t_block = Linear::with_init(p, "adaln_single.linear", h, 6 * h, normal)?;
+        let caption_1 = Linear::with_init(p, "caption_projection.linear_1", shape.caption_channels, h, normal)?;
+        let caption_2 = Linear::with_init(p, "caption_projection.linear_2", h, h, normal)?;
+        let null_caption = p.get(
+            "caption_projection.y_embedding",
+            &[shape.caption_len, shape.caption_channels],
+            Init::Normal(1.0 / (shape.caption_channels as f64).sqrt()),
+        )?;
+        let table_init = Init::Normal(1.0 / (h as f64).sqrt());
+        let mut blocks = Vec::with_capacity(shape.depth);
+        for i in 0..shape.depth {
+            let name = format!("transformer_blocks.{i}");
+            blocks.push(Block {
+                attn1: Attention::new(p, &format!("{name}.attn1"), h, h, shape.heads, false, false)?,
+                attn2: Attention::new(p, &format!("{name}.attn2"), h, h, shape.heads, true, true)?,
+                ff: FeedForward::new(p, &format!("{name}.ff"), h, 4)?,
+                scale_shift_table: p.get(&format!("{name}.scale_shift_table"), &[6, h], table_init)?,
+            });
+        }
+        let final_table = p.get("scale_shift_table", &[2, h], table_init)?;
+        let proj_out = Linear::with_init(p, "proj_out", h, patch * patch * c_in, Init::Zeros)?;
+        let pos = pos_embedding(shape.image_size / patch, h, p.device())?.to_dtype(p.dtype())?;
+        Ok(Dit {
+            shape,
+            patch_proj,
+            patch_bias,
+            pos,
+            time_1,
+            time_2,
+            t_block,
+            caption_1,
+            caption_2,
+            null_caption,
+            blocks,
+            final_table,
+            proj_out,
+        })
+    }
+
+    /// The model's sizes.
+    pub fn shape(&self) -> &DitShape {
+        &self.shape
+    }
+
+    /// `(B, C, H, W)` to `(B, N, C * p * p)` in the order of a conv kernel `(c, ky, kx)`.
+    fn patchify(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, hgt, wid) = x.dims4()?;
+        let p = self.shape.patch;
+        let (gh, gw) = (hgt / p, wid / p);
+        x.reshape((b, c, gh, p, gw, p))?.permute((0, 2, 4, 1, 3, 5))?.reshape((b, gh * gw, c * p * p))
+    }
+
+    /// `(B, N, p * p * C)` in diffusers' `(p, q, c)` order back to `(B, C, H, W)`.
+    fn unpatchify(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, _, _) = x.dims3()?;
+        let (p, c) = (self.shape.patch, self.shape.in_channels);
+        let g = self.shape.image_size / p;
+        x.reshape((b, g, g, p, p, c))?.permute((0, 5, 1, 3, 2, 4))?.reshape((b, c, g * p, g * p))
+    }
+
+    /// Caption features for the transformer: `caption` (B, L, C_txt) where `keep[i]`, the learned
+    /// null caption elsewhere (classifier-free guidance's unconditional branch).
+    pub fn project_caption(&self, caption: &Tensor, keep: &[bool]) -> Result<Tensor> {
+        let (b, l, c) = caption.dims3()?;
+        let caption = if keep.iter().all(|k| *k) {
+            caption.clone()
+        } else {
+            let mask: Vec<f64> = keep.iter().map(|k| if *k { 1.0 } else { 0.0 }).collect();
+            let mask = Tensor::from_vec(mask, (b, 1, 1), caption.device())?.to_dtype(caption.dtype())?;
+            let null = self.null_caption.unsqueeze(0)?.broadcast_as((b, l, c))?;
+            (caption.broadcast_mul(&mask)? + null.broadcast_mul(&(1.0 - &mask)?)?)?
+        };
+        self.caption_2.forward(&self.caption_1.forward(&caption)?.gelu()?)
+    }
+
+    /// Predicts the noise in `x` (B, C, H, W) at `timesteps` given projected captions `y`.
+    pub fn forward(&self, x: &Tensor, timesteps: &[f64], y: &Tensor) -> Result<Tensor> {
+        let (b, _, _, _) = x.dims4()?;
+        let h = self.shape.hidden;
+        let w = self.patch_proj.reshape((h, ()))?;
+        let tokens = self.patchify(x)?;
+        let (n, k) = (tokens.dim(1)?, tokens.dim(2)?);
+        let mut x = tokens.reshape((b * n, k))?.matmul(&w.t()?)?.broadcast_add(&self.patch_bias)?.reshape((b, n, h))?;
+        x = x.broadcast_add(&self.pos)?;
+
+        let t_freq = timestep_embedding(timesteps, 256, x.device())?.to_dtype(x.dtype())?;
+        let e_t = self.time_2.forward(&self.time_1.forward(&t_freq)?.silu()?)?;
+        let t6 = self.t_block.forward(&e_t.silu()?)?.reshape((b, 6, h))?;
+
+        for block in &self.blocks {
+            let m = t6.broadcast_add(&block.scale_shift_table.unsqueeze(0)?)?;
+            let m = chunk_last(&m.reshape((b, 1, 6 * h))?, 6)?;
+            let (shift_msa, scale_msa, gate_msa) = (&m[0], &m[1], &m[2]);
+            let (shift_mlp, scale_mlp, gate_mlp) = (&m[3], &m[4], &m[5]);
+            let normed = modulate(&layer_norm(&x, 1e-6)?, shift_msa, scale_msa)?;
+            x = (&x + block.attn1.forward(&normed, &normed)?.broadcast_mul(gate_msa)?)?;
+            x = (&x + block.attn2.forward(&x, y)?)?;
+            let normed = modulate(&layer_norm(&x, 1e-6)?, shift_mlp, scale_mlp)?;
+            x = (&x + block.ff.forward(&normed)?.broadcast_mul(gate_mlp)?)?;
+        }
+
+        let m = self.final_table.unsqueeze(0)?.broadcast_add(&e_t.unsqueeze(1)?)?;
+        let (shift, scale) = (m.narrow(1, 0, 1)?, m.narrow(1, 1, 1)?);
+        let x = modulate(&layer_norm(&x, 1e-6)?, &shift, &scale)?;
+        let out = self.proj_out.forward(&x)?;
+        self.unpatchify(&out)
+    }
+}
+
+/// The mean over all but the batch dimension (per-sample losses).
+pub fn per_sample_mean(x: &Tensor) -> Result<Tensor> {
+    let b = x.dim(0)?;
+    x.reshape((b, ()))?.mean(D::Minus1)
+}

@@ -1,0 +1,288 @@
+//! Differentiable building blocks that candle 0.11 lacks or gets wrong.
+//!
+//! `candle_nn::ops::{softmax_last_dim, layer_norm}` have no backward pass: gradients silently
+//! stop at them. These are custom ops with hand-written forward and backward kernels (fused, so
+//! also faster than composing primitives), checked against finite differences in the tests.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, DType, Layout, Result, Shape, Tensor, bail};
+use num_traits::Float;
+use rayon::prelude::*;
+
+/// Rows per parallel task: below this, threading costs more than it saves.
+const ROWS_PER_TASK: usize = 64;
+
+fn slice<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("evolve op: input must be contiguous"),
+    }
+}
+
+fn row_len(layout: &Layout) -> Result<usize> {
+    match layout.dims().last() {
+        Some(&n) if n > 0 => Ok(n),
+        _ => bail!("evolve op: needs a non-empty last dimension"),
+    }
+}
+
+/// Applies `kernel` to each row of `n` values of `x`, writing into a new buffer.
+fn map_rows<T: Float + Send + Sync>(x: &[T], n: usize, kernel: impl Fn(&[T], &mut [T]) + Sync) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(n * ROWS_PER_TASK).zip(x.par_chunks(n * ROWS_PER_TASK)).for_each(|(o, x)| {
+        for (o, x) in o.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+            kernel(x, o);
+        }
+    });
+    out
+}
+
+/// Like [`map_rows`] over two inputs of the same shape.
+fn map_rows2<T: Float + Send + Sync>(
+    a: &[T],
+    b: &[T],
+    n: usize,
+    kernel: impl Fn(&[T], &[T], &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); a.len()];
+    out.par_chunks_mut(n * ROWS_PER_TASK)
+        .zip(a.par_chunks(n * ROWS_PER_TASK))
+        .zip(b.par_chunks(n * ROWS_PER_TASK))
+        .for_each(|((o, a), b)| {
+            for ((o, a), b) in o.chunks_exact_mut(n).zip(a.chunks_exact(n)).zip(b.chunks_exact(n)) {
+                kernel(a, b, o);
+            }
+        });
+    out
+}
+
+fn softmax_row<T: Float>(x: &[T], out: &mut [T]) {
+    let max = x.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+    let mut sum = T::zero();
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v - max).exp();
+        sum = sum + *o;
+    }
+    let inv = T::one() / sum;
+    out.iter_mut().for_each(|o| *o = *o * inv);
+}
+
+/// dx = y * (dy - sum(dy * y)).
+fn softmax_grad_row<T: Float>(y: &[T], dy: &[T], out: &mut [T]) {
+    let dot = y.iter().zip(dy).fold(T::zero(), |s, (&y, &g)| s + y * g);
+    for ((o, &y), &g) in out.iter_mut().zip(y).zip(dy) {
+        *o = y * (g - dot);
+    }
+}
+
+fn norm_stats<T: Float>(x: &[T], eps: f64) -> (T, T) {
+    let n = T::from(x.len()).unwrap_or_else(T::one);
+    let mean = x.iter().fold(T::zero(), |s, &v| s + v) / n;
+    let var = x.iter().fold(T::zero(), |s, &v| s + (v - mean) * (v - mean)) / n;
+    (mean, T::one() / (var + T::from(eps).unwrap_or_else(T::zero)).sqrt())
+}
+
+fn layer_norm_row<T: Float>(x: &[T], out: &mut [T], eps: f64) {
+    let (mean, rstd) = norm_stats(x, eps);
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v - mean) * rstd;
+    }
+}
+
+/// dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
+fn layer_norm_grad_row<T: Float>(x: &[T], dy: &[T], out: &mut [T], eps: f64) {
+    let (mean, rstd) = norm_stats(x, eps);
+    let n = T::from(x.len()).unwrap_or_else(T::one);
+    let (mut sum_dy, mut sum_dy_xhat) = (T::zero(), T::zero());
+    for (&v, &g) in x.iter().zip(dy) {
+        sum_dy = sum_dy + g;
+        sum_dy_xhat = sum_dy_xhat + g * (v - mean) * rstd;
+    }
+    let (mean_dy, mean_dy_xhat) = (sum_dy / n, sum_dy_xhat / n);
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(dy) {
+        *o = rstd * (g - mean_dy - (v - mean) * rstd * mean_dy_xhat);
+    }
+}
+
+macro_rules! dispatch1 {
+    ($storage:expr, $layout:expr, |$x:ident, $n:ident| $body:expr) => {{
+        let $n = row_len($layout)?;
+        let shape = $layout.shape().clone();
+        match $storage {
+            CpuStorage::F32(v) => {
+                let $x = slice(v, $layout)?;
+                Ok((CpuStorage::F32($body), shape))
+            }
+            CpuStorage::F64(v) => {
+                let $x = slice(v, $layout)?;
+                Ok((CpuStorage::F64($body), shape))
+            }
+            _ => bail!("evolve op: only f32 and f64 are supported"),
+        }
+    }};
+}
+
+macro_rules! dispatch2 {
+    ($a:expr, $la:expr, $b:expr, $lb:expr, |$x:ident, $y:ident, $n:ident| $body:expr) => {{
+        let $n = row_len($la)?;
+        if $la.shape() != $lb.shape() {
+            bail!("evolve op: shape mismatch {:?} vs {:?}", $la.shape(), $lb.shape());
+        }
+        let shape = $la.shape().clone();
+        match ($a, $b) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                let ($x, $y) = (slice(a, $la)?, slice(b, $lb)?);
+                Ok((CpuStorage::F32($body), shape))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                let ($x, $y) = (slice(a, $la)?, slice(b, $lb)?);
+                Ok((CpuStorage::F64($body), shape))
+            }
+            _ => bail!("evolve op: unsupported or mismatched dtypes"),
+        }
+    }};
+}
+
+struct Softmax;
+struct SoftmaxGrad;
+struct LayerNorm {
+    eps: f64,
+}
+struct LayerNormGrad {
+    eps: f64,
+}
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "evolve-softmax-last-dim"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch1!(storage, layout, |x, n| map_rows(x, n, softmax_row))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(res.apply_op2_no_bwd(&grad_res.contiguous()?, &SoftmaxGrad)?))
+    }
+}
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "evolve-softmax-grad"
+    }
+
+    fn cpu_fwd(&self, y: &CpuStorage, ly: &Layout, dy: &CpuStorage, ldy: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch2!(y, ly, dy, ldy, |y, dy, n| map_rows2(y, dy, n, softmax_grad_row))
+    }
+}
+
+impl CustomOp1 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "evolve-layer-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let eps = self.eps;
+        dispatch1!(storage, layout, |x, n| map_rows(x, n, |x, o| layer_norm_row(x, o, eps)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(&grad_res.contiguous()?, &LayerNormGrad { eps: self.eps })?))
+    }
+}
+
+impl CustomOp2 for LayerNormGrad {
+    fn name(&self) -> &'static str {
+        "evolve-layer-norm-grad"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, dy: &CpuStorage, ldy: &Layout) -> Result<(CpuStorage, Shape)> {
+        let eps = self.eps;
+        dispatch2!(x, lx, dy, ldy, |x, dy, n| map_rows2(x, dy, n, |x, g, o| layer_norm_grad_row(x, g, o, eps)))
+    }
+}
+
+/// Softmax over the last dimension, with a backward pass. Fused kernels on the CPU; elsewhere
+/// (CUDA) composed from differentiable primitives.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() { x.contiguous()?.apply_op1(Softmax) } else { softmax_composed(x) }
+}
+
+/// Softmax from primitives (every one of which has a backward pass).
+pub fn softmax_composed(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// Layer normalisation over the last dimension without affine parameters (PixArt's norms;
+/// adaLN supplies scale and shift), with a backward pass. Fused kernels on the CPU; elsewhere
+/// composed from differentiable primitives.
+pub fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
+    if x.device().is_cpu() { x.contiguous()?.apply_op1(LayerNorm { eps }) } else { layer_norm_composed(x, eps) }
+}
+
+/// Layer norm from primitives.
+pub fn layer_norm_composed(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    centred.broadcast_div(&(var + eps)?.sqrt()?)
+}
+
+/// adaLN modulation: `x * (1 + scale) + shift`, with `shift` and `scale` broadcast over tokens.
+pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
+}
+
+/// Mean squared error between two tensors of the same shape.
+pub fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    (a - b)?.sqr()?.mean_all()
+}
+
+/// Whether `dtype` is one the custom kernels support.
+pub fn supported(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gradcheck::check_input_gradient;
+    use candle_core::Device;
+
+    fn input(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut rng = evolve_sdk::SplitMix64::new(seed);
+        let v: Vec<f64> = (0..n).map(|_| rng.next_f64() * 4.0 - 2.0).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn fused_ops_match_the_composed_ones() -> Result<()> {
+        let x = input(&[3, 5, 7], 1);
+        let diff = (softmax_last_dim(&x)? - softmax_composed(&x)?)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert!(diff < 1e-12, "softmax {diff}");
+        let diff = (layer_norm(&x, 1e-6)? - layer_norm_composed(&x, 1e-6)?)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert!(diff < 1e-9, "layer norm {diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn softmax_gradient_matches_finite_differences() {
+        check_input_gradient(&input(&[2, 3, 6], 2), softmax_last_dim);
+    }
+
+    #[test]
+    fn layer_norm_gradient_matches_finite_differences() {
+        check_input_gradient(&input(&[4, 9], 3), |x| layer_norm(x, 1e-5));
+    }
+
+    #[test]
+    fn f32_kernels_work_too() -> Result<()> {
+        let x = input(&[2, 8], 4).to_dtype(DType::F32)?;
+        let y = layer_norm(&x, 1e-6)?;
+        assert_eq!(y.dtype(), DType::F32);
+        let sums = softmax_last_dim(&x)?.sum(D::Minus1)?.to_vec1::<f32>()?;
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+        Ok(())
+    }
+}
