@@ -10,6 +10,7 @@
 //!
 //! The director, trainer and evaluation arrive as their own modules; see `DESIGN.md`.
 
+pub mod bench;
 pub mod eval;
 pub mod experiment;
 pub mod model;

@@ -1,5 +1,6 @@
 //! The command line: one module per command, each a thin layer over the library.
 
+mod bench;
 mod check;
 mod eval;
 mod plugins;
@@ -114,10 +115,17 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8765")]
         addr: String,
     },
-    /// Run a benchmark (train-throughput, data-efficiency, plugin-overhead).
+    /// Run a benchmark; ends with `figure-name: value` lines for scripts.
     Bench {
-        /// Which benchmark.
+        /// Which benchmark: train-throughput.
         name: String,
+        /// Python with PyTorch for reference measurements (default: bench/.venv/bin/python,
+        /// else python3).
+        #[arg(long, value_name = "PATH")]
+        python: Option<std::path::PathBuf>,
+        /// Only these cases (e.g. `tiny`).
+        #[arg(long)]
+        case: Vec<String>,
     },
 }
 
@@ -143,7 +151,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval { .. } => not_available("evolve eval --run", "the training core (candle DiT base model)"),
         Command::Report { .. } => not_available("evolve report", "the HTML run report"),
         Command::Serve { .. } => not_available("evolve serve", "the real teachers and judges (HTTP API plugins)"),
-        Command::Bench { name } => not_available(&format!("evolve bench {name}"), "the benchmark's own issue"),
+        Command::Bench { name, python, case } => bench::run(&name, python, &case),
     }
 }
 

@@ -14,8 +14,9 @@
 //! Parameter names follow diffusers' `PixArtTransformer2DModel`, so PixArt-alpha checkpoints can
 //! be mapped in.
 
+use super::fused::{bias_add, gated_add, ln_modulate};
 use super::layers::{Attention, FeedForward, Linear, chunk_last};
-use super::ops::{layer_norm, modulate};
+use super::ops::gelu_tanh;
 use super::params::{Init, ParamStore};
 use candle_core::{D, Device, Result, Tensor};
 use schemars::JsonSchema;
@@ -208,7 +209,7 @@ impl Dit {
             let null = self.null_caption.unsqueeze(0)?.broadcast_as((b, l, c))?;
             (caption.broadcast_mul(&mask)? + null.broadcast_mul(&(1.0 - &mask)?)?)?
         };
-        self.caption_2.forward(&self.caption_1.forward(&caption)?.gelu()?)
+        self.caption_2.forward(&gelu_tanh(&self.caption_1.forward(&caption)?)?)
     }
 
     /// Predicts the noise in `x` (B, C, H, W) at `timesteps` given projected captions `y`.
@@ -218,7 +219,7 @@ impl Dit {
         let w = self.patch_proj.reshape((h, ()))?;
         let tokens = self.patchify(x)?;
         let (n, k) = (tokens.dim(1)?, tokens.dim(2)?);
-        let mut x = tokens.reshape((b * n, k))?.matmul(&w.t()?)?.broadcast_add(&self.patch_bias)?.reshape((b, n, h))?;
+        let mut x = bias_add(&tokens.reshape((b * n, k))?.matmul(&w.t()?)?, &self.patch_bias)?.reshape((b, n, h))?;
         x = x.broadcast_add(&self.pos)?;
 
         let t_freq = timestep_embedding(timesteps, 256, x.device())?.to_dtype(x.dtype())?;
@@ -230,16 +231,16 @@ impl Dit {
             let m = chunk_last(&m.reshape((b, 1, 6 * h))?, 6)?;
             let (shift_msa, scale_msa, gate_msa) = (&m[0], &m[1], &m[2]);
             let (shift_mlp, scale_mlp, gate_mlp) = (&m[3], &m[4], &m[5]);
-            let normed = modulate(&layer_norm(&x, 1e-6)?, shift_msa, scale_msa)?;
-            x = (&x + block.attn1.forward(&normed, &normed)?.broadcast_mul(gate_msa)?)?;
+            let normed = ln_modulate(&x, shift_msa, scale_msa, 1e-6)?;
+            x = gated_add(&x, &block.attn1.forward(&normed, &normed)?, gate_msa)?;
             x = (&x + block.attn2.forward(&x, y)?)?;
-            let normed = modulate(&layer_norm(&x, 1e-6)?, shift_mlp, scale_mlp)?;
-            x = (&x + block.ff.forward(&normed)?.broadcast_mul(gate_mlp)?)?;
+            let normed = ln_modulate(&x, shift_mlp, scale_mlp, 1e-6)?;
+            x = gated_add(&x, &block.ff.forward(&normed)?, gate_mlp)?;
         }
 
         let m = self.final_table.unsqueeze(0)?.broadcast_add(&e_t.unsqueeze(1)?)?;
         let (shift, scale) = (m.narrow(1, 0, 1)?, m.narrow(1, 1, 1)?);
-        let x = modulate(&layer_norm(&x, 1e-6)?, &shift, &scale)?;
+        let x = ln_modulate(&x, &shift, &scale, 1e-6)?;
         let out = self.proj_out.forward(&x)?;
         self.unpatchify(&out)
     }

@@ -1,6 +1,7 @@
 //! The small layers every transformer here is made of.
 
-use super::ops::{layer_norm, softmax_last_dim};
+use super::fused::{bias_add, row_affine};
+use super::ops::{gelu_tanh, layer_norm, scaled_softmax_last_dim};
 use super::params::{Init, ParamStore};
 use candle_core::{D, Result, Tensor};
 
@@ -31,7 +32,7 @@ impl Linear {
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let y = x.reshape((rows, inputs))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => bias_add(&y, b)?,
             None => y,
         };
         let mut out = dims;
@@ -61,7 +62,7 @@ impl AffineNorm {
 
     /// Normalises `x` and applies the affine map.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        layer_norm(x, self.eps)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        row_affine(&layer_norm(x, self.eps)?, &self.weight, &self.bias)
     }
 }
 
@@ -119,8 +120,7 @@ impl Attention {
             k = nk.forward(&k)?;
         }
         let scale = 1.0 / ((c / self.heads) as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let attn = softmax_last_dim(&scores)?;
+        let attn = scaled_softmax_last_dim(&q.matmul(&k.t()?)?, scale)?;
         let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
         self.to_out.forward(&out)
     }
@@ -144,7 +144,7 @@ impl FeedForward {
 
     /// Applies the block.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.proj_out.forward(&self.proj_in.forward(x)?.gelu()?)
+        self.proj_out.forward(&gelu_tanh(&self.proj_in.forward(x)?)?)
     }
 }
 

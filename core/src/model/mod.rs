@@ -4,7 +4,8 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`ops`] | custom ops with backward passes (softmax, layer norm) that candle lacks |
+//! | [`ops`] | custom ops with backward passes (softmax, layer norm, GELU) that candle lacks |
+//! | [`fused`] | fused adaLN modulation, gated residual, affine and bias kernels |
 //! | [`layers`] | linear, attention (with QK norm), feed-forward |
 //! | [`dit`] | the transformer |
 //! | [`text`] | tokenizer and text encoder |
@@ -14,6 +15,7 @@
 pub mod checkpoint;
 pub mod diffusion;
 pub mod dit;
+pub mod fused;
 #[cfg(test)]
 pub(crate) mod gradcheck;
 pub mod layers;

@@ -55,23 +55,27 @@ fn map_rows2<T: Float + Send + Sync>(
     out
 }
 
-fn softmax_row<T: Float>(x: &[T], out: &mut [T]) {
+fn softmax_row<T: Float>(x: &[T], out: &mut [T], scale: T) {
     let max = x.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
     let mut sum = T::zero();
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = (v - max).exp();
+        *o = ((v - max) * scale).exp();
         sum = sum + *o;
     }
     let inv = T::one() / sum;
     out.iter_mut().for_each(|o| *o = *o * inv);
 }
 
-/// dx = y * (dy - sum(dy * y)).
-fn softmax_grad_row<T: Float>(y: &[T], dy: &[T], out: &mut [T]) {
+/// dx = scale * y * (dy - sum(dy * y)).
+fn softmax_grad_row<T: Float>(y: &[T], dy: &[T], out: &mut [T], scale: T) {
     let dot = y.iter().zip(dy).fold(T::zero(), |s, (&y, &g)| s + y * g);
     for ((o, &y), &g) in out.iter_mut().zip(y).zip(dy) {
-        *o = y * (g - dot);
+        *o = scale * y * (g - dot);
     }
+}
+
+fn num<T: Float>(v: f64) -> T {
+    T::from(v).unwrap_or_else(T::zero)
 }
 
 fn norm_stats<T: Float>(x: &[T], eps: f64) -> (T, T) {
@@ -81,7 +85,8 @@ fn norm_stats<T: Float>(x: &[T], eps: f64) -> (T, T) {
     (mean, T::one() / (var + T::from(eps).unwrap_or_else(T::zero)).sqrt())
 }
 
-fn layer_norm_row<T: Float>(x: &[T], out: &mut [T], eps: f64) {
+/// One row of layer norm (no affine).
+pub(crate) fn layer_norm_row<T: Float>(x: &[T], out: &mut [T], eps: f64) {
     let (mean, rstd) = norm_stats(x, eps);
     for (o, &v) in out.iter_mut().zip(x) {
         *o = (v - mean) * rstd;
@@ -89,7 +94,7 @@ fn layer_norm_row<T: Float>(x: &[T], out: &mut [T], eps: f64) {
 }
 
 /// dx = rstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
-fn layer_norm_grad_row<T: Float>(x: &[T], dy: &[T], out: &mut [T], eps: f64) {
+pub(crate) fn layer_norm_grad_row<T: Float>(x: &[T], dy: &[T], out: &mut [T], eps: f64) {
     let (mean, rstd) = norm_stats(x, eps);
     let n = T::from(x.len()).unwrap_or_else(T::one);
     let (mut sum_dy, mut sum_dy_xhat) = (T::zero(), T::zero());
@@ -142,8 +147,12 @@ macro_rules! dispatch2 {
     }};
 }
 
-struct Softmax;
-struct SoftmaxGrad;
+struct Softmax {
+    scale: f64,
+}
+struct SoftmaxGrad {
+    scale: f64,
+}
 struct LayerNorm {
     eps: f64,
 }
@@ -157,11 +166,12 @@ impl CustomOp1 for Softmax {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        dispatch1!(storage, layout, |x, n| map_rows(x, n, softmax_row))
+        let scale = self.scale;
+        dispatch1!(storage, layout, |x, n| map_rows(x, n, |x, o| softmax_row(x, o, num(scale))))
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(res.apply_op2_no_bwd(&grad_res.contiguous()?, &SoftmaxGrad)?))
+        Ok(Some(res.apply_op2_no_bwd(&grad_res.contiguous()?, &SoftmaxGrad { scale: self.scale })?))
     }
 }
 
@@ -171,7 +181,8 @@ impl CustomOp2 for SoftmaxGrad {
     }
 
     fn cpu_fwd(&self, y: &CpuStorage, ly: &Layout, dy: &CpuStorage, ldy: &Layout) -> Result<(CpuStorage, Shape)> {
-        dispatch2!(y, ly, dy, ldy, |y, dy, n| map_rows2(y, dy, n, softmax_grad_row))
+        let scale = self.scale;
+        dispatch2!(y, ly, dy, ldy, |y, dy, n| map_rows2(y, dy, n, |y, g, o| softmax_grad_row(y, g, o, num(scale))))
     }
 }
 
@@ -201,10 +212,127 @@ impl CustomOp2 for LayerNormGrad {
     }
 }
 
+/// Elements per parallel task of the elementwise kernels.
+const ELEMS_PER_TASK: usize = 16 * 1024;
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const GELU_C: f64 = 0.044_715;
+
+/// tanh for the GELU kernels: a rational approximation for f32 (libm's `tanhf` dominated the
+/// profile), the exact function otherwise (f64 is what the gradient checks use).
+fn tanh<T: Float>(x: T) -> T {
+    if std::mem::size_of::<T>() == 4 {
+        let Some(x32) = x.to_f32() else { return x.tanh() };
+        T::from(fast_tanh_f32(x32)).unwrap_or_else(|| x.tanh())
+    } else {
+        x.tanh()
+    }
+}
+
+/// Rational minimax approximation of tanh on [-7.9, 7.9] (the form Eigen uses for floats);
+/// within a few ulp of `tanhf`, tested.
+pub fn fast_tanh_f32(x: f32) -> f32 {
+    let x = x.clamp(-7.905_311, 7.905_311);
+    let x2 = x * x;
+    let p = x2 * -2.760_768_5e-16 + 2.000_188e-13;
+    let p = x2 * p + -8.604_672e-11;
+    let p = x2 * p + 5.122_297e-8;
+    let p = x2 * p + 1.485_722_4e-5;
+    let p = x2 * p + 6.372_619_3e-4;
+    let p = x2 * p + 4.893_524_6e-3;
+    let p = x * p;
+    let q = x2 * 1.198_258_4e-6 + 1.185_347_1e-4;
+    let q = x2 * q + 2.268_434_6e-3;
+    let q = x2 * q + 4.893_525e-3;
+    p / q
+}
+
+fn gelu_value<T: Float>(x: T) -> T {
+    let (c, k, half) = (
+        T::from(SQRT_2_OVER_PI).unwrap_or_else(T::zero),
+        T::from(GELU_C).unwrap_or_else(T::zero),
+        T::from(0.5).unwrap_or_else(T::zero),
+    );
+    half * x * (T::one() + tanh(c * (x + k * x * x * x)))
+}
+
+fn gelu_derivative<T: Float>(x: T) -> T {
+    let (c, k, half) = (
+        T::from(SQRT_2_OVER_PI).unwrap_or_else(T::zero),
+        T::from(GELU_C).unwrap_or_else(T::zero),
+        T::from(0.5).unwrap_or_else(T::zero),
+    );
+    let three = T::from(3.0).unwrap_or_else(T::zero);
+    let t = tanh(c * (x + k * x * x * x));
+    half * (T::one() + t) + half * x * (T::one() - t * t) * c * (T::one() + three * k * x * x)
+}
+
+/// Applies `f` to every element, in parallel.
+fn map_elems<T: Float + Send + Sync>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    let mut out = vec![T::zero(); x.len()];
+    out.par_chunks_mut(ELEMS_PER_TASK).zip(x.par_chunks(ELEMS_PER_TASK)).for_each(|(o, x)| {
+        for (o, &v) in o.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    });
+    out
+}
+
+/// Applies `f` to every pair of elements, in parallel.
+fn map_elems2<T: Float + Send + Sync>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    let mut out = vec![T::zero(); a.len()];
+    out.par_chunks_mut(ELEMS_PER_TASK).zip(a.par_chunks(ELEMS_PER_TASK)).zip(b.par_chunks(ELEMS_PER_TASK)).for_each(
+        |((o, a), b)| {
+            for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                *o = f(x, y);
+            }
+        },
+    );
+    out
+}
+
+struct Gelu;
+struct GeluGrad;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "evolve-gelu-tanh"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch1!(storage, layout, |x, _n| map_elems(x, gelu_value))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(&grad_res.contiguous()?, &GeluGrad)?))
+    }
+}
+
+impl CustomOp2 for GeluGrad {
+    fn name(&self) -> &'static str {
+        "evolve-gelu-tanh-grad"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, dy: &CpuStorage, ldy: &Layout) -> Result<(CpuStorage, Shape)> {
+        dispatch2!(x, lx, dy, ldy, |x, dy, _n| map_elems2(x, dy, |x, g| g * gelu_derivative(x)))
+    }
+}
+
+/// GELU with the tanh approximation (PixArt's MLP), forward and backward fused. candle's own
+/// `gelu` differentiates through a dozen separate tensor operations.
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() { x.contiguous()?.apply_op1(Gelu) } else { x.gelu() }
+}
+
 /// Softmax over the last dimension, with a backward pass. Fused kernels on the CPU; elsewhere
 /// (CUDA) composed from differentiable primitives.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() { x.contiguous()?.apply_op1(Softmax) } else { softmax_composed(x) }
+    scaled_softmax_last_dim(x, 1.0)
+}
+
+/// `softmax(scale * x)` over the last dimension (attention's `QK^T / sqrt(d)` folded in).
+pub fn scaled_softmax_last_dim(x: &Tensor, scale: f64) -> Result<Tensor> {
+    if x.device().is_cpu() { x.contiguous()?.apply_op1(Softmax { scale }) } else { softmax_composed(&(x * scale)?) }
 }
 
 /// Softmax from primitives (every one of which has a backward pass).
@@ -274,6 +402,37 @@ mod tests {
     #[test]
     fn layer_norm_gradient_matches_finite_differences() {
         check_input_gradient(&input(&[4, 9], 3), |x| layer_norm(x, 1e-5));
+    }
+
+    #[test]
+    fn gelu_matches_candle_and_finite_differences() -> Result<()> {
+        let x = input(&[3, 11], 5);
+        let diff = (gelu_tanh(&x)? - x.gelu()?)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert!(diff < 1e-12, "gelu {diff}");
+        check_input_gradient(&x, gelu_tanh);
+        Ok(())
+    }
+
+    #[test]
+    fn fast_tanh_is_accurate() {
+        let worst = (-200_000..=200_000)
+            .map(|i| i as f32 * 1e-4)
+            .map(|x| (fast_tanh_f32(x) - x.tanh()).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 2e-6, "max error {worst}");
+        assert_eq!(fast_tanh_f32(100.0), 1.0);
+    }
+
+    #[test]
+    fn scaled_softmax_gradient() -> Result<()> {
+        let x = input(&[2, 5], 8);
+        let diff = (scaled_softmax_last_dim(&x, 0.3)? - softmax_composed(&(&x * 0.3)?)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f64>()?;
+        assert!(diff < 1e-12);
+        check_input_gradient(&x, |x| scaled_softmax_last_dim(x, 0.3));
+        Ok(())
     }
 
     #[test]

@@ -1,0 +1,8 @@
+//! `evolve bench NAME`: measured figures, each ending with `figure-name: value` lines that
+//! scripts can read. Speeds are compared as ratios against a reference measured in the same run.
+
+pub mod train_throughput;
+
+/// The benchmarks this build has, with one line on each.
+pub const AVAILABLE: [(&str, &str); 1] =
+    [("train-throughput", "images/s of a DiT training step, candle vs PyTorch eager, same shapes")];

@@ -1,0 +1,82 @@
+//! Training throughput of the `dit` base model against a PyTorch eager reference of the same
+//! architecture and shapes (`bench/dit_torch.py`), measured side by side.
+
+use crate::model::{DitConfig, DitModel, Preset};
+use candle_core::{DType, Device};
+use evolve_sdk::{BaseModel, Image, SplitMix64, TrainBatch};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+/// One configuration to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    /// Label in the output.
+    pub name: &'static str,
+    /// Model preset.
+    pub preset: Preset,
+    /// Image side.
+    pub image: u32,
+    /// Batch size.
+    pub batch: usize,
+    /// Timed steps.
+    pub steps: usize,
+}
+
+/// The default cases: the embedded default's preset and a PixArt-shaped mid size.
+pub const CASES: [Case; 2] = [
+    Case { name: "tiny", preset: Preset::Tiny, image: 32, batch: 64, steps: 20 },
+    Case { name: "mid", preset: Preset::Mid, image: 32, batch: 16, steps: 4 },
+];
+
+/// Images per second of `case` in candle.
+pub fn measure_candle(case: &Case) -> Result<f64, String> {
+    let config = DitConfig { preset: case.preset, ..serde_json::from_str("{}").map_err(|e| e.to_string())? };
+    let mut model = DitModel::new(config, case.image, &Device::Cpu, 0, DType::F32).map_err(|e| e.to_string())?;
+    let mut rng = SplitMix64::new(1);
+    let side = case.image;
+    let images: Vec<Image> = (0..case.batch)
+        .map(|_| {
+            let px = (0..side * side * 3).map(|_| rng.next_u64() as u8).collect();
+            Image::from_rgb(side, side, px).map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let prompts = (0..case.batch).map(|i| format!("prompt number {i} with some words")).collect();
+    let batch = TrainBatch { prompts, images };
+    for _ in 0..2 {
+        model.train_step(&batch).map_err(|e| e.to_string())?;
+    }
+    let start = Instant::now();
+    for _ in 0..case.steps {
+        model.train_step(&batch).map_err(|e| e.to_string())?;
+    }
+    Ok((case.batch * case.steps) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Images per second of `case` in PyTorch eager, by running `bench/dit_torch.py` with `python`.
+pub fn measure_torch(case: &Case, python: &Path, script: &Path) -> Result<f64, String> {
+    let shape = case.preset.shape(case.image as usize);
+    let out = Command::new(python)
+        .arg(script)
+        .args(["--hidden", &shape.hidden.to_string(), "--depth", &shape.depth.to_string()])
+        .args(["--heads", &shape.heads.to_string(), "--patch", &shape.patch.to_string()])
+        .args(["--image", &case.image.to_string(), "--batch", &case.batch.to_string()])
+        .args(["--caption-channels", &shape.caption_channels.to_string()])
+        .args(["--caption-len", &shape.caption_len.to_string(), "--steps", &case.steps.to_string()])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "{} {} failed: {}\n(install PyTorch with bench/setup-torch.sh)",
+            python.display(),
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        ));
+    }
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("torch img/s: "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no `torch img/s:` line in the reference's output: {stdout}"))
+}

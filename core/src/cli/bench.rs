@@ -1,0 +1,51 @@
+//! `evolve bench`: run a benchmark and print its figures.
+
+use anyhow::{Context, bail};
+use evolve_core::bench::{AVAILABLE, train_throughput};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Runs benchmark `name`.
+pub fn run(name: &str, python: Option<PathBuf>, cases: &[String]) -> anyhow::Result<ExitCode> {
+    match name {
+        "train-throughput" => train(python, cases),
+        other => {
+            let list: Vec<String> = AVAILABLE.iter().map(|(n, d)| format!("  {n}: {d}")).collect();
+            bail!("no benchmark `{other}` in this build; available:\n{}", list.join("\n"))
+        }
+    }
+}
+
+fn train(python: Option<PathBuf>, only: &[String]) -> anyhow::Result<ExitCode> {
+    let root = std::env::current_dir().context("no current directory")?;
+    let script = root.join("bench/dit_torch.py");
+    if !script.is_file() {
+        bail!("{} not found: run `evolve bench` from the repository root", script.display());
+    }
+    let python = python.unwrap_or_else(|| {
+        let venv = root.join("bench/.venv/bin/python");
+        if venv.is_file() { venv } else { PathBuf::from("python3") }
+    });
+    let cases: Vec<_> =
+        train_throughput::CASES.iter().filter(|c| only.is_empty() || only.iter().any(|o| o == c.name)).collect();
+    println!("{:<6} {:>6} {:>6} {:>12} {:>12} {:>8}", "case", "image", "batch", "candle img/s", "torch img/s", "ratio");
+    let mut figures = vec![];
+    for case in cases {
+        // Interleaved per case so both sides see the same machine load.
+        let candle = train_throughput::measure_candle(case).map_err(anyhow::Error::msg)?;
+        eprintln!("{}: evolve (candle) {candle:.1} img/s; measuring the PyTorch reference...", case.name);
+        let torch = train_throughput::measure_torch(case, Path::new(&python), &script).map_err(anyhow::Error::msg)?;
+        let ratio = candle / torch;
+        println!(
+            "{:<6} {:>6} {:>6} {:>12.1} {:>12.1} {:>8.2}",
+            case.name, case.image, case.batch, candle, torch, ratio
+        );
+        figures.push(format!("train-throughput {} ratio evolve/torch: {ratio:.2}", case.name));
+        figures.push(format!("train-throughput {} evolve img/s: {candle:.1}", case.name));
+        figures.push(format!("train-throughput {} torch img/s: {torch:.1}", case.name));
+    }
+    for f in figures {
+        println!("{f}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
