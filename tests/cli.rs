@@ -196,15 +196,25 @@ fn plugin_schema_and_listing() {
 #[test]
 fn commands_from_later_issues_say_so_and_fail() {
     for args in [
-        vec!["sample", "--run", "runs/x", "--prompt", "a red circle", "--out", "x.png"],
+        vec!["run", "examples/shapes/evolve.toml"],
         vec!["report", "--run", "runs/x"],
-        vec!["bench", "train-throughput"],
+        vec!["serve", "--world", "shapes"],
     ] {
         let out = evolve(&args);
         assert_eq!(out.status.code(), Some(3), "{args:?}");
         assert!(stderr(&out).contains("is not available in this build yet"), "{}", stderr(&out));
         assert!(out.stdout.is_empty(), "no fake output for {args:?}");
     }
+}
+
+#[test]
+fn sampling_a_missing_run_is_a_clear_error() {
+    let out = evolve(&["sample", "--run", "no/such/run", "--prompt", "a red circle", "--out", "x.png"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no/such/run"), "{}", stderr(&out));
+    let out = evolve(&["bench", "no-such-bench"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("train-throughput"), "{}", stderr(&out));
 }
 
 #[test]

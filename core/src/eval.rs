@@ -1,7 +1,7 @@
 //! Scoring a model on an evaluator's held-out suite, GenEval-style: the share of prompts whose
 //! image meets every requirement, per category, and their mean as the overall score.
 
-use evolve_sdk::{EvalSuite, Evaluator, GenerateRequest, Image, PluginError, Teacher};
+use evolve_sdk::{BaseModel, EvalSuite, Evaluator, GenerateRequest, Image, PluginError, SampleRequest, Teacher};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,6 +134,39 @@ pub async fn eval_teacher(
         scores.push(score);
     }
     Ok(EvalReport::from_scores(&suite, &format!("teacher:{label}"), &scores))
+}
+
+/// Images per sampling batch in [`eval_model`]; fixed, because each image's noise depends on
+/// its place in the batch.
+pub const EVAL_BATCH: usize = 64;
+
+/// Scores a base model on `evaluator`'s suite; `progress(done, total)` after each batch.
+pub fn eval_model(
+    model: &mut dyn BaseModel,
+    evaluator: &dyn Evaluator,
+    subject: &str,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<EvalReport, EvalError> {
+    let suite = evaluator.suite();
+    let mut scores = Vec::with_capacity(suite.cases.len());
+    for chunk in suite.cases.chunks(EVAL_BATCH) {
+        let request = SampleRequest {
+            prompts: chunk.iter().map(|c| c.prompt.clone()).collect(),
+            seed: chunk[0].seed,
+            steps: None,
+            guidance: None,
+        };
+        let images =
+            model.generate(&request).map_err(|source| EvalError::Render { prompt: chunk[0].prompt.clone(), source })?;
+        for (case, image) in chunk.iter().zip(&images) {
+            let score = evaluator
+                .score(case, image)
+                .map_err(|source| EvalError::Score { prompt: case.prompt.clone(), source })?;
+            scores.push(score);
+        }
+        progress(scores.len(), suite.cases.len());
+    }
+    Ok(EvalReport::from_scores(&suite, subject, &scores))
 }
 
 async fn render_with_retries(teacher: &dyn Teacher, request: &GenerateRequest) -> Result<Image, PluginError> {

@@ -10,9 +10,12 @@
 //!
 //! The director, trainer and evaluation arrive as their own modules; see `DESIGN.md`.
 
+pub mod acquire;
 pub mod bench;
 pub mod eval;
 pub mod experiment;
 pub mod model;
 pub mod registry;
+pub mod run_model;
+pub mod static_train;
 pub mod store;

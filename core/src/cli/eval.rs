@@ -35,3 +35,26 @@ pub fn teacher(teacher: &str, suite: Option<&str>, size: u32, json: bool) -> any
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Scores the model of the run at `run` on its experiment's evaluator (or `suite`).
+pub fn run(run: &std::path::Path, suite: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let registry = Registry::builtin();
+    let (experiment, mut model, _) = evolve_core::run_model::open(run, &registry)?;
+    let section = match (suite, &experiment.eval) {
+        (Some(name), _) => evolve_core::experiment::PluginSection::named(name),
+        (None, Some(section)) => section.clone(),
+        (None, None) => bail!("the run's experiment has no [eval] section; pick an evaluator with --suite"),
+    };
+    let ctx = evolve_core::run_model::context(&experiment, "eval");
+    let evaluator = registry
+        .evaluator(&section.plugin, section.config.clone(), &ctx)
+        .with_context(|| format!("cannot build evaluator `{}`", section.plugin))?;
+    let report =
+        evolve_core::eval::eval_model(model.as_mut(), evaluator.as_ref(), &run.display().to_string(), |_, _| {})?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -4,8 +4,11 @@ mod bench;
 mod check;
 mod eval;
 mod plugins;
+mod sample;
 mod schema;
+mod train;
 
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +69,12 @@ enum Command {
         /// Where the run lives (default: runs/<run.name>-static).
         #[arg(long, value_name = "DIR")]
         run_dir: Option<PathBuf>,
+        /// Continue the run in the run directory from its latest checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Render images from a run's model.
     Sample {
@@ -76,8 +85,17 @@ enum Command {
         #[arg(long)]
         prompt: String,
         /// How many images (laid out as a grid).
-        #[arg(short, default_value_t = 4)]
+        #[arg(short, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
         n: u32,
+        /// Seed of the initial noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Sampler steps (default: the model's).
+        #[arg(long)]
+        steps: Option<u32>,
+        /// Classifier-free guidance scale (default: the model's).
+        #[arg(long)]
+        guidance: Option<f32>,
         /// The PNG to write.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -140,15 +158,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             check::load(&experiment)?;
             not_available("evolve run", "the director (the online evolution loop)")
         }
-        Command::Train { experiment, .. } => {
-            check::load(&experiment)?;
-            not_available("evolve train", "the training core (candle DiT base model)")
+        Command::Train { experiment, run_dir, resume, quiet, .. } => train::run(&experiment, run_dir, resume, quiet),
+        Command::Sample { run, prompt, n, seed, steps, guidance, out } => {
+            sample::run(&run, &prompt, n, seed, steps, guidance, &out)
         }
-        Command::Sample { .. } => not_available("evolve sample", "the training core (candle DiT base model)"),
         Command::Eval { teacher: Some(teacher), suite, size, json, .. } => {
             eval::teacher(&teacher, suite.as_deref(), size, json)
         }
-        Command::Eval { .. } => not_available("evolve eval --run", "the training core (candle DiT base model)"),
+        Command::Eval { run: Some(run), suite, json, .. } => eval::run(&run, suite.as_deref(), json),
+        Command::Eval { .. } => bail!("give --run DIR or --teacher NAME"),
         Command::Report { .. } => not_available("evolve report", "the HTML run report"),
         Command::Serve { .. } => not_available("evolve serve", "the real teachers and judges (HTTP API plugins)"),
         Command::Bench { name, python, case } => bench::run(&name, python, &case),
@@ -157,7 +175,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn not_available(command: &str, arrives_with: &str) -> anyhow::Result<ExitCode> {
     eprintln!("{command} is not available in this build yet: it arrives with {arrives_with}.");
-    eprintln!("Available now: evolve check, evolve schema, evolve plugins.");
+    eprintln!("Available now: check, schema, plugins, train --static, sample, eval, bench train-throughput.");
     Ok(ExitCode::from(NOT_AVAILABLE))
 }
 

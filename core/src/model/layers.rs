@@ -1,5 +1,6 @@
 //! The small layers every transformer here is made of.
 
+use super::bmm::bmm;
 use super::fused::{bias_add, row_affine};
 use super::ops::{gelu_tanh, layer_norm, scaled_softmax_last_dim};
 use super::params::{Init, ParamStore};
@@ -120,8 +121,11 @@ impl Attention {
             k = nk.forward(&k)?;
         }
         let scale = 1.0 / ((c / self.heads) as f64).sqrt();
-        let attn = scaled_softmax_last_dim(&q.matmul(&k.t()?)?, scale)?;
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
+        let heads = b * self.heads;
+        let (m, d) = (k.dim(2)?, c / self.heads);
+        let (q, k, v) = (q.reshape((heads, n, d))?, k.reshape((heads, m, d))?, v.reshape((heads, m, d))?);
+        let attn = scaled_softmax_last_dim(&bmm(&q, &k, false, true)?, scale)?;
+        let out = bmm(&attn, &v, false, false)?.reshape((b, self.heads, n, d))?.transpose(1, 2)?.reshape((b, n, c))?;
         self.to_out.forward(&out)
     }
 }

@@ -5,6 +5,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`ops`] | custom ops with backward passes (softmax, layer norm, GELU) that candle lacks |
+//! | [`bmm`] | batched matrix products for attention, parallel over the batch |
 //! | [`fused`] | fused adaLN modulation, gated residual, affine and bias kernels |
 //! | [`layers`] | linear, attention (with QK norm), feed-forward |
 //! | [`dit`] | the transformer |
@@ -12,6 +13,7 @@
 //! | [`diffusion`] | noise schedules and samplers |
 //! | [`optim`] | AdamW, warm-up, clipping, EMA |
 
+pub mod bmm;
 pub mod checkpoint;
 pub mod diffusion;
 pub mod dit;

@@ -17,6 +17,10 @@ const MIN_CHROMA: i32 = 60;
 const MAX_HUE_DISTANCE: f32 = 28.0;
 /// Smallest region, in pixels at 32 px, that counts as an object (a small object has ~25).
 const MIN_AREA_32: f32 = 10.0;
+/// Smallest intersection-over-union with the best shape template for a region to count as an
+/// object: renders fit at 0.9 and more, blurred ones at 0.65 and more, while the ragged clusters
+/// that saturated noise forms stay below.
+const MIN_FIT: f32 = 0.55;
 /// Half-extent (at 32 px) at or below which an object is small, and above which it is large.
 const SMALL_MAX: f32 = 5.25;
 const LARGE_MIN: f32 = 5.75;
@@ -139,7 +143,10 @@ pub fn detect(image: &Image) -> Vec<Detected> {
         if (region.len() as f32) < MIN_AREA_32 * scale * scale {
             continue;
         }
-        found.push(describe(&region, w, palette[label as usize].0, scale));
+        let object = describe(&region, w, palette[label as usize].0, scale);
+        if object.fit >= MIN_FIT {
+            found.push(object);
+        }
     }
     found
 }

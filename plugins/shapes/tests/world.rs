@@ -150,6 +150,16 @@ fn teacher_aces_shapes_eval_and_noise_scores_zero() {
     let overall = noise.iter().map(|c| c.1).sum::<f64>() / noise.len() as f64;
     println!("noise: overall {overall:.4}");
     assert!(overall <= 0.01, "{noise:?}");
+    // Saturated noise (what an untrained diffusion model emits after clipping) has same-colour
+    // clusters big enough to be objects; their ragged outlines must not pass as shapes.
+    let saturated = eval_scores(|case| {
+        let mut rng = SplitMix64::new(case.seed ^ 0x5A7);
+        let pixels = (0..32 * 32 * 3).map(|_| if rng.chance(0.5) { 255 } else { 0 }).collect();
+        Image::from_rgb(32, 32, pixels).unwrap()
+    });
+    let overall = saturated.iter().map(|c| c.1).sum::<f64>() / saturated.len() as f64;
+    println!("saturated noise: overall {overall:.4}");
+    assert!(overall <= 0.01, "{saturated:?}");
     let blank = eval_scores(|_| Image::filled(32, 32, [128, 128, 128]));
     assert!(blank.iter().all(|c| c.1 == 0.0), "{blank:?}");
 }

@@ -1,0 +1,212 @@
+//! Getting training data: initial prompts from a file and the judge, and teacher images bought
+//! exactly once each (looked up by request hash in the ledger before any call is made).
+
+use crate::experiment::Experiment;
+use crate::store::{NewSample, RequestHash, RunDir, StoreError};
+use evolve_sdk::{Evaluator, GenerateRequest, GeneratedImage, Judge, MutateRequest, Origin, PluginError, Teacher};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why data could not be acquired.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    /// The prompt file could not be read.
+    #[error("cannot read prompt file {path}: {source}")]
+    PromptFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A plugin call failed for good.
+    #[error("{what}: {source}")]
+    Plugin {
+        /// Which call.
+        what: String,
+        /// Why.
+        source: PluginError,
+    },
+    /// The run store refused a write.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Calls `f` until it succeeds, retrying transient failures with exponential back-off
+/// (honouring a provider's requested wait) up to `attempts` times.
+pub async fn with_retries<T, F, Fut>(attempts: u32, mut f: F) -> Result<T, PluginError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PluginError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(PluginError::Transient { retry_after, .. }) if attempt < attempts => {
+                tokio::time::sleep(retry_after.unwrap_or(delay)).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The experiment's initial prompts: the prompt file's lines, then prompts the judge writes by
+/// mutation, up to `limit`, skipping held-out evaluation prompts and duplicates.
+pub async fn seed_prompts(
+    experiment: &Experiment,
+    experiment_dir: &Path,
+    judge: &dyn Judge,
+    evaluator: Option<&dyn Evaluator>,
+    limit: usize,
+) -> Result<Vec<String>, AcquireError> {
+    let mut prompts: Vec<String> = vec![];
+    let held_out = |p: &str| evaluator.is_some_and(|e| e.holds_out(p));
+    if let Some(file) = &experiment.prompts.file {
+        let path = experiment_dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| AcquireError::PromptFile { path: path.display().to_string(), source })?;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            if !held_out(line) && !prompts.iter().any(|p| p == line) {
+                prompts.push(line.to_string());
+            }
+        }
+    }
+    let wanted = (prompts.len() + experiment.prompts.generate as usize).min(limit);
+    let mut seen: std::collections::HashSet<String> = prompts.iter().cloned().collect();
+    // The judge sees its last proposals, accepted or not, so that a rejected duplicate steers
+    // it elsewhere instead of being proposed again.
+    let mut recent: std::collections::VecDeque<String> = prompts.iter().rev().take(16).rev().cloned().collect();
+    let mut attempts = 0u64;
+    while prompts.len() < wanted && attempts < 20 * wanted as u64 + 100 {
+        attempts += 1;
+        let request = MutateRequest {
+            recent: recent.iter().cloned().collect(),
+            seed: experiment.run.seed ^ attempts.wrapping_mul(0x9E37_79B9),
+        };
+        let prompt = with_retries(5, || judge.mutate(&request))
+            .await
+            .map_err(|source| AcquireError::Plugin { what: "judge.mutate (seed prompts)".into(), source })?;
+        recent.push_back(prompt.clone());
+        if recent.len() > 16 {
+            recent.pop_front();
+        }
+        if !held_out(&prompt) && seen.insert(prompt.clone()) {
+            prompts.push(prompt);
+        }
+    }
+    prompts.truncate(limit);
+    Ok(prompts)
+}
+
+/// The request a teacher gets for `prompt` in this run: its seed depends on the run seed and the
+/// prompt only, so that a restarted run makes the very same request (and finds it paid).
+pub fn request_for(experiment: &Experiment, prompt: &str) -> GenerateRequest {
+    let seed = evolve_sdk::SplitMix64::from_parts(&[
+        experiment.run.seed,
+        prompt.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)),
+    ])
+    .next_u64();
+    let size = experiment.run.image_size;
+    GenerateRequest { prompt: prompt.to_string(), width: size, height: size, seed }
+}
+
+/// Buys `prompts` from `teacher` as seed samples: already-paid requests come from the ledger,
+/// the rest are called with the teacher's concurrency. Each image is durable before its sample
+/// row is written. `progress` is called after each prompt.
+pub async fn buy_seed_samples(
+    run: &mut RunDir,
+    experiment: &Experiment,
+    teacher: Arc<dyn Teacher>,
+    label: &str,
+    prompts: &[String],
+    mut progress: impl FnMut(usize),
+) -> Result<usize, AcquireError> {
+    let known: std::collections::HashSet<String> =
+        run.ledger.samples(false).map_err(StoreError::from)?.into_iter().map(|s| s.prompt).collect();
+    let permits = Arc::new(tokio::sync::Semaphore::new(teacher.limits().concurrency.max(1) as usize));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut done = 0;
+    for prompt in prompts {
+        if known.contains(prompt) {
+            done += 1;
+            progress(done);
+            continue;
+        }
+        let request = request_for(experiment, prompt);
+        let hash = RequestHash::of(label, &request);
+        if let Some(call) = run.paid(&hash)? {
+            // Paid before a crash, but its sample row never written: reuse the image.
+            let image = run.images.get(&call.image)?;
+            let stored = run.images.put(&image)?;
+            run.ledger
+                .add_sample(&NewSample {
+                    prompt,
+                    image: &stored,
+                    teacher: label,
+                    origin: Origin::Seed,
+                    parent: None,
+                    round: None,
+                })
+                .map_err(StoreError::from)?;
+            done += 1;
+            progress(done);
+            continue;
+        }
+        let (teacher, permits) = (Arc::clone(&teacher), Arc::clone(&permits));
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let result = with_retries(6, || teacher.generate(&request)).await;
+            (request, hash, result)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((request, hash, result)) = joined else { continue };
+        let generated: GeneratedImage = result.map_err(|source| AcquireError::Plugin {
+            what: format!("teacher {label} on {:?}", request.prompt),
+            source,
+        })?;
+        let request_json = serde_json::to_string(&request).unwrap_or_default();
+        let stored = run.commit_paid(&hash, label, &request_json, &generated)?;
+        run.ledger
+            .add_sample(&NewSample {
+                prompt: &request.prompt,
+                image: &stored,
+                teacher: label,
+                origin: Origin::Seed,
+                parent: None,
+                round: None,
+            })
+            .map_err(StoreError::from)?;
+        done += 1;
+        progress(done);
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+
+    #[test]
+    fn the_judge_writes_as_many_distinct_held_out_free_prompts_as_asked() {
+        let registry = Registry::builtin();
+        let text = "[run]\nname = \"p\"\n[base_model]\nplugin = \"dit\"\n[[teachers]]\nplugin = \"shapes\"\n\
+                    [judge]\nplugin = \"shapes\"\n[eval]\nplugin = \"shapes\"\n[prompts]\ngenerate = 600\n";
+        let experiment = crate::experiment::parse(text, Path::new("p.toml"), &registry).unwrap();
+        let ctx = evolve_sdk::PluginContext::new("judge", 1);
+        let judge = registry.judge("shapes", serde_json::json!({}), &ctx).unwrap();
+        let evaluator = registry.evaluator("shapes", serde_json::json!({}), &ctx).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let prompts = runtime
+            .block_on(seed_prompts(&experiment, Path::new("."), judge.as_ref(), Some(evaluator.as_ref()), usize::MAX))
+            .unwrap();
+        assert_eq!(prompts.len(), 600);
+        let distinct: std::collections::HashSet<&String> = prompts.iter().collect();
+        assert_eq!(distinct.len(), 600);
+        assert!(prompts.iter().all(|p| !evaluator.holds_out(p)));
+    }
+}

@@ -1,0 +1,115 @@
+//! A run's base model: built from the run's own experiment file and restored from its latest
+//! checkpoint, for sampling, evaluation and resuming.
+
+use crate::experiment::{self, Experiment};
+use crate::registry::Registry;
+use crate::store::atomic_write;
+use evolve_sdk::{BaseModel, PluginContext, PluginError};
+use std::path::{Path, PathBuf};
+
+/// Why a run's model could not be opened or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum RunModelError {
+    /// The run's experiment file is missing or invalid.
+    #[error(transparent)]
+    Experiment(#[from] experiment::ExperimentError),
+    /// The base model could not be built.
+    #[error("cannot build base model `{plugin}`: {source}")]
+    Build {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        source: crate::registry::BuildError,
+    },
+    /// The run has no checkpoint yet.
+    #[error("{} has no checkpoint yet (train it first)", .0.display())]
+    NoCheckpoint(PathBuf),
+    /// Saving or loading failed.
+    #[error("checkpoint {}: {source}", path.display())]
+    Checkpoint {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// Why.
+        source: PluginError,
+    },
+    /// A file-system operation failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// The context every plugin of `experiment` is built with, for plugin instance `instance`.
+pub fn context(experiment: &Experiment, instance: &str) -> PluginContext {
+    let seed = evolve_sdk::SplitMix64::from_parts(&[
+        experiment.run.seed,
+        instance.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)),
+    ])
+    .next_u64();
+    PluginContext::new(instance, seed).with_run(experiment.run.image_size, &experiment.run.device)
+}
+
+/// Builds the experiment's base model, freshly initialised.
+pub fn build(experiment: &Experiment, registry: &Registry) -> Result<Box<dyn BaseModel>, RunModelError> {
+    let section = &experiment.base_model;
+    registry
+        .base_model(&section.plugin, section.config.clone(), &context(experiment, "base_model"))
+        .map_err(|source| RunModelError::Build { plugin: section.plugin.clone(), source })
+}
+
+/// The latest complete checkpoint folder of the run at `run`, if any.
+pub fn latest_checkpoint(run: &Path) -> Option<PathBuf> {
+    let name = std::fs::read_to_string(run.join("checkpoints/LATEST")).ok()?;
+    let dir = run.join("checkpoints").join(name.trim());
+    dir.is_dir().then_some(dir)
+}
+
+/// Saves `model` (and `host_state`, the caller's own JSON) as checkpoint `step`, atomically:
+/// written into a temporary folder, renamed into place, then named in `LATEST`. Keeps the two
+/// newest checkpoints.
+pub fn save_checkpoint(
+    run: &Path,
+    step: u64,
+    model: &dyn BaseModel,
+    host_state: &serde_json::Value,
+) -> Result<PathBuf, RunModelError> {
+    let root = run.join("checkpoints");
+    let name = format!("step-{step:09}");
+    let tmp = root.join(format!(".{name}.partial"));
+    let io = |e: std::io::Error| RunModelError::Io(format!("{}: {e}", root.display()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io)?;
+    model.save(&tmp).map_err(|source| RunModelError::Checkpoint { path: tmp.clone(), source })?;
+    let state = serde_json::to_vec_pretty(host_state).map_err(|e| RunModelError::Io(e.to_string()))?;
+    atomic_write(&tmp.join("host.json"), &state).map_err(|e| RunModelError::Io(e.to_string()))?;
+    let dir = root.join(&name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).map_err(io)?;
+    atomic_write(&root.join("LATEST"), name.as_bytes()).map_err(|e| RunModelError::Io(e.to_string()))?;
+    let mut old: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map_err(io)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+        .collect();
+    old.sort();
+    for stale in old.iter().rev().skip(2) {
+        let _ = std::fs::remove_dir_all(stale);
+    }
+    Ok(dir)
+}
+
+/// Opens the run at `run`: its experiment, and its base model restored from the latest
+/// checkpoint, with the host state saved beside it.
+pub fn open(
+    run: &Path,
+    registry: &Registry,
+) -> Result<(Experiment, Box<dyn BaseModel>, serde_json::Value), RunModelError> {
+    let experiment = experiment::load(&run.join("experiment.toml"), registry)?;
+    let mut model = build(&experiment, registry)?;
+    let dir = latest_checkpoint(run).ok_or_else(|| RunModelError::NoCheckpoint(run.to_path_buf()))?;
+    model.load(&dir).map_err(|source| RunModelError::Checkpoint { path: dir.clone(), source })?;
+    let host = std::fs::read(dir.join("host.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    Ok((experiment, model, host))
+}

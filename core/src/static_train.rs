@@ -1,0 +1,235 @@
+//! `evolve train --static`: the paper's baseline. Buy teacher images for a fixed set of prompts
+//! once, then train on them uniformly — no judge in the loop, no curation.
+
+use crate::acquire::{self, AcquireError};
+use crate::eval::{EvalReport, eval_model};
+use crate::experiment::Experiment;
+use crate::registry::Registry;
+use crate::run_model::{self, RunModelError};
+use crate::store::{RunDir, StoreError};
+use evolve_sdk::{BaseModel, Image, SplitMix64, TrainBatch};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Steps trained when the experiment sets no `budget.max_steps`.
+pub const DEFAULT_STEPS: u64 = 2000;
+
+/// Why static training failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A plugin could not be built.
+    #[error("cannot build {what}: {source}")]
+    Build {
+        /// Which plugin.
+        what: String,
+        /// Why.
+        source: crate::registry::BuildError,
+    },
+    /// Data could not be acquired.
+    #[error(transparent)]
+    Acquire(#[from] AcquireError),
+    /// The run store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The model could not be saved or restored.
+    #[error(transparent)]
+    Model(#[from] RunModelError),
+    /// A training step failed.
+    #[error("training step {step}: {source}")]
+    Step {
+        /// The step.
+        step: u64,
+        /// Why.
+        source: evolve_sdk::PluginError,
+    },
+    /// Evaluation failed.
+    #[error(transparent)]
+    Eval(#[from] crate::eval::EvalError),
+    /// Anything else, with context.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What the host keeps in each checkpoint beside the model: where the data stream is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct HostState {
+    step: u64,
+    data_rng: u64,
+}
+
+/// Options of a static training run.
+#[derive(Debug, Clone)]
+pub struct StaticOptions {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Continue the run there.
+    pub resume: bool,
+    /// No progress bars.
+    pub quiet: bool,
+}
+
+/// The outcome of a static run.
+#[derive(Debug, Clone)]
+pub struct StaticOutcome {
+    /// Where the run lives.
+    pub run_dir: PathBuf,
+    /// Steps trained in total.
+    pub steps: u64,
+    /// Teacher images in the training set.
+    pub samples: usize,
+    /// Final evaluation, if the experiment has an evaluator.
+    pub eval: Option<EvalReport>,
+}
+
+fn bar(quiet: bool, len: u64, template: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Resizes to `size` x `size` if needed (teachers may deliver other sizes).
+fn fit(image: Image, size: u32) -> Image {
+    if image.width() == size && image.height() == size {
+        return image;
+    }
+    let (w, h) = (image.width(), image.height());
+    let Some(buffer) = image::RgbImage::from_raw(w, h, image.into_pixels()) else {
+        return Image::filled(size, size, [0, 0, 0]);
+    };
+    let resized = image::imageops::resize(&buffer, size, size, image::imageops::FilterType::Triangle);
+    Image::from_rgb(size, size, resized.into_raw()).unwrap_or_else(|_| Image::filled(size, size, [0, 0, 0]))
+}
+
+/// Runs static training for `experiment` (read from `experiment_path`).
+pub fn run(
+    experiment: &Experiment,
+    experiment_path: &Path,
+    registry: &Registry,
+    options: &StaticOptions,
+) -> Result<StaticOutcome, TrainError> {
+    let run_dir = &options.run_dir;
+    let mut run = if options.resume {
+        RunDir::open(run_dir)?
+    } else {
+        let resolved = crate::experiment::resolved_toml(experiment, experiment_path).map_err(TrainError::Other)?;
+        RunDir::create(run_dir, &resolved)?
+    };
+    let build = |what: &str, e| TrainError::Build { what: what.to_string(), source: e };
+    let teacher_section = &experiment.teachers[0];
+    let label = teacher_section.label().to_string();
+    let teacher: Arc<dyn evolve_sdk::Teacher> = Arc::from(
+        registry
+            .teacher(&teacher_section.plugin, teacher_section.config.clone(), &run_model::context(experiment, &label))
+            .map_err(|e| build(&format!("teacher {label}"), e))?,
+    );
+    let judge = registry
+        .judge(&experiment.judge.plugin, experiment.judge.config.clone(), &run_model::context(experiment, "judge"))
+        .map_err(|e| build("judge", e))?;
+    let evaluator = match &experiment.eval {
+        Some(section) => Some(
+            registry
+                .evaluator(&section.plugin, section.config.clone(), &run_model::context(experiment, "eval"))
+                .map_err(|e| build("evaluator", e))?,
+        ),
+        None => None,
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| TrainError::Other(format!("async runtime: {e}")))?;
+
+    // 1. Data: a fixed prompt set, bought once.
+    let limit = experiment.budget.max_teacher_calls.unwrap_or(u64::MAX).min(1_000_000) as usize;
+    let base = experiment_path.parent().unwrap_or(Path::new("."));
+    let prompts =
+        runtime.block_on(acquire::seed_prompts(experiment, base, judge.as_ref(), evaluator.as_deref(), limit))?;
+    let buying = bar(options.quiet, prompts.len() as u64, "buying images {bar:30} {pos}/{len} {msg}");
+    buying.set_message(format!("from teacher {label}"));
+    runtime.block_on(acquire::buy_seed_samples(&mut run, experiment, Arc::clone(&teacher), &label, &prompts, |n| {
+        buying.set_position(n as u64)
+    }))?;
+    buying.finish();
+    let size = experiment.run.image_size;
+    let mut data: Vec<(String, Image)> = vec![];
+    for sample in run.ledger.samples(true).map_err(StoreError::from)? {
+        data.push((sample.prompt, fit(run.images.get(&sample.image)?, size)));
+    }
+    if data.is_empty() {
+        return Err(TrainError::Other("no training samples: the prompt set is empty".into()));
+    }
+
+    // 2. Model, restored when resuming.
+    let mut model = run_model::build(experiment, registry)?;
+    let mut state = HostState { step: 0, data_rng: SplitMix64::from_parts(&[experiment.run.seed, 0xDA7A]).state() };
+    if options.resume
+        && let Some(dir) = run_model::latest_checkpoint(run_dir)
+    {
+        model.load(&dir).map_err(|source| RunModelError::Checkpoint { path: dir.clone(), source })?;
+        let host = std::fs::read(dir.join("host.json")).map_err(|e| TrainError::Other(e.to_string()))?;
+        state = serde_json::from_slice(&host).map_err(|e| TrainError::Other(format!("host.json: {e}")))?;
+    }
+
+    // 3. Uniform training.
+    let total = experiment.budget.max_steps.unwrap_or(DEFAULT_STEPS);
+    let batch_size = experiment.training.batch_size as usize;
+    let training =
+        bar(options.quiet, total, "training {bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]");
+    training.set_position(state.step);
+    let mut rng = SplitMix64::new(state.data_rng);
+    let started = Instant::now();
+    let first_step = state.step;
+    let checkpoint = |model: &dyn BaseModel, state: HostState| {
+        run_model::save_checkpoint(run_dir, state.step, model, &serde_json::to_value(state).unwrap_or_default())
+    };
+    while state.step < total {
+        let picks: Vec<usize> = (0..batch_size).map(|_| rng.below(data.len() as u64) as usize).collect();
+        let batch = TrainBatch {
+            prompts: picks.iter().map(|&i| data[i].0.clone()).collect(),
+            images: picks.iter().map(|&i| data[i].1.clone()).collect(),
+        };
+        let stats = model.train_step(&batch).map_err(|source| TrainError::Step { step: state.step + 1, source })?;
+        state.step += 1;
+        state.data_rng = rng.state();
+        if state.step.is_multiple_of(10) || state.step == total {
+            run.ledger.record_metric(state.step, "loss", stats.loss as f64).map_err(StoreError::from)?;
+            run.ledger
+                .record_metric(state.step, "learning_rate", stats.learning_rate as f64)
+                .map_err(StoreError::from)?;
+            let rate = (state.step - first_step) as f64 * batch_size as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            training.set_message(format!("loss {:.4}  {rate:.0} img/s", stats.loss));
+        }
+        training.set_position(state.step);
+        if state.step.is_multiple_of(experiment.training.checkpoint_every) {
+            checkpoint(model.as_ref(), state)?;
+        }
+    }
+    training.finish();
+    checkpoint(model.as_ref(), state)?;
+
+    // 4. Final evaluation.
+    let eval = match &evaluator {
+        Some(evaluator) => {
+            let scoring = bar(options.quiet, 0, "evaluating {bar:30} {pos}/{len} prompts");
+            let report =
+                eval_model(model.as_mut(), evaluator.as_ref(), &run_dir.display().to_string(), |done, all| {
+                    scoring.set_length(all as u64);
+                    scoring.set_position(done as u64);
+                })?;
+            scoring.finish_and_clear();
+            for c in &report.categories {
+                run.ledger
+                    .record_metric(state.step, &format!("eval/{}", c.category), c.score)
+                    .map_err(StoreError::from)?;
+            }
+            run.ledger.record_metric(state.step, "eval/overall", report.overall).map_err(StoreError::from)?;
+            Some(report)
+        }
+        None => None,
+    };
+    Ok(StaticOutcome { run_dir: run_dir.clone(), steps: state.step, samples: data.len(), eval })
+}

@@ -1,0 +1,131 @@
+//! End-to-end: `evolve train --static` on the embedded world lowers the loss, checkpoints,
+//! resumes, samples and evaluates — through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn evolve(args: &[&str]) -> Output {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    Command::new(env!("CARGO_BIN_EXE_evolve")).args(args).current_dir(root).output().expect("evolve runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn experiment(dir: &Path, steps: u64) -> PathBuf {
+    let text = format!(
+        r#"
+[run]
+name = "e2e"
+seed = 3
+
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", sample_steps = 4 }}
+
+[[teachers]]
+plugin = "shapes"
+
+[judge]
+plugin = "shapes"
+
+[eval]
+plugin = "shapes"
+
+[prompts]
+generate = 48
+
+[training]
+batch_size = 16
+checkpoint_every = 50
+
+[budget]
+max_teacher_calls = 48
+max_steps = {steps}
+"#
+    );
+    let path = dir.join("exp.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn losses(run: &Path) -> Vec<(i64, f64)> {
+    let conn = rusqlite::Connection::open(run.join("ledger.sqlite")).unwrap();
+    let mut stmt = conn.prepare("SELECT step, value FROM metrics WHERE name = 'loss' ORDER BY step").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn static_training_learns_checkpoints_resumes_samples_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let exp = experiment(dir.path(), 150);
+    let out = ok(&evolve(&["train", exp.to_str().unwrap(), "--static", "--quiet", "--run-dir", run.to_str().unwrap()]));
+    assert!(out.contains("ShapesEval v1"), "{out}");
+    assert!(out.contains("150 steps on 48 teacher images"), "{out}");
+
+    let series = losses(&run);
+    let first = series.first().unwrap().1;
+    let last_avg = series.iter().rev().take(3).map(|s| s.1).sum::<f64>() / 3.0;
+    assert!(last_avg < first * 0.35, "loss did not fall enough: {first} -> {last_avg} ({series:?})");
+
+    // Every paid image once; the run store is consistent.
+    let conn = rusqlite::Connection::open(run.join("ledger.sqlite")).unwrap();
+    let calls: i64 = conn.query_row("SELECT count(*) FROM api_calls", [], |r| r.get(0)).unwrap();
+    assert_eq!(calls, 48);
+
+    // Resume to 200 steps: training continues from the checkpoint at 150, nothing re-bought.
+    let exp = experiment(dir.path(), 200);
+    ok(&evolve(&[
+        "train",
+        exp.to_str().unwrap(),
+        "--static",
+        "--quiet",
+        "--resume",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]));
+    let series = losses(&run);
+    assert_eq!(series.last().unwrap().0, 200);
+    assert_eq!(series.iter().filter(|s| s.0 == 160).count(), 1);
+    let calls: i64 = conn.query_row("SELECT count(*) FROM api_calls", [], |r| r.get(0)).unwrap();
+    assert_eq!(calls, 48, "a resumed run must not buy again");
+
+    let grid = dir.path().join("grid.png");
+    ok(&evolve(&[
+        "sample",
+        "--run",
+        run.to_str().unwrap(),
+        "--prompt",
+        "a red circle",
+        "-n",
+        "4",
+        "--out",
+        grid.to_str().unwrap(),
+    ]));
+    let png = std::fs::read(&grid).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&evolve(&["eval", "--run", run.to_str().unwrap(), "--json"]))).unwrap();
+    assert_eq!(report["categories"].as_array().unwrap().len(), 6);
+    assert!((0.0..=1.0).contains(&report["overall"].as_f64().unwrap()));
+}
+
+#[test]
+fn training_an_existing_run_without_resume_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let exp = experiment(dir.path(), 2);
+    ok(&evolve(&["train", exp.to_str().unwrap(), "--static", "--quiet", "--run-dir", run.to_str().unwrap()]));
+    let out = evolve(&["train", exp.to_str().unwrap(), "--static", "--quiet", "--run-dir", run.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"), "{}", String::from_utf8_lossy(&out.stderr));
+}
