@@ -2,7 +2,7 @@
 //! exactly once each (looked up by request hash in the ledger before any call is made).
 
 use crate::experiment::Experiment;
-use crate::store::{NewSample, RequestHash, RunDir, StoreError};
+use crate::store::{NewSample, RequestHash, RunDir, StoreError, StoredImage};
 use evolve_sdk::{Evaluator, GenerateRequest, GeneratedImage, Judge, MutateRequest, Origin, PluginError, Teacher};
 use std::path::Path;
 use std::sync::Arc;
@@ -141,16 +141,7 @@ pub async fn buy_seed_samples(
             // Paid before a crash, but its sample row never written: reuse the image.
             let image = run.images.get(&call.image)?;
             let stored = run.images.put(&image)?;
-            run.ledger
-                .add_sample(&NewSample {
-                    prompt,
-                    image: &stored,
-                    teacher: label,
-                    origin: Origin::Seed,
-                    parent: None,
-                    round: None,
-                })
-                .map_err(StoreError::from)?;
+            add_seed(run, prompt, &stored, label)?;
             done += 1;
             progress(done);
             continue;
@@ -170,20 +161,16 @@ pub async fn buy_seed_samples(
         })?;
         let request_json = serde_json::to_string(&request).unwrap_or_default();
         let stored = run.commit_paid(&hash, label, &request_json, &generated)?;
-        run.ledger
-            .add_sample(&NewSample {
-                prompt: &request.prompt,
-                image: &stored,
-                teacher: label,
-                origin: Origin::Seed,
-                parent: None,
-                round: None,
-            })
-            .map_err(StoreError::from)?;
+        add_seed(run, &request.prompt, &stored, label)?;
         done += 1;
         progress(done);
     }
     Ok(done)
+}
+
+fn add_seed(run: &mut RunDir, prompt: &str, image: &StoredImage, teacher: &str) -> Result<i64, AcquireError> {
+    let sample = NewSample { prompt, image, teacher, origin: Origin::Seed, parent: None, round: None };
+    Ok(run.ledger.add_sample(&sample).map_err(StoreError::from)?)
 }
 
 #[cfg(test)]

@@ -131,15 +131,7 @@ pub fn bmm(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gradcheck::check_param_gradients;
-    use candle_core::{Device, Var};
-
-    fn var(shape: &[usize], seed: u64) -> Var {
-        let n: usize = shape.iter().product();
-        let mut rng = evolve_sdk::SplitMix64::new(seed);
-        let v: Vec<f64> = (0..n).map(|_| rng.next_f64() * 2.0 - 1.0).collect();
-        Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap()
-    }
+    use crate::model::gradcheck::{check_param_gradients, random_var as var};
 
     #[test]
     fn matches_matmul_in_every_transpose_combination() {

@@ -138,8 +138,11 @@ impl Dit {
         let time_1 = Linear::with_init(p, "adaln_single.emb.timestep_embedder.linear_1", 256, h, normal)?;
         let time_2 = Linear::with_init(p, "adaln_single.emb.timestep_embedder.linear_2", h, h, normal)?;
         let t_block = Linear::with_init(p, "adaln_single.linear", h, 6 * h, normal)?;
-        let caption_1 = Linear::with_init(p, "caption_projection.linear_1", shape.caption_channels, h, normal)?;
-        let caption_2 = Linear::with_init(p, "caption_projection.linear_2", h, h, normal)?;
+        // Xavier rather than PixArt's N(0, 0.02): PixArt projects T5 features of large magnitude,
+        // ours come layer-normalised, and a 0.02 projection of unit features starves the
+        // cross-attention of signal (the model then learns to ignore the caption).
+        let caption_1 = Linear::new(p, "caption_projection.linear_1", shape.caption_channels, h)?;
+        let caption_2 = Linear::new(p, "caption_projection.linear_2", h, h)?;
         let null_caption = p.get(
             "caption_projection.y_embedding",
             &[shape.caption_len, shape.caption_channels],

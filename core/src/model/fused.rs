@@ -6,24 +6,10 @@
 //! per-group vector). Tensors are viewed as rows of `C` features; a "group" is the `n`
 //! consecutive rows (tokens) of one batch element that share a modulation vector.
 
-use super::ops::{layer_norm_grad_row, layer_norm_row};
+use super::ops::{layer_norm_grad_row, layer_norm_row, row_len as features, slice};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use num_traits::Float;
 use rayon::prelude::*;
-
-fn slice<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("evolve fused op: input must be contiguous"),
-    }
-}
-
-fn features(layout: &Layout) -> Result<usize> {
-    match layout.dims().last() {
-        Some(&c) if c > 0 => Ok(c),
-        _ => bail!("evolve fused op: needs a non-empty last dimension"),
-    }
-}
 
 macro_rules! typed {
     ($($s:expr, $l:expr => $v:ident),+ ; $body:expr) => {{
@@ -403,15 +389,8 @@ pub fn bias_add(y: &Tensor, bias: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gradcheck::check_param_gradients;
-    use candle_core::{Device, Var};
-
-    fn var(shape: &[usize], seed: u64) -> Var {
-        let n: usize = shape.iter().product();
-        let mut rng = evolve_sdk::SplitMix64::new(seed);
-        let v: Vec<f64> = (0..n).map(|_| rng.next_f64() * 2.0 - 1.0).collect();
-        Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap()
-    }
+    use crate::model::gradcheck::{check_param_gradients, random_var as var};
+    use candle_core::Var;
 
     fn named(vars: &[(&str, &Var)]) -> Vec<(String, Var)> {
         vars.iter().map(|(n, v)| (n.to_string(), (*v).clone())).collect()

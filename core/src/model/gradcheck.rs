@@ -72,3 +72,11 @@ pub fn check_param_gradients(vars: &[(String, Var)], loss: impl Fn() -> candle_c
         }
     }
 }
+
+/// A variable of `shape` with values uniform in [-1, 1), drawn from `seed`.
+pub fn random_var(shape: &[usize], seed: u64) -> Var {
+    let n: usize = shape.iter().product();
+    let mut rng = SplitMix64::new(seed);
+    let v: Vec<f64> = (0..n).map(|_| rng.next_f64() * 2.0 - 1.0).collect();
+    Var::from_tensor(&Tensor::from_vec(v, shape, &candle_core::Device::Cpu).expect("tensor")).expect("var")
+}

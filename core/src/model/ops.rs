@@ -11,14 +11,16 @@ use rayon::prelude::*;
 /// Rows per parallel task: below this, threading costs more than it saves.
 const ROWS_PER_TASK: usize = 64;
 
-fn slice<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+/// The contiguous elements a layout addresses.
+pub(crate) fn slice<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => bail!("evolve op: input must be contiguous"),
     }
 }
 
-fn row_len(layout: &Layout) -> Result<usize> {
+/// The length of the last dimension (a row), which must be non-empty.
+pub(crate) fn row_len(layout: &Layout) -> Result<usize> {
     match layout.dims().last() {
         Some(&n) if n > 0 => Ok(n),
         _ => bail!("evolve op: needs a non-empty last dimension"),
