@@ -286,3 +286,29 @@ fn everything_is_deterministic_under_a_seed() {
     let req = CompareRequest { prompt: "a red circle".into(), images: vec![a, b], seed: 77 };
     assert_eq!(judge.judge(&req).unwrap(), judge.judge(&req).unwrap());
 }
+
+#[test]
+fn teacher_price_latency_and_failures_are_configurable() {
+    use evolve_sdk::{GenerateRequest, PluginError, Teacher};
+    use evolve_shapes::teacher::{ShapesTeacher, ShapesTeacherConfig};
+    let request = GenerateRequest { prompt: "a red circle".into(), width: 32, height: 32, seed: 1 };
+    let config = |price_usd, latency_ms, failure_rate| ShapesTeacherConfig { price_usd, latency_ms, failure_rate, concurrency: 4 };
+
+    let teacher = ShapesTeacher::new(config(0.04, 60, 0.0), 0).unwrap();
+    let start = std::time::Instant::now();
+    let image = futures_executor::block_on(teacher.generate(&request)).unwrap();
+    assert!(start.elapsed() >= std::time::Duration::from_millis(60));
+    assert_eq!(image.cost, evolve_sdk::Cost::from_usd(0.04));
+    assert_eq!(teacher.price(&request), evolve_sdk::Cost::from_usd(0.04));
+    assert_eq!(image.image, render(&Prompt::parse("a red circle").unwrap(), 32, 32, 1));
+
+    let flaky = ShapesTeacher::new(config(0.0, 0, 0.5), 0).unwrap();
+    let failures = (0..400)
+        .filter(|_| matches!(futures_executor::block_on(flaky.generate(&request)), Err(PluginError::Transient { .. })))
+        .count();
+    assert!((150..250).contains(&failures), "{failures} of 400 failed");
+
+    let bad = GenerateRequest { prompt: "a photo of a cat".into(), ..request };
+    assert!(matches!(futures_executor::block_on(teacher.generate(&bad)), Err(PluginError::InvalidInput(_))));
+    assert!(ShapesTeacher::new(config(0.0, 0, 1.5), 0).is_err());
+}
