@@ -292,7 +292,12 @@ fn teacher_price_latency_and_failures_are_configurable() {
     use evolve_sdk::{GenerateRequest, PluginError, Teacher};
     use evolve_shapes::teacher::{ShapesTeacher, ShapesTeacherConfig};
     let request = GenerateRequest { prompt: "a red circle".into(), width: 32, height: 32, seed: 1 };
-    let config = |price_usd, latency_ms, failure_rate| ShapesTeacherConfig { price_usd, latency_ms, failure_rate, concurrency: 4 };
+    let config = |price_usd, latency_ms, failure_rate| ShapesTeacherConfig {
+        price_usd,
+        latency_ms,
+        failure_rate,
+        concurrency: 4,
+    };
 
     let teacher = ShapesTeacher::new(config(0.04, 60, 0.0), 0).unwrap();
     let start = std::time::Instant::now();
