@@ -60,6 +60,11 @@ enum Command {
         json: bool,
     },
     /// Train without the director (the paper's baseline: uniform teacher data).
+    ///
+    /// Buys images for the experiment's initial prompts (the prompt file, then `prompts.generate`
+    /// written by the judge, capped by `budget.max_teacher_calls`) from the first teacher, trains
+    /// on them uniformly for `budget.max_steps`, checkpoints every `training.checkpoint_every`
+    /// steps, and ends with the evaluation table.
     Train {
         /// The experiment file.
         experiment: PathBuf,
