@@ -139,8 +139,7 @@ pub async fn buy_seed_samples(
         let hash = RequestHash::of(label, &request);
         if let Some(call) = run.paid(&hash)? {
             // Paid before a crash, but its sample row never written: reuse the image.
-            let image = run.images.get(&call.image)?;
-            let stored = run.images.put(&image)?;
+            let stored = run.images.existing(&call.image)?;
             add_seed(run, prompt, &stored, label)?;
             done += 1;
             progress(done);

@@ -4,7 +4,6 @@
 use evolve_sdk::{BaseModel, EvalSuite, Evaluator, GenerateRequest, Image, PluginError, SampleRequest, Teacher};
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// One category's result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,7 +98,7 @@ pub enum EvalError {
 }
 
 /// Scores `teacher` on `evaluator`'s suite at `size` x `size` pixels, with as many calls in
-/// flight as the teacher allows. Transient failures are retried a few times.
+/// flight as the teacher allows. Transient failures are retried with back-off.
 pub async fn eval_teacher(
     teacher: Arc<dyn Teacher>,
     label: &str,
@@ -114,7 +113,8 @@ pub async fn eval_teacher(
         let request = GenerateRequest { prompt: case.prompt.clone(), width: size, height: size, seed: case.seed };
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            (index, render_with_retries(teacher.as_ref(), &request).await)
+            let rendered = crate::acquire::with_retries(6, || teacher.generate(&request)).await;
+            (index, rendered.map(|g| g.image))
         });
     }
     let mut images: Vec<Option<Image>> = vec![None; suite.cases.len()];
@@ -167,22 +167,6 @@ pub fn eval_model(
         progress(scores.len(), suite.cases.len());
     }
     Ok(EvalReport::from_scores(&suite, subject, &scores))
-}
-
-async fn render_with_retries(teacher: &dyn Teacher, request: &GenerateRequest) -> Result<Image, PluginError> {
-    let mut delay = Duration::from_millis(50);
-    let mut attempt = 0;
-    loop {
-        match teacher.generate(request).await {
-            Ok(generated) => return Ok(generated.image),
-            Err(e) if e.is_retryable() && attempt < 5 => {
-                attempt += 1;
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use super::fused::{bias_add, gated_add, ln_modulate};
 use super::layers::{Attention, FeedForward, Linear, chunk_last};
 use super::ops::gelu_tanh;
 use super::params::{Init, ParamStore};
-use candle_core::{D, Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -247,10 +247,4 @@ impl Dit {
         let out = self.proj_out.forward(&x)?;
         self.unpatchify(&out)
     }
-}
-
-/// The mean over all but the batch dimension (per-sample losses).
-pub fn per_sample_mean(x: &Tensor) -> Result<Tensor> {
-    let b = x.dim(0)?;
-    x.reshape((b, ()))?.mean(D::Minus1)
 }

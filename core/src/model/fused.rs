@@ -6,27 +6,10 @@
 //! per-group vector). Tensors are viewed as rows of `C` features; a "group" is the `n`
 //! consecutive rows (tokens) of one batch element that share a modulation vector.
 
-use super::ops::{layer_norm_grad_row, layer_norm_row, row_len as features, slice};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use super::ops::{layer_norm_grad_row, layer_norm_row, row_len as features, typed};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use num_traits::Float;
 use rayon::prelude::*;
-
-macro_rules! typed {
-    ($($s:expr, $l:expr => $v:ident),+ ; $body:expr) => {{
-        #[allow(unused_parens)]
-        match ($($s),+) {
-            ($(CpuStorage::F32($v)),+) => {
-                $(let $v = slice($v, $l)?;)+
-                CpuStorage::F32($body)
-            }
-            ($(CpuStorage::F64($v)),+) => {
-                $(let $v = slice($v, $l)?;)+
-                CpuStorage::F64($body)
-            }
-            _ => bail!("evolve fused op: only f32 and f64 (all inputs alike) are supported"),
-        }
-    }};
-}
 
 /// Rows processed per parallel task.
 const ROWS_PER_TASK: usize = 32;

@@ -292,33 +292,6 @@ impl DitModel {
         run().map_err(failed)
     }
 
-    /// Mean squared error of the noise prediction on `batch` at fixed timestep `t`, with or
-    /// without the captions (diagnostics: a model that uses its captions predicts better with
-    /// them).
-    pub fn eps_error(&self, batch: &TrainBatch, t: usize, with_captions: bool, seed: u64) -> Result<f32, PluginError> {
-        let b = batch.images.len();
-        let x0 = self.images_to_tensor(&batch.images)?;
-        let noise = self.noise(&mut SplitMix64::new(seed), b)?;
-        let run = || -> candle_core::Result<f32> {
-            let caption = self.text.encode(&batch.prompts)?;
-            let y = self.dit.project_caption(&caption, &vec![with_captions; b])?;
-            let x_t = self.diffusion.add_noise(&x0, &noise, &vec![t; b])?;
-            let predicted = self.dit.forward(&x_t, &vec![t as f64; b], &y)?;
-            ops::mse(&predicted, &noise)?.to_dtype(DType::F32)?.to_scalar::<f32>()
-        };
-        run().map_err(failed)
-    }
-
-    /// Samples with the raw training weights instead of the EMA (diagnostics).
-    pub fn generate_raw(&self, request: &SampleRequest) -> Result<Vec<Image>, PluginError> {
-        self.sample_with_current_weights(request)
-    }
-
-    /// Overrides the sampler (diagnostics and benchmarks).
-    pub fn set_sampler(&mut self, sampler: Sampler) {
-        self.config.sampler = sampler;
-    }
-
     /// Swaps the training weights and the EMA weights (twice restores them).
     fn swap_ema(&mut self) -> Result<(), PluginError> {
         for (name, var) in self.params.vars() {

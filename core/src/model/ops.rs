@@ -4,7 +4,7 @@
 //! stop at them. These are custom ops with hand-written forward and backward kernels (fused, so
 //! also faster than composing primitives), checked against finite differences in the tests.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, DType, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, D, Layout, Result, Shape, Tensor, bail};
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -110,43 +110,32 @@ pub(crate) fn layer_norm_grad_row<T: Float>(x: &[T], dy: &[T], out: &mut [T], ep
     }
 }
 
-macro_rules! dispatch1 {
-    ($storage:expr, $layout:expr, |$x:ident, $n:ident| $body:expr) => {{
-        let $n = row_len($layout)?;
-        let shape = $layout.shape().clone();
-        match $storage {
-            CpuStorage::F32(v) => {
-                let $x = slice(v, $layout)?;
-                Ok((CpuStorage::F32($body), shape))
+/// Runs `$body` with each storage viewed as a contiguous slice of its element type, for f32 and
+/// f64 alike (all inputs must share the type), and wraps the returned `Vec` as storage.
+macro_rules! typed {
+    ($($s:expr, $l:expr => $v:ident),+ ; $body:expr) => {{
+        #[allow(unused_parens)]
+        match ($($s),+) {
+            ($(candle_core::CpuStorage::F32($v)),+) => {
+                $(let $v = $crate::model::ops::slice($v, $l)?;)+
+                candle_core::CpuStorage::F32($body)
             }
-            CpuStorage::F64(v) => {
-                let $x = slice(v, $layout)?;
-                Ok((CpuStorage::F64($body), shape))
+            ($(candle_core::CpuStorage::F64($v)),+) => {
+                $(let $v = $crate::model::ops::slice($v, $l)?;)+
+                candle_core::CpuStorage::F64($body)
             }
-            _ => bail!("evolve op: only f32 and f64 are supported"),
+            _ => candle_core::bail!("evolve op: only f32 and f64 (all inputs alike) are supported"),
         }
     }};
 }
+pub(crate) use typed;
 
-macro_rules! dispatch2 {
-    ($a:expr, $la:expr, $b:expr, $lb:expr, |$x:ident, $y:ident, $n:ident| $body:expr) => {{
-        let $n = row_len($la)?;
-        if $la.shape() != $lb.shape() {
-            bail!("evolve op: shape mismatch {:?} vs {:?}", $la.shape(), $lb.shape());
-        }
-        let shape = $la.shape().clone();
-        match ($a, $b) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                let ($x, $y) = (slice(a, $la)?, slice(b, $lb)?);
-                Ok((CpuStorage::F32($body), shape))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                let ($x, $y) = (slice(a, $la)?, slice(b, $lb)?);
-                Ok((CpuStorage::F64($body), shape))
-            }
-            _ => bail!("evolve op: unsupported or mismatched dtypes"),
-        }
-    }};
+/// Fails unless two inputs have the same shape.
+fn same_shape(a: &Layout, b: &Layout) -> Result<()> {
+    if a.shape() != b.shape() {
+        bail!("evolve op: shape mismatch {:?} vs {:?}", a.shape(), b.shape());
+    }
+    Ok(())
 }
 
 struct Softmax {
@@ -169,7 +158,9 @@ impl CustomOp1 for Softmax {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let scale = self.scale;
-        dispatch1!(storage, layout, |x, n| map_rows(x, n, |x, o| softmax_row(x, o, num(scale))))
+        let n = row_len(layout)?;
+        let out = typed!(storage, layout => x; map_rows(x, n, |x, o| softmax_row(x, o, num(scale))));
+        Ok((out, layout.shape().clone()))
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -184,7 +175,11 @@ impl CustomOp2 for SoftmaxGrad {
 
     fn cpu_fwd(&self, y: &CpuStorage, ly: &Layout, dy: &CpuStorage, ldy: &Layout) -> Result<(CpuStorage, Shape)> {
         let scale = self.scale;
-        dispatch2!(y, ly, dy, ldy, |y, dy, n| map_rows2(y, dy, n, |y, g, o| softmax_grad_row(y, g, o, num(scale))))
+        let n = row_len(ly)?;
+        same_shape(ly, ldy)?;
+        let out =
+            typed!(y, ly => y, dy, ldy => dy; map_rows2(y, dy, n, |y, g, o| softmax_grad_row(y, g, o, num(scale))));
+        Ok((out, ly.shape().clone()))
     }
 }
 
@@ -195,7 +190,9 @@ impl CustomOp1 for LayerNorm {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let eps = self.eps;
-        dispatch1!(storage, layout, |x, n| map_rows(x, n, |x, o| layer_norm_row(x, o, eps)))
+        let n = row_len(layout)?;
+        let out = typed!(storage, layout => x; map_rows(x, n, |x, o| layer_norm_row(x, o, eps)));
+        Ok((out, layout.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -210,7 +207,10 @@ impl CustomOp2 for LayerNormGrad {
 
     fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, dy: &CpuStorage, ldy: &Layout) -> Result<(CpuStorage, Shape)> {
         let eps = self.eps;
-        dispatch2!(x, lx, dy, ldy, |x, dy, n| map_rows2(x, dy, n, |x, g, o| layer_norm_grad_row(x, g, o, eps)))
+        let n = row_len(lx)?;
+        same_shape(lx, ldy)?;
+        let out = typed!(x, lx => x, dy, ldy => dy; map_rows2(x, dy, n, |x, g, o| layer_norm_grad_row(x, g, o, eps)));
+        Ok((out, lx.shape().clone()))
     }
 }
 
@@ -302,7 +302,8 @@ impl CustomOp1 for Gelu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        dispatch1!(storage, layout, |x, _n| map_elems(x, gelu_value))
+        let out = typed!(storage, layout => x; map_elems(x, gelu_value));
+        Ok((out, layout.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -316,7 +317,9 @@ impl CustomOp2 for GeluGrad {
     }
 
     fn cpu_fwd(&self, x: &CpuStorage, lx: &Layout, dy: &CpuStorage, ldy: &Layout) -> Result<(CpuStorage, Shape)> {
-        dispatch2!(x, lx, dy, ldy, |x, dy, _n| map_elems2(x, dy, |x, g| g * gelu_derivative(x)))
+        same_shape(lx, ldy)?;
+        let out = typed!(x, lx => x, dy, ldy => dy; map_elems2(x, dy, |x, g| g * gelu_derivative(x)));
+        Ok((out, lx.shape().clone()))
     }
 }
 
@@ -368,16 +371,11 @@ pub fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     (a - b)?.sqr()?.mean_all()
 }
 
-/// Whether `dtype` is one the custom kernels support.
-pub fn supported(dtype: DType) -> bool {
-    matches!(dtype, DType::F32 | DType::F64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::gradcheck::check_input_gradient;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     fn input(shape: &[usize], seed: u64) -> Tensor {
         let n: usize = shape.iter().product();

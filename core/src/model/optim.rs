@@ -117,17 +117,6 @@ impl AdamW {
         self.config.ema_decay.min((1.0 + step as f64) / (10.0 + step as f64))
     }
 
-    /// The global L2 norm of the gradients of `vars` (missing gradients count as zero).
-    pub fn grad_norm(vars: &BTreeMap<String, Var>, grads: &GradStore) -> Result<f64> {
-        let mut total = 0.0;
-        for var in vars.values() {
-            if let Some(g) = grads.get(var) {
-                total += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            }
-        }
-        Ok(total.sqrt())
-    }
-
     /// One update of every variable from `grads`, then the EMA: one fused pass per parameter
     /// over plain buffers (a dozen tensor operations each, otherwise).
     pub fn step(&mut self, vars: &BTreeMap<String, Var>, grads: &GradStore) -> Result<StepInfo> {

@@ -145,6 +145,23 @@ impl ImageStore {
         Ok(stored)
     }
 
+    /// The proof of durability for an image already in the store (e.g. paid for before a crash),
+    /// after checking that its file still hashes to `hash`; reads only the PNG header.
+    pub fn existing(&self, hash: &ImageHash) -> Result<StoredImage, StoreError> {
+        let path = self.path(hash);
+        let bytes = fs::read(&path).map_err(io_err("cannot read image", &path))?;
+        let corrupt = |message: String| StoreError::Image { hash: hash.to_string(), message };
+        if blake3::hash(&bytes).to_hex().as_str() != hash.as_str() {
+            return Err(corrupt("file does not match its hash".into()));
+        }
+        let (width, height) = image::ImageReader::new(std::io::Cursor::new(&bytes))
+            .with_guessed_format()
+            .map_err(|e| corrupt(e.to_string()))?
+            .into_dimensions()
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(StoredImage { hash: hash.clone(), width, height, bytes: bytes.len() as u64 })
+    }
+
     /// Reads the image with `hash`.
     pub fn get(&self, hash: &ImageHash) -> Result<Image, StoreError> {
         let path = self.path(hash);
@@ -173,6 +190,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(store.get(a.hash()).unwrap(), img);
         assert!(store.verify(a.hash()));
+        assert_eq!(store.existing(a.hash()).unwrap(), a);
         fs::write(store.path(a.hash()), b"tampered").unwrap();
         assert!(!store.verify(a.hash()));
     }

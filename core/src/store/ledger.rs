@@ -201,6 +201,21 @@ impl Ledger {
         f(&self.conn).map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })
     }
 
+    /// Runs `f` in one transaction, committed only if `f` succeeds.
+    fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, LedgerError> {
+        let path = self.path.clone();
+        let run = |conn: &mut Connection| {
+            let tx = conn.transaction()?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        };
+        run(&mut self.conn).map_err(|source| LedgerError::Sqlite { path, source })
+    }
+
     fn err(&self) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
         |source| LedgerError::Sqlite { path: self.path.clone(), source }
     }
@@ -217,12 +232,10 @@ impl Ledger {
             return Err(LedgerError::NewerSchema { path: self.path.clone(), found: current, supported });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().take(target as usize).skip(current as usize) {
-            let path = self.path.clone();
-            let tx = self.conn.transaction().map_err(|source| LedgerError::Sqlite { path: path.clone(), source })?;
-            tx.execute_batch(sql)
-                .and_then(|_| tx.pragma_update(None, "user_version", (i + 1) as u32))
-                .and_then(|_| tx.commit())
-                .map_err(|source| LedgerError::Sqlite { path, source })?;
+            self.transaction(|tx| {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", (i + 1) as u32)
+            })?;
         }
         Ok(())
     }
@@ -249,11 +262,9 @@ impl Ledger {
     /// Records a paid call and its image in one transaction. Recording the same request twice
     /// keeps the first record.
     pub fn record_call(&mut self, call: &NewApiCall<'_>) -> Result<(), LedgerError> {
-        let path = self.path.clone();
-        let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        insert_image(&tx, call.image).map_err(wrap)?;
-        tx.execute(
+        self.transaction(|tx| {
+            insert_image(tx, call.image)?;
+            tx.execute(
             "INSERT OR IGNORE INTO api_calls (request_hash, plugin, request, image_hash, revised_prompt, cost_micro_usd)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
@@ -264,9 +275,9 @@ impl Ledger {
                 call.revised_prompt,
                 call.cost.micro_usd as i64
             ],
-        )
-        .map_err(wrap)?;
-        tx.commit().map_err(wrap)
+            )?;
+            Ok(())
+        })
     }
 
     /// Paid calls so far and what they cost in total.
@@ -285,29 +296,25 @@ impl Ledger {
 
     /// Adds a training sample (and its prompt and image rows) in one transaction.
     pub fn add_sample(&mut self, sample: &NewSample<'_>) -> Result<i64, LedgerError> {
-        let path = self.path.clone();
-        let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        insert_image(&tx, sample.image).map_err(wrap)?;
-        tx.execute("INSERT OR IGNORE INTO prompts (text) VALUES (?1)", [sample.prompt]).map_err(wrap)?;
-        let prompt_id: i64 =
-            tx.query_row("SELECT id FROM prompts WHERE text = ?1", [sample.prompt], |r| r.get(0)).map_err(wrap)?;
-        tx.execute(
-            "INSERT INTO samples (prompt_id, image_hash, teacher, origin, parent_id, round_added)
+        self.transaction(|tx| {
+            insert_image(tx, sample.image)?;
+            tx.execute("INSERT OR IGNORE INTO prompts (text) VALUES (?1)", [sample.prompt])?;
+            let prompt_id: i64 =
+                tx.query_row("SELECT id FROM prompts WHERE text = ?1", [sample.prompt], |r| r.get(0))?;
+            tx.execute(
+                "INSERT INTO samples (prompt_id, image_hash, teacher, origin, parent_id, round_added)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                prompt_id,
-                sample.image.hash().as_str(),
-                sample.teacher,
-                sample.origin.as_str(),
-                sample.parent,
-                sample.round
-            ],
-        )
-        .map_err(wrap)?;
-        let id = tx.last_insert_rowid();
-        tx.commit().map_err(wrap)?;
-        Ok(id)
+                params![
+                    prompt_id,
+                    sample.image.hash().as_str(),
+                    sample.teacher,
+                    sample.origin.as_str(),
+                    sample.parent,
+                    sample.round
+                ],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
     }
 
     /// Takes a sample out of the active set (it stays in the ledger).
@@ -374,15 +381,13 @@ impl Ledger {
 
     /// Records a judgment and marks the sample judged in this round, in one transaction.
     pub fn record_judgment(&mut self, j: &NewJudgment<'_>) -> Result<i64, LedgerError> {
-        let path = self.path.clone();
-        let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        insert_image(&tx, j.base_image).map_err(wrap)?;
         let outcome = match j.outcome {
             Outcome::TeacherBetter => "teacher_better",
             Outcome::BaseAsGood => "base_as_good",
         };
-        tx.execute(
+        self.transaction(|tx| {
+            insert_image(tx, j.base_image)?;
+            tx.execute(
             "INSERT INTO judgments (round_id, sample_id, base_image_hash, teacher_image_hash, outcome, base_shown_first, confidence, raw)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -395,13 +400,11 @@ impl Ledger {
                 j.confidence,
                 j.raw
             ],
-        )
-        .map_err(wrap)?;
-        let id = tx.last_insert_rowid();
-        tx.execute("UPDATE samples SET last_judged_round = ?2 WHERE id = ?1", params![j.sample, j.round])
-            .map_err(wrap)?;
-        tx.commit().map_err(wrap)?;
-        Ok(id)
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute("UPDATE samples SET last_judged_round = ?2 WHERE id = ?1", params![j.sample, j.round])?;
+            Ok(id)
+        })
     }
 
     /// Records metric `name` at trainer step `step` (a later value for the same step replaces it).
