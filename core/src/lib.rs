@@ -7,11 +7,13 @@
 //! - [`store`]: the run directory — content-addressed image store and the SQLite run ledger.
 //! - [`model`]: the built-in `dit` base model (PixArt-alpha DiT in candle) and its training.
 //! - [`eval`]: scoring a model or a teacher on an evaluator's held-out suite.
-//!
-//! The director, trainer and evaluation arrive as their own modules; see `DESIGN.md`.
+//! - [`director`]: `evolve run` — the trainer thread and the evolution rounds beside it.
+//! - [`static_train`]: `evolve train --static` — the paper's baseline without the director.
+//! - [`acquire`]: initial prompts and paid teacher images, each bought once.
 
 pub mod acquire;
 pub mod bench;
+pub mod director;
 pub mod eval;
 pub mod experiment;
 pub mod model;

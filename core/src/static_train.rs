@@ -95,19 +95,6 @@ fn bar(quiet: bool, len: u64, template: &str) -> ProgressBar {
     bar
 }
 
-/// Resizes to `size` x `size` if needed (teachers may deliver other sizes).
-fn fit(image: Image, size: u32) -> Image {
-    if image.width() == size && image.height() == size {
-        return image;
-    }
-    let (w, h) = (image.width(), image.height());
-    let Some(buffer) = image::RgbImage::from_raw(w, h, image.into_pixels()) else {
-        return Image::filled(size, size, [0, 0, 0]);
-    };
-    let resized = image::imageops::resize(&buffer, size, size, image::imageops::FilterType::Triangle);
-    Image::from_rgb(size, size, resized.into_raw()).unwrap_or_else(|_| Image::filled(size, size, [0, 0, 0]))
-}
-
 /// Runs static training for `experiment` (read from `experiment_path`).
 pub fn run(
     experiment: &Experiment,
@@ -157,7 +144,7 @@ pub fn run(
     let size = experiment.run.image_size;
     let mut data: Vec<(String, Image)> = vec![];
     for sample in run.ledger.samples(true).map_err(StoreError::from)? {
-        data.push((sample.prompt, fit(run.images.get(&sample.image)?, size)));
+        data.push((sample.prompt, run_model::fit(run.images.get(&sample.image)?, size)));
     }
     if data.is_empty() {
         return Err(TrainError::Other("no training samples: the prompt set is empty".into()));

@@ -1,15 +1,10 @@
 //! `evolve check`: validate experiment files.
 
 use anyhow::Context;
-use evolve_core::experiment::{self, Experiment};
+use evolve_core::experiment;
 use evolve_core::registry::Registry;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Loads and validates one experiment file with the built-in registry.
-pub fn load(path: &Path) -> anyhow::Result<Experiment> {
-    Ok(experiment::load(path, &Registry::builtin())?)
-}
 
 /// Checks every file; reports all of them before failing.
 pub fn run(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {

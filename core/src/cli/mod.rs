@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod eval;
 mod plugins;
+mod run;
 mod sample;
 mod schema;
 mod train;
@@ -32,6 +33,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an experiment: train while the judge evolves the training set.
+    ///
+    /// Buys teacher images for the initial prompts, then trains the base model without pause
+    /// while, every `director.every_steps` steps, a round renders part of the set with the base
+    /// model, has the judge compare each render with the teacher's image, and applies the
+    /// operator chain: expanding what the model still gets wrong, deleting what it has mastered,
+    /// mutating in new prompts. Stops at the first budget reached (`budget.*`), then evaluates.
+    ///
+    /// Everything paid for is in the run's ledger before it is used: after Ctrl-C or a crash,
+    /// `evolve run EXPERIMENT --resume` continues the same run and pays for nothing twice.
     Run {
         /// The experiment file.
         experiment: PathBuf,
@@ -41,6 +51,9 @@ enum Command {
         /// Where the run lives (default: runs/<run.name>).
         #[arg(long, value_name = "DIR")]
         run_dir: Option<PathBuf>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Validate experiment files against their schema and every plugin's config schema.
     Check {
@@ -158,11 +171,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { experiments } => check::run(&experiments),
         Command::Schema { plugin } => schema::run(plugin.as_deref()),
         Command::Plugins { json } => plugins::run(json),
-        Command::Run { experiment, .. } => {
-            // Validate now, so that a broken file is reported even before the director exists.
-            check::load(&experiment)?;
-            not_available("evolve run", "the director (the online evolution loop)")
-        }
+        Command::Run { experiment, resume, run_dir, quiet } => run::run(&experiment, run_dir, resume, quiet),
         Command::Train { experiment, run_dir, resume, quiet, .. } => train::run(&experiment, run_dir, resume, quiet),
         Command::Sample { run, prompt, n, seed, steps, guidance, out } => {
             sample::run(&run, &prompt, n, seed, steps, guidance, &out)
@@ -180,7 +189,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn not_available(command: &str, arrives_with: &str) -> anyhow::Result<ExitCode> {
     eprintln!("{command} is not available in this build yet: it arrives with {arrives_with}.");
-    eprintln!("Available now: check, schema, plugins, train --static, sample, eval, bench train-throughput.");
+    eprintln!("Available now: run, check, schema, plugins, train --static, sample, eval, bench.");
     Ok(ExitCode::from(NOT_AVAILABLE))
 }
 

@@ -158,11 +158,26 @@ pub struct DirectorSettings {
     #[serde(default = "select_ratio")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub select_ratio: f64,
+    /// Sampler steps of the base model's renders for the judge (default: the model's own).
+    /// Fewer steps make rounds cheaper at some cost in image quality.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    pub sample_steps: Option<u32>,
+    /// Rounds between evaluations while the run is going (only used with
+    /// `budget.target_eval`; every run is evaluated once at the end).
+    #[serde(default = "eval_every_rounds")]
+    #[schemars(range(min = 1))]
+    pub eval_every_rounds: u64,
 }
 
 impl Default for DirectorSettings {
     fn default() -> Self {
-        DirectorSettings { every_steps: every_steps(), select_ratio: select_ratio() }
+        DirectorSettings {
+            every_steps: every_steps(),
+            select_ratio: select_ratio(),
+            sample_steps: None,
+            eval_every_rounds: eval_every_rounds(),
+        }
     }
 }
 
@@ -221,4 +236,8 @@ fn every_steps() -> u64 {
 
 fn select_ratio() -> f64 {
     0.2
+}
+
+fn eval_every_rounds() -> u64 {
+    5
 }

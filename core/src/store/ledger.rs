@@ -151,6 +151,8 @@ pub struct RoundSummary {
     pub deactivated: u32,
     /// Of the added, how many by mutation.
     pub mutated: u32,
+    /// Verdicts asked again with the images swapped.
+    pub rejudged: u32,
 }
 
 /// The result of [`Ledger::check`].
@@ -171,8 +173,8 @@ impl ConsistencyReport {
 
 /// The run ledger.
 pub struct Ledger {
-    conn: Connection,
-    path: PathBuf,
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
 }
 
 impl Ledger {
@@ -197,12 +199,12 @@ impl Ledger {
         Ok(ledger)
     }
 
-    fn sql<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, LedgerError> {
+    pub(super) fn sql<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, LedgerError> {
         f(&self.conn).map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })
     }
 
     /// Runs `f` in one transaction, committed only if `f` succeeds.
-    fn transaction<T>(
+    pub(super) fn transaction<T>(
         &mut self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, LedgerError> {
@@ -216,7 +218,7 @@ impl Ledger {
         run(&mut self.conn).map_err(|source| LedgerError::Sqlite { path, source })
     }
 
-    fn err(&self) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
+    pub(super) fn err(&self) -> impl FnOnce(rusqlite::Error) -> LedgerError + '_ {
         |source| LedgerError::Sqlite { path: self.path.clone(), source }
     }
 
@@ -296,25 +298,7 @@ impl Ledger {
 
     /// Adds a training sample (and its prompt and image rows) in one transaction.
     pub fn add_sample(&mut self, sample: &NewSample<'_>) -> Result<i64, LedgerError> {
-        self.transaction(|tx| {
-            insert_image(tx, sample.image)?;
-            tx.execute("INSERT OR IGNORE INTO prompts (text) VALUES (?1)", [sample.prompt])?;
-            let prompt_id: i64 =
-                tx.query_row("SELECT id FROM prompts WHERE text = ?1", [sample.prompt], |r| r.get(0))?;
-            tx.execute(
-                "INSERT INTO samples (prompt_id, image_hash, teacher, origin, parent_id, round_added)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    prompt_id,
-                    sample.image.hash().as_str(),
-                    sample.teacher,
-                    sample.origin.as_str(),
-                    sample.parent,
-                    sample.round
-                ],
-            )?;
-            Ok(tx.last_insert_rowid())
-        })
+        self.transaction(|tx| insert_sample(tx, sample))
     }
 
     /// Takes a sample out of the active set (it stays in the ledger).
@@ -372,8 +356,16 @@ impl Ledger {
         self.sql(|c| {
             c.execute(
                 "UPDATE rounds SET finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), selected = ?2, teacher_wins = ?3,
-                 added = ?4, deactivated = ?5, mutated = ?6 WHERE id = ?1",
-                params![round, summary.selected, summary.teacher_wins, summary.added, summary.deactivated, summary.mutated],
+                 added = ?4, deactivated = ?5, mutated = ?6, rejudged = ?7 WHERE id = ?1",
+                params![
+                    round,
+                    summary.selected,
+                    summary.teacher_wins,
+                    summary.added,
+                    summary.deactivated,
+                    summary.mutated,
+                    summary.rejudged
+                ],
             )
             .map(|_| ())
         })
@@ -460,7 +452,27 @@ impl Ledger {
     }
 }
 
-fn insert_image(c: &Connection, image: &StoredImage) -> rusqlite::Result<()> {
+/// Inserts a sample with its prompt and image rows (inside the caller's transaction).
+pub(super) fn insert_sample(tx: &Connection, sample: &NewSample<'_>) -> rusqlite::Result<i64> {
+    insert_image(tx, sample.image)?;
+    tx.execute("INSERT OR IGNORE INTO prompts (text) VALUES (?1)", [sample.prompt])?;
+    let prompt_id: i64 = tx.query_row("SELECT id FROM prompts WHERE text = ?1", [sample.prompt], |r| r.get(0))?;
+    tx.execute(
+        "INSERT INTO samples (prompt_id, image_hash, teacher, origin, parent_id, round_added)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            prompt_id,
+            sample.image.hash().as_str(),
+            sample.teacher,
+            sample.origin.as_str(),
+            sample.parent,
+            sample.round
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub(super) fn insert_image(c: &Connection, image: &StoredImage) -> rusqlite::Result<()> {
     c.execute(
         "INSERT OR IGNORE INTO images (hash, width, height, bytes) VALUES (?1, ?2, ?3, ?4)",
         params![image.hash().as_str(), image.width(), image.height(), image.bytes() as i64],
@@ -468,7 +480,7 @@ fn insert_image(c: &Connection, image: &StoredImage) -> rusqlite::Result<()> {
     .map(|_| ())
 }
 
-fn hash_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<ImageHash> {
+pub(super) fn hash_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<ImageHash> {
     let hex: String = row.get(index)?;
     ImageHash::parse(&hex).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(

@@ -78,4 +78,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX samples_active_by_judged ON samples(active, last_judged_round);
     CREATE INDEX judgments_by_sample ON judgments(sample_id, round_id);
     "#,
+    // v3: the director's durable intentions. A new prompt is written down before any teacher
+    // is paid for it, so that a run killed mid-purchase finishes the purchase on resume instead
+    // of forgetting it; every teacher's image for it is kept with whether it won the judge's
+    // tournament (per-teacher win rates).
+    r#"
+    CREATE TABLE pending (
+        id          INTEGER PRIMARY KEY,
+        prompt      TEXT NOT NULL,
+        origin      TEXT NOT NULL CHECK (origin IN ('seed', 'expansion', 'mutation')),
+        parent_id   INTEGER REFERENCES samples(id),
+        round_id    INTEGER REFERENCES rounds(id),
+        sample_id   INTEGER REFERENCES samples(id),
+        dropped     TEXT,
+        created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    CREATE INDEX pending_open ON pending(sample_id, dropped);
+    CREATE TABLE candidates (
+        pending_id  INTEGER NOT NULL REFERENCES pending(id),
+        teacher     TEXT NOT NULL,
+        image_hash  TEXT NOT NULL REFERENCES images(hash),
+        won         INTEGER NOT NULL CHECK (won IN (0, 1)),
+        PRIMARY KEY (pending_id, teacher)
+    );
+    ALTER TABLE rounds ADD COLUMN rejudged INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rounds ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];

@@ -13,11 +13,13 @@
 //! ledger row naming it commits. The type system enforces the order: ledger rows take a
 //! [`StoredImage`], which only [`ImageStore::put`] can make.
 
+mod curation;
 mod fsutil;
 mod images;
 mod ledger;
 mod migrations;
 
+pub use curation::{Candidate, NewPending, PendingRow, TeacherRecord};
 pub use fsutil::atomic_write;
 pub use images::{ImageHash, ImageStore, StoredImage, decode_png, encode_png};
 pub use ledger::{

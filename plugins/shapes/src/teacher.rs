@@ -1,5 +1,7 @@
 //! The `shapes` teacher: renders any grammar prompt exactly, like a perfect image API, with
-//! optional price, latency and failures so that budgets and fault paths can be tried offline.
+//! optional price, latency, failures and sloppiness so that budgets, fault paths and the choice
+//! between several teachers can be tried offline. With `invoice`, every billed call is appended
+//! to a file — the provider's side of the books, which tests hold the run's ledger against.
 
 use crate::grammar::Prompt;
 use crate::render::render;
@@ -29,6 +31,14 @@ pub struct ShapesTeacherConfig {
     #[serde(default = "sixteen")]
     #[schemars(range(min = 1, max = 1024))]
     pub concurrency: u32,
+    /// Probability that a call renders a different prompt of the same structure instead of the
+    /// one asked for (a worse teacher, for multi-teacher experiments).
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub sloppiness: f64,
+    /// A file to which every billed call is appended as one JSON line (prompt, size, seed).
+    #[serde(default)]
+    pub invoice: Option<std::path::PathBuf>,
 }
 
 fn sixteen() -> u32 {
@@ -45,10 +55,35 @@ pub struct ShapesTeacher {
 impl ShapesTeacher {
     /// A teacher with `config`; `seed` drives its failures.
     pub fn new(config: ShapesTeacherConfig, seed: u64) -> Result<Self, PluginError> {
-        if !(0.0..=1.0).contains(&config.failure_rate) || config.price_usd < 0.0 || !config.price_usd.is_finite() {
-            return Err(PluginError::InvalidConfig("failure_rate must be in [0, 1] and price_usd >= 0".into()));
+        let unit = 0.0..=1.0;
+        if !unit.contains(&config.failure_rate)
+            || !unit.contains(&config.sloppiness)
+            || config.price_usd < 0.0
+            || !config.price_usd.is_finite()
+        {
+            return Err(PluginError::InvalidConfig(
+                "failure_rate and sloppiness must be in [0, 1] and price_usd >= 0".into(),
+            ));
         }
         Ok(ShapesTeacher { config, seed, calls: AtomicU64::new(0) })
+    }
+}
+
+impl ShapesTeacher {
+    /// Appends `request` to the invoice file.
+    fn bill(&self, path: &std::path::Path, request: &GenerateRequest) -> Result<(), PluginError> {
+        use std::io::Write;
+        let line = serde_json::json!({
+            "prompt": request.prompt, "width": request.width, "height": request.height, "seed": request.seed,
+        });
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| PluginError::Failed(format!("invoice {}: {e}", path.display())))?;
+        // One write of the whole line, so that a process killed mid-call leaves no torn line.
+        file.write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| PluginError::Failed(format!("invoice {}: {e}", path.display())))
     }
 }
 
@@ -78,8 +113,14 @@ impl Teacher for ShapesTeacher {
         if SplitMix64::from_parts(&[self.seed, request.seed, call]).chance(self.config.failure_rate) {
             return Err(PluginError::transient("shapes teacher: injected failure (failure_rate)"));
         }
+        let mut rng = SplitMix64::from_parts(&[self.seed, request.seed, 0x510_99E]);
+        let rendered =
+            if rng.chance(self.config.sloppiness) { Prompt::random(prompt.structure(), &mut rng) } else { prompt };
+        if let Some(path) = &self.config.invoice {
+            self.bill(path, request)?;
+        }
         Ok(GeneratedImage {
-            image: render(&prompt, request.width, request.height, request.seed),
+            image: render(&rendered, request.width, request.height, request.seed),
             revised_prompt: None,
             cost: Cost::from_usd(self.config.price_usd),
         })

@@ -297,6 +297,8 @@ fn teacher_price_latency_and_failures_are_configurable() {
         latency_ms,
         failure_rate,
         concurrency: 4,
+        sloppiness: 0.0,
+        invoice: None,
     };
 
     let teacher = ShapesTeacher::new(config(0.04, 60, 0.0), 0).unwrap();
@@ -316,4 +318,23 @@ fn teacher_price_latency_and_failures_are_configurable() {
     let bad = GenerateRequest { prompt: "a photo of a cat".into(), ..request };
     assert!(matches!(futures_executor::block_on(teacher.generate(&bad)), Err(PluginError::InvalidInput(_))));
     assert!(ShapesTeacher::new(config(0.0, 0, 1.5), 0).is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    let invoice = dir.path().join("invoice.jsonl");
+    let sloppy = ShapesTeacher::new(
+        ShapesTeacherConfig { sloppiness: 1.0, invoice: Some(invoice.clone()), ..config(0.0, 0, 0.0) },
+        0,
+    )
+    .unwrap();
+    let wrong = (0..20u64)
+        .filter(|&seed| {
+            let req = GenerateRequest { seed, ..request.clone() };
+            futures_executor::block_on(sloppy.generate(&req)).unwrap().image
+                != render(&Prompt::parse("a red circle").unwrap(), 32, 32, seed)
+        })
+        .count();
+    assert!(wrong >= 15, "a fully sloppy teacher rendered the prompt asked for {} of 20 times", 20 - wrong);
+    let billed = std::fs::read_to_string(&invoice).unwrap();
+    assert_eq!(billed.lines().count(), 20);
+    assert!(billed.lines().all(|l| l.contains("\"prompt\":\"a red circle\"")));
 }

@@ -1,0 +1,409 @@
+//! The director: `evolve run`. Trains the base model without pause while evolution rounds run
+//! beside it (EvolveDirector, arXiv 2410.07133, §3).
+//!
+//! ```text
+//!  trainer thread   step step step [render] step step [render] step ...      (trainer.rs)
+//!  async director   ... round: select -> render -> judge -> operators -> buy  (round.rs, shop.rs)
+//! ```
+//!
+//! Everything the run decides or pays for is in the ledger before anything depends on it: a new
+//! prompt is written down before a teacher is paid for it, a paid image is durable before its
+//! row commits, and a judgment is recorded with the render it judged. So `kill -9` at any moment
+//! and `evolve run --resume` continue the same run: unfinished purchases are completed from the
+//! ledger (nothing is paid twice), an unfinished round is closed as interrupted, and training
+//! resumes from the latest checkpoint.
+
+mod budget;
+mod progress;
+mod round;
+mod shop;
+mod trainer;
+
+pub use budget::Budget;
+pub use trainer::{HostState, TrainerStatus};
+
+use crate::acquire::{self, AcquireError};
+use crate::eval::{EvalError, EvalReport, eval_model};
+use crate::experiment::Experiment;
+use crate::registry::Registry;
+use crate::run_model::{self, RunModelError};
+use crate::store::{NewPending, RoundSummary, RunDir, StoreError, TeacherRecord};
+use evolve_sdk::{Cost, Evaluator, Judge, Operator, Origin, PluginError};
+use progress::Progress;
+use round::{RoundContext, run_round};
+use shop::{Purchase, Shop, TeacherSlot, lock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use trainer::{Trainer, TrainerSettings, TrainingSample};
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectorError {
+    /// A plugin could not be built.
+    #[error("cannot build {what}: {source}")]
+    Build {
+        /// Which plugin.
+        what: String,
+        /// Why.
+        source: crate::registry::BuildError,
+    },
+    /// A plugin call failed for good where the run cannot go on without it.
+    #[error("{what}: {source}")]
+    Plugin {
+        /// Which call.
+        what: String,
+        /// Why.
+        source: PluginError,
+    },
+    /// The run store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Initial data could not be acquired.
+    #[error(transparent)]
+    Acquire(#[from] AcquireError),
+    /// The model could not be saved or restored.
+    #[error(transparent)]
+    Model(#[from] RunModelError),
+    /// Evaluation failed.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// The trainer thread or the async runtime failed.
+    #[error("{0}")]
+    Trainer(String),
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Continue the run there.
+    pub resume: bool,
+    /// No progress bars.
+    pub quiet: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// Where the run lives.
+    pub run_dir: PathBuf,
+    /// Trainer steps taken in total.
+    pub steps: u64,
+    /// Rounds run in total.
+    pub rounds: u64,
+    /// Teacher calls paid in total.
+    pub calls: u64,
+    /// Money spent in total.
+    pub cost: Cost,
+    /// Samples in the active set at the end.
+    pub active: u64,
+    /// Fraction of wall time the trainer was busy (this session).
+    pub busy: f64,
+    /// Per-teacher tournament records.
+    pub teachers: Vec<TeacherRecord>,
+    /// Final evaluation (absent when interrupted or without an evaluator).
+    pub eval: Option<EvalReport>,
+    /// Whether the run was interrupted (Ctrl-C) rather than finished.
+    pub interrupted: bool,
+}
+
+/// The experiment's plugins, built.
+struct Plugins {
+    teachers: Vec<TeacherSlot>,
+    judge: Arc<dyn Judge>,
+    operators: Arc<Vec<Box<dyn Operator>>>,
+    evaluator: Option<Arc<dyn Evaluator>>,
+}
+
+fn build_plugins(experiment: &Experiment, registry: &Registry) -> Result<Plugins, DirectorError> {
+    let build = |what: String| move |source| DirectorError::Build { what, source };
+    let ctx = |instance: &str| run_model::context(experiment, instance);
+    let mut teachers = vec![];
+    for section in &experiment.teachers {
+        let label = section.label().to_string();
+        let teacher = registry
+            .teacher(&section.plugin, section.config.clone(), &ctx(&label))
+            .map_err(build(format!("teacher {label}")))?;
+        teachers.push(TeacherSlot::new(label, Arc::from(teacher)));
+    }
+    let judge = registry
+        .judge(&experiment.judge.plugin, experiment.judge.config.clone(), &ctx("judge"))
+        .map_err(build("judge".into()))?;
+    let mut operators = vec![];
+    for (i, section) in experiment.operators.iter().enumerate() {
+        let instance = format!("operator.{i}.{}", section.plugin);
+        let operator = registry
+            .operator(&section.plugin, section.config.clone(), &ctx(&instance))
+            .map_err(build(format!("operator {}", section.plugin)))?;
+        operators.push(operator);
+    }
+    let evaluator = match &experiment.eval {
+        Some(section) => Some(Arc::from(
+            registry
+                .evaluator(&section.plugin, section.config.clone(), &ctx("eval"))
+                .map_err(build("evaluator".into()))?,
+        )),
+        None => None,
+    };
+    Ok(Plugins { teachers, judge: Arc::from(judge), operators: Arc::new(operators), evaluator })
+}
+
+/// Runs `experiment` (read from `experiment_path`): buys the initial set, then trains while
+/// rounds evolve it, until a budget stops the run; ends with the evaluation.
+pub fn run(
+    experiment: &Experiment,
+    experiment_path: &Path,
+    registry: &Registry,
+    options: &RunOptions,
+) -> Result<RunOutcome, DirectorError> {
+    let run = if options.resume {
+        let run = RunDir::open(&options.run_dir)?;
+        run.ledger.close_interrupted_rounds().map_err(StoreError::from)?;
+        run
+    } else {
+        let resolved = crate::experiment::resolved_toml(experiment, experiment_path).map_err(DirectorError::Trainer)?;
+        RunDir::create(&options.run_dir, &resolved)?
+    };
+    let plugins = build_plugins(experiment, registry)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DirectorError::Trainer(format!("async runtime: {e}")))?;
+    let base = experiment_path.parent().unwrap_or(Path::new("."));
+    let director = Director::new(experiment, run, plugins, options)?;
+    let (mut model, mut outcome) = runtime.block_on(director.run(base, registry))?;
+    if let (Some(evaluator), false) = (&experiment.eval, outcome.interrupted) {
+        let evaluator = registry
+            .evaluator(&evaluator.plugin, evaluator.config.clone(), &run_model::context(experiment, "eval"))
+            .map_err(|source| DirectorError::Build { what: "evaluator".into(), source })?;
+        let report = eval_model(model.as_mut(), evaluator.as_ref(), &options.run_dir.display().to_string(), |_, _| {})?;
+        let run = RunDir::open(&options.run_dir)?;
+        record_eval(&run, outcome.steps, &report)?;
+        outcome.eval = Some(report);
+    }
+    Ok(outcome)
+}
+
+fn record_eval(run: &RunDir, step: u64, report: &EvalReport) -> Result<(), StoreError> {
+    for c in &report.categories {
+        run.ledger.record_metric(step, &format!("eval/{}", c.category), c.score)?;
+    }
+    run.ledger.record_metric(step, "eval/overall", report.overall)?;
+    Ok(())
+}
+
+struct Director {
+    experiment: Arc<Experiment>,
+    run: Arc<Mutex<RunDir>>,
+    shop: Arc<Shop>,
+    plugins: Plugins,
+    options: RunOptions,
+}
+
+impl Director {
+    fn new(
+        experiment: &Experiment,
+        run: RunDir,
+        mut plugins: Plugins,
+        options: &RunOptions,
+    ) -> Result<Director, DirectorError> {
+        let (calls, cost) = run.ledger.call_totals().map_err(StoreError::from)?;
+        let max_cost = experiment.budget.max_cost_usd.map(Cost::from_usd);
+        let budget = Arc::new(Mutex::new(Budget::new(experiment.budget.max_teacher_calls, max_cost, calls, cost)));
+        let experiment = Arc::new(experiment.clone());
+        let run = Arc::new(Mutex::new(run));
+        let teachers = std::mem::take(&mut plugins.teachers);
+        let shop = Arc::new(Shop::new(
+            teachers,
+            Arc::clone(&plugins.judge),
+            Arc::clone(&run),
+            budget,
+            Arc::clone(&experiment),
+        ));
+        Ok(Director { experiment, run, shop, plugins, options: options.clone() })
+    }
+
+    async fn run(
+        self,
+        experiment_dir: &Path,
+        registry: &Registry,
+    ) -> Result<(Box<dyn evolve_sdk::BaseModel>, RunOutcome), DirectorError> {
+        let budget = self.experiment.budget.clone();
+        let progress = Progress::new(self.options.quiet, budget.max_steps, budget.max_teacher_calls);
+
+        // 1. The initial set: written down once, bought (or finished buying) on every start.
+        self.write_down_seeds(experiment_dir).await?;
+        progress.note("buying the initial set");
+        let pending = lock(&self.run).ledger.open_pending().map_err(StoreError::from)?;
+        let shop_budget = self.shop.budget();
+        self.shop
+            .buy_all(pending, |_: &Purchase| progress.budget(&shop_budget.lock().unwrap_or_else(|p| p.into_inner())))
+            .await?;
+        let data = self.active_set()?;
+        if data.is_empty() {
+            return Err(DirectorError::Trainer(
+                "no training samples: every initial prompt failed or was refused".into(),
+            ));
+        }
+
+        // 2. The trainer, restored from the latest checkpoint when resuming.
+        let mut model = run_model::build(&self.experiment, registry)?;
+        let mut state = HostState {
+            step: 0,
+            data_rng: evolve_sdk::SplitMix64::from_parts(&[self.experiment.run.seed, 0xDA7A]).state(),
+        };
+        if self.options.resume
+            && let Some(dir) = run_model::latest_checkpoint(&self.options.run_dir)
+        {
+            model.load(&dir).map_err(|source| RunModelError::Checkpoint { path: dir.clone(), source })?;
+            let host = std::fs::read(dir.join("host.json")).map_err(|e| DirectorError::Trainer(e.to_string()))?;
+            state = serde_json::from_slice(&host).map_err(|e| DirectorError::Trainer(format!("host.json: {e}")))?;
+        }
+        let settings = TrainerSettings {
+            run_dir: self.options.run_dir.clone(),
+            batch_size: self.experiment.training.batch_size as usize,
+            max_steps: budget.max_steps,
+            checkpoint_every: self.experiment.training.checkpoint_every,
+        };
+        let trainer = Trainer::start(model, state, data, settings)?;
+
+        // 3. Rounds, every `every_steps` trainer steps, until a stop.
+        let mut status = trainer.status();
+        let ticker = {
+            let (mut status, budget, steps) = (trainer.status(), self.shop.budget(), progress.clone());
+            tokio::spawn(async move {
+                while status.changed().await.is_ok() {
+                    let now = *status.borrow_and_update();
+                    steps.trainer(&now);
+                    steps.budget(&budget.lock().unwrap_or_else(|p| p.into_inner()));
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            })
+        };
+        let ctx = RoundContext {
+            run: Arc::clone(&self.run),
+            experiment: Arc::clone(&self.experiment),
+            judge: Arc::clone(&self.plugins.judge),
+            operators: Arc::clone(&self.plugins.operators),
+            evaluator: self.plugins.evaluator.clone(),
+            shop: Arc::clone(&self.shop),
+        };
+        let every = self.experiment.director.every_steps.max(1);
+        let mut next_round = (state.step / every + 1) * every;
+        let mut rounds = lock(&self.run).ledger.round_count().map_err(StoreError::from)?;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let mut interrupted = false;
+        loop {
+            tokio::select! {
+                reached = status.wait_for(|s| s.step >= next_round || s.finished) => {
+                    if reached.is_err() { break }
+                }
+                _ = &mut ctrl_c => { interrupted = true; break }
+            }
+            let now = *status.borrow();
+            if now.step < next_round {
+                break; // training finished
+            }
+            let id = lock(&self.run).ledger.begin_round(now.step).map_err(StoreError::from)?;
+            rounds += 1;
+            let summary: RoundSummary = tokio::select! {
+                summary = run_round(&ctx, &trainer, id, now.step) => summary?,
+                _ = &mut ctrl_c => { interrupted = true; break }
+            };
+            progress.round(rounds, &summary);
+            self.record_teacher_rates(now.step)?;
+            next_round += every;
+            if self.target_reached(&trainer, rounds, now.step).await? {
+                break;
+            }
+            let spent = self.shop.budget().lock().unwrap_or_else(|p| p.into_inner()).exhausted();
+            if spent && budget.max_steps.is_none() {
+                break;
+            }
+        }
+        ticker.abort();
+        let last = *status.borrow();
+        progress.trainer(&last);
+        progress.finish();
+        let model = trainer.stop()?;
+        let run = lock(&self.run);
+        let (calls, cost) = run.ledger.call_totals().map_err(StoreError::from)?;
+        let outcome = RunOutcome {
+            run_dir: self.options.run_dir.clone(),
+            steps: last.step,
+            rounds,
+            calls,
+            cost,
+            active: run.ledger.active_count().map_err(StoreError::from)?,
+            busy: last.busy,
+            teachers: run.ledger.teacher_records().map_err(StoreError::from)?,
+            eval: None,
+            interrupted,
+        };
+        Ok((model, outcome))
+    }
+
+    /// Writes the initial prompts down as pending, once per run.
+    async fn write_down_seeds(&self, experiment_dir: &Path) -> Result<(), DirectorError> {
+        if lock(&self.run).ledger.has_pending_history().map_err(StoreError::from)? {
+            return Ok(());
+        }
+        let teachers = self.experiment.teachers.len().max(1) as u64;
+        let limit = (self.experiment.budget.max_teacher_calls.unwrap_or(u64::MAX) / teachers).min(1_000_000) as usize;
+        let prompts = acquire::seed_prompts(
+            &self.experiment,
+            experiment_dir,
+            self.plugins.judge.as_ref(),
+            self.plugins.evaluator.as_deref(),
+            limit,
+        )
+        .await?;
+        let wanted: Vec<NewPending> = prompts
+            .into_iter()
+            .map(|prompt| NewPending { prompt, origin: Origin::Seed, parent: None, round: None })
+            .collect();
+        lock(&self.run).ledger.add_pending(&wanted).map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// The active set, with images at the model's resolution.
+    fn active_set(&self) -> Result<Vec<TrainingSample>, DirectorError> {
+        let run = lock(&self.run);
+        let size = self.experiment.run.image_size;
+        let mut data = vec![];
+        for sample in run.ledger.samples(true).map_err(StoreError::from)? {
+            let image = run_model::fit(run.images.get(&sample.image)?, size);
+            data.push(TrainingSample { id: sample.id, prompt: sample.prompt, image });
+        }
+        Ok(data)
+    }
+
+    fn record_teacher_rates(&self, step: u64) -> Result<(), DirectorError> {
+        if self.experiment.teachers.len() < 2 {
+            return Ok(());
+        }
+        let run = lock(&self.run);
+        for record in run.ledger.teacher_records().map_err(StoreError::from)? {
+            let rate = record.wins as f64 / record.entered.max(1) as f64;
+            run.ledger
+                .record_metric(step, &format!("teacher_win_rate/{}", record.teacher), rate)
+                .map_err(StoreError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates every `eval_every_rounds` rounds when the experiment has a target score.
+    async fn target_reached(&self, trainer: &Trainer, rounds: u64, step: u64) -> Result<bool, DirectorError> {
+        let (Some(target), Some(evaluator)) = (self.experiment.budget.target_eval, &self.plugins.evaluator) else {
+            return Ok(false);
+        };
+        if !rounds.is_multiple_of(self.experiment.director.eval_every_rounds.max(1)) {
+            return Ok(false);
+        }
+        let report = trainer.evaluate(Arc::clone(evaluator)).await?;
+        record_eval(&lock(&self.run), step, &report)?;
+        Ok(report.overall >= target)
+    }
+}

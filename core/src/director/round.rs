@@ -1,0 +1,306 @@
+//! One evolution round (EvolveDirector §3.2): select part of the active set, render it with the
+//! base model, let the judge compare each render with the teacher's image, run the operator
+//! chain on every verdict, and apply what it asks for — deletions at once, expansions and
+//! mutations as pending prompts that the shop buys.
+
+use super::DirectorError;
+use super::shop::{Purchase, Shop, lock};
+use super::trainer::Trainer;
+use crate::acquire::with_retries;
+use crate::experiment::Experiment;
+use crate::store::{NewJudgment, NewPending, RoundSummary, RunDir, SampleRow, StoreError};
+use evolve_sdk::{
+    Action, Choice, CompareRequest, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, MutateRequest, Operator,
+    Origin, Outcome, SampleRequest, SplitMix64, Verdict,
+};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+/// Images rendered per request to the trainer (keeps each pause of training short).
+const RENDER_BATCH: usize = 64;
+/// Attempts per judge call for transient failures.
+const ATTEMPTS: u32 = 6;
+/// Recent prompts a mutation is asked to differ from.
+const RECENT: usize = 16;
+
+/// What a round needs.
+pub struct RoundContext {
+    /// The run.
+    pub run: Arc<Mutex<RunDir>>,
+    /// The experiment.
+    pub experiment: Arc<Experiment>,
+    /// The judge.
+    pub judge: Arc<dyn Judge>,
+    /// The operator chain, in order.
+    pub operators: Arc<Vec<Box<dyn Operator>>>,
+    /// Held-out prompts never enter the set.
+    pub evaluator: Option<Arc<dyn Evaluator>>,
+    /// Buys new prompts.
+    pub shop: Arc<Shop>,
+}
+
+/// A judged sample and what the chain decided for it.
+struct Decision {
+    sample: SampleRow,
+    base_image: Image,
+    teacher_image: crate::store::ImageHash,
+    outcome: Outcome,
+    verdict: Verdict,
+    base_first: bool,
+    rejudged: bool,
+    deactivate: bool,
+    wanted: Vec<NewPending>,
+}
+
+/// Runs round `round` (a ledger round id) at trainer step `step`.
+pub async fn run_round(
+    ctx: &RoundContext,
+    trainer: &Trainer,
+    round: i64,
+    step: u64,
+) -> Result<RoundSummary, DirectorError> {
+    let (selected, recent) = {
+        let run = lock(&ctx.run);
+        let active = run.ledger.active_count().map_err(StoreError::from)?;
+        let n = (active as f64 * ctx.experiment.director.select_ratio).ceil() as usize;
+        (
+            run.ledger.select_for_round(n).map_err(StoreError::from)?,
+            run.ledger.recent_prompts(RECENT).map_err(StoreError::from)?,
+        )
+    };
+    let mut summary = RoundSummary { selected: selected.len() as u32, ..Default::default() };
+    if selected.is_empty() {
+        lock(&ctx.run).ledger.finish_round(round, summary).map_err(StoreError::from)?;
+        return Ok(summary);
+    }
+
+    // Render the selection with the model's EMA weights, between training steps.
+    let seed = SplitMix64::from_parts(&[ctx.experiment.run.seed, round as u64, 0xBA5E]).next_u64();
+    let mut renders = Vec::with_capacity(selected.len());
+    for (i, chunk) in selected.chunks(RENDER_BATCH).enumerate() {
+        let request = SampleRequest {
+            prompts: chunk.iter().map(|s| s.prompt.clone()).collect(),
+            seed: seed.wrapping_add(i as u64),
+            steps: ctx.experiment.director.sample_steps,
+            guidance: None,
+        };
+        renders.extend(trainer.generate(request).await?);
+    }
+
+    // Judge every sample concurrently; each task runs the operator chain on its verdict.
+    let permits = Arc::new(Semaphore::new(ctx.judge.limits().concurrency.max(1) as usize));
+    // With the budget spent, new prompts could never be bought: do not ask the judge for them.
+    let buying = !ctx.shop.budget().lock().unwrap_or_else(|p| p.into_inner()).exhausted();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (sample, base_image) in selected.into_iter().zip(renders) {
+        let (history, teacher_image) = {
+            let run = lock(&ctx.run);
+            let history = run.ledger.outcome_history(sample.id).map_err(StoreError::from)?;
+            (history, run.images.get(&sample.image)?)
+        };
+        let job = Judging {
+            judge: Arc::clone(&ctx.judge),
+            operators: Arc::clone(&ctx.operators),
+            evaluator: ctx.evaluator.clone(),
+            permits: Arc::clone(&permits),
+            recent: recent.clone(),
+            seed: SplitMix64::from_parts(&[ctx.experiment.run.seed, round as u64, sample.id as u64]).next_u64(),
+            round,
+            buying,
+        };
+        tasks.spawn(async move { job.decide(sample, base_image, teacher_image, history).await });
+    }
+    let mut wanted = vec![];
+    let mut removed = vec![];
+    while let Some(joined) = tasks.join_next().await {
+        let Some(decision) = joined.map_err(|e| DirectorError::Trainer(format!("judge task failed: {e}")))? else {
+            continue;
+        };
+        let mut run = lock(&ctx.run);
+        let base = run.images.put(&decision.base_image)?;
+        run.ledger
+            .record_judgment(&NewJudgment {
+                round,
+                sample: decision.sample.id,
+                base_image: &base,
+                teacher_image: &decision.teacher_image,
+                outcome: decision.outcome,
+                base_shown_first: decision.base_first,
+                confidence: decision.verdict.confidence,
+                raw: &decision.verdict.raw,
+            })
+            .map_err(StoreError::from)?;
+        if decision.outcome == Outcome::TeacherBetter {
+            summary.teacher_wins += 1;
+        }
+        summary.rejudged += u32::from(decision.rejudged);
+        if decision.deactivate {
+            run.ledger.deactivate(decision.sample.id, round).map_err(StoreError::from)?;
+            removed.push(decision.sample.id);
+        }
+        wanted.extend(decision.wanted);
+    }
+    summary.deactivated = removed.len() as u32;
+    trainer.remove(removed);
+
+    // Write the new prompts down before paying for any, then buy them.
+    let pending = lock(&ctx.run).ledger.add_pending(&wanted).map_err(StoreError::from)?;
+    let purchases = ctx.shop.buy_all(pending.clone(), |_| {}).await?;
+    let mut added = vec![];
+    for purchase in purchases {
+        if let Purchase::Added(sample) = purchase {
+            let mutated = pending.iter().any(|p| p.want.prompt == sample.prompt && p.want.origin == Origin::Mutation);
+            summary.mutated += u32::from(mutated);
+            added.push(sample);
+        }
+    }
+    summary.added = added.len() as u32;
+    trainer.add(added);
+    let run = lock(&ctx.run);
+    run.ledger.finish_round(round, summary).map_err(StoreError::from)?;
+    let win_rate = summary.teacher_wins as f64 / summary.selected.max(1) as f64;
+    let active = run.ledger.active_count().map_err(StoreError::from)?;
+    for (name, value) in [("round/teacher_win_rate", win_rate), ("round/active", active as f64)] {
+        run.ledger.record_metric(step, name, value).map_err(StoreError::from)?;
+    }
+    Ok(summary)
+}
+
+/// Everything one judging task needs, owned so that it can run on any worker.
+struct Judging {
+    judge: Arc<dyn Judge>,
+    operators: Arc<Vec<Box<dyn Operator>>>,
+    evaluator: Option<Arc<dyn Evaluator>>,
+    permits: Arc<Semaphore>,
+    recent: Vec<String>,
+    seed: u64,
+    round: i64,
+    buying: bool,
+}
+
+impl Judging {
+    async fn decide(
+        self,
+        sample: SampleRow,
+        base_image: Image,
+        teacher_image: Image,
+        history: Vec<Outcome>,
+    ) -> Option<Decision> {
+        let mut rng = SplitMix64::new(self.seed);
+        let base_first = rng.chance(0.5);
+        let verdict = self.compare(&sample.prompt, &base_image, &teacher_image, base_first, rng.next_u64()).await?;
+        let mut outcome = outcome_of(&verdict, base_first);
+        let origin = match sample.origin.as_str() {
+            "expansion" => Origin::Expansion,
+            "mutation" => Origin::Mutation,
+            _ => Origin::Seed,
+        };
+        let mut evaluated = EvaluatedSample {
+            sample_id: sample.id,
+            prompt: sample.prompt.clone(),
+            origin,
+            round: self.round as u64,
+            outcome,
+            verdict: verdict.clone(),
+            rejudged: false,
+            history,
+            proposed: vec![],
+            seed: rng.next_u64(),
+        };
+        let mut actions = self.chain(&evaluated)?;
+        if actions.contains(&Action::Rejudge) {
+            // Asked again with the order swapped; the teacher wins only if both verdicts agree.
+            let again = self.compare(&sample.prompt, &base_image, &teacher_image, !base_first, rng.next_u64()).await?;
+            if outcome_of(&again, !base_first) != outcome {
+                outcome = Outcome::BaseAsGood;
+            }
+            evaluated.outcome = outcome;
+            evaluated.rejudged = true;
+            actions = self.chain(&evaluated)?;
+        }
+        let mut wanted = vec![];
+        let expand = actions.iter().filter_map(|a| if let Action::Expand { n } = a { Some(*n) } else { None }).max();
+        if let Some(n) = expand.filter(|&n| n > 0 && self.buying) {
+            let request = ExpandRequest { prompt: sample.prompt.clone(), n, seed: rng.next_u64() };
+            match self.call(|| self.judge.expand(&request)).await {
+                Ok(prompts) => wanted.extend(prompts.into_iter().take(n).map(|p| (p, Origin::Expansion))),
+                Err(error) => tracing::warn!(prompt = %sample.prompt, %error, "expansion failed; skipped"),
+            }
+        }
+        if actions.contains(&Action::Mutate) && self.buying {
+            let request = MutateRequest { recent: self.recent.clone(), seed: rng.next_u64() };
+            match self.call(|| self.judge.mutate(&request)).await {
+                Ok(prompt) => wanted.push((prompt, Origin::Mutation)),
+                Err(error) => tracing::warn!(%error, "mutation failed; skipped"),
+            }
+        }
+        let held_out = |p: &str| self.evaluator.as_ref().is_some_and(|e| e.holds_out(p));
+        let wanted = wanted
+            .into_iter()
+            .filter(|(p, _)| !p.trim().is_empty() && !held_out(p))
+            .map(|(prompt, origin)| NewPending { prompt, origin, parent: Some(sample.id), round: Some(self.round) })
+            .collect();
+        Some(Decision {
+            teacher_image: sample.image.clone(),
+            deactivate: actions.contains(&Action::Deactivate),
+            rejudged: evaluated.rejudged,
+            sample,
+            base_image,
+            outcome,
+            verdict,
+            base_first,
+            wanted,
+        })
+    }
+
+    /// Runs the operator chain: each operator sees what the earlier ones proposed. An operator
+    /// that fails leaves the sample untouched this round.
+    fn chain(&self, sample: &EvaluatedSample) -> Option<Vec<Action>> {
+        let mut sample = sample.clone();
+        sample.proposed.clear();
+        for (i, operator) in self.operators.iter().enumerate() {
+            match operator.decide(&sample) {
+                Ok(actions) => sample.proposed.extend(actions),
+                Err(error) => {
+                    tracing::warn!(operator = i, prompt = %sample.prompt, %error, "operator failed; sample skipped");
+                    return None;
+                }
+            }
+        }
+        Some(sample.proposed)
+    }
+
+    async fn compare(
+        &self,
+        prompt: &str,
+        base: &Image,
+        teacher: &Image,
+        base_first: bool,
+        seed: u64,
+    ) -> Option<Verdict> {
+        let images = if base_first { vec![base.clone(), teacher.clone()] } else { vec![teacher.clone(), base.clone()] };
+        let request = CompareRequest { prompt: prompt.to_string(), images, seed };
+        match self.call(|| self.judge.compare(&request)).await {
+            Ok(verdict) => Some(verdict),
+            Err(error) => {
+                tracing::warn!(%prompt, %error, "judge comparison failed; sample skipped this round");
+                None
+            }
+        }
+    }
+
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, evolve_sdk::PluginError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, evolve_sdk::PluginError>>,
+    {
+        let _permit = self.permits.acquire().await;
+        with_retries(ATTEMPTS, f).await
+    }
+}
+
+/// The outcome a verdict means when the base image was shown first (`base_first`) or second.
+fn outcome_of(verdict: &Verdict, base_first: bool) -> Outcome {
+    let teacher_index = usize::from(base_first);
+    if verdict.choice == Choice::Best(teacher_index) { Outcome::TeacherBetter } else { Outcome::BaseAsGood }
+}

@@ -1,0 +1,207 @@
+//! Buying images for pending prompts: every prompt goes to every teacher (each within its own
+//! concurrency limit), the judge picks the best image in a pairwise tournament, every paid image
+//! is kept, and the winner joins the training set.
+//!
+//! A request already paid for (same teacher, same request hash) is read from the ledger, never
+//! bought again; a paid image is durable before the ledger row that names it commits.
+
+use super::DirectorError;
+use super::budget::Budget;
+use super::trainer::TrainingSample;
+use crate::acquire::{request_for, with_retries};
+use crate::experiment::Experiment;
+use crate::run_model::fit;
+use crate::store::{Candidate, PendingRow, RequestHash, RunDir, StoreError};
+use evolve_sdk::{Choice, CompareRequest, GenerateRequest, Image, Judge, SplitMix64, Teacher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Semaphore;
+
+/// Attempts per call for transient failures (429, 5xx, time-outs).
+const ATTEMPTS: u32 = 6;
+
+/// A teacher with its label and its concurrency limit.
+pub struct TeacherSlot {
+    /// The teacher's label in the ledger.
+    pub label: String,
+    /// The plugin.
+    pub teacher: Arc<dyn Teacher>,
+    permits: Arc<Semaphore>,
+}
+
+impl TeacherSlot {
+    /// `teacher` labelled `label`, driven within its declared concurrency.
+    pub fn new(label: String, teacher: Arc<dyn Teacher>) -> TeacherSlot {
+        let permits = Arc::new(Semaphore::new(teacher.limits().concurrency.max(1) as usize));
+        TeacherSlot { label, teacher, permits }
+    }
+}
+
+/// What became of one pending prompt.
+pub enum Purchase {
+    /// Bought; the winner is in the training set.
+    Added(TrainingSample),
+    /// Every teacher failed for good; the prompt is dropped (the ledger records why).
+    Dropped,
+    /// The budget ran out before any image was bought; the prompt stays pending.
+    OverBudget,
+}
+
+enum Bought {
+    Image(crate::store::StoredImage, Image),
+    OverBudget,
+    Failed(String),
+}
+
+/// Buys images for the run.
+pub struct Shop {
+    teachers: Vec<TeacherSlot>,
+    judge: Arc<dyn Judge>,
+    judge_permits: Arc<Semaphore>,
+    run: Arc<Mutex<RunDir>>,
+    budget: Arc<Mutex<Budget>>,
+    experiment: Arc<Experiment>,
+}
+
+/// Locks the run directory; a poisoned lock (a panic elsewhere) is still usable because every
+/// ledger write is its own transaction.
+pub fn lock(run: &Mutex<RunDir>) -> MutexGuard<'_, RunDir> {
+    run.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shop {
+    /// A shop buying from `teachers`, judged by `judge`, recording into `run` within `budget`.
+    pub fn new(
+        teachers: Vec<TeacherSlot>,
+        judge: Arc<dyn Judge>,
+        run: Arc<Mutex<RunDir>>,
+        budget: Arc<Mutex<Budget>>,
+        experiment: Arc<Experiment>,
+    ) -> Shop {
+        let judge_permits = Arc::new(Semaphore::new(judge.limits().concurrency.max(1) as usize));
+        Shop { teachers, judge, judge_permits, run, budget, experiment }
+    }
+
+    /// The budget, shared with whoever reports it.
+    pub fn budget(&self) -> Arc<Mutex<Budget>> {
+        Arc::clone(&self.budget)
+    }
+
+    /// Buys every prompt of `pending` concurrently; `done` is called after each.
+    pub async fn buy_all(
+        self: &Arc<Self>,
+        pending: Vec<PendingRow>,
+        mut done: impl FnMut(&Purchase),
+    ) -> Result<Vec<Purchase>, DirectorError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for row in pending {
+            let shop = Arc::clone(self);
+            tasks.spawn(async move { shop.buy(row).await });
+        }
+        let mut purchases = vec![];
+        while let Some(joined) = tasks.join_next().await {
+            let purchase = joined.map_err(|e| DirectorError::Trainer(format!("purchase task failed: {e}")))??;
+            done(&purchase);
+            purchases.push(purchase);
+        }
+        Ok(purchases)
+    }
+
+    /// Buys one pending prompt from every teacher and keeps the tournament's winner.
+    pub async fn buy(self: Arc<Self>, row: PendingRow) -> Result<Purchase, DirectorError> {
+        let request = request_for(&self.experiment, &row.want.prompt);
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..self.teachers.len() {
+            let (shop, request) = (Arc::clone(&self), request.clone());
+            tasks.spawn(async move { (index, shop.buy_from(index, &request).await) });
+        }
+        let mut results: Vec<(usize, Bought)> = vec![];
+        while let Some(joined) = tasks.join_next().await {
+            let (index, bought) = joined.map_err(|e| DirectorError::Trainer(format!("teacher task failed: {e}")))?;
+            results.push((index, bought?));
+        }
+        results.sort_by_key(|(index, _)| *index);
+        let (mut candidates, mut images, mut failures, mut over_budget) = (vec![], vec![], vec![], false);
+        for (index, bought) in results {
+            let label = self.teachers[index].label.clone();
+            match bought {
+                Bought::Image(stored, image) => {
+                    candidates.push(Candidate { teacher: label, image: stored });
+                    images.push(image);
+                }
+                Bought::OverBudget => over_budget = true,
+                Bought::Failed(why) => failures.push(format!("{label}: {why}")),
+            }
+        }
+        if candidates.is_empty() {
+            if over_budget {
+                return Ok(Purchase::OverBudget);
+            }
+            let reason = failures.join("; ");
+            lock(&self.run).ledger.drop_pending(row.id, &reason).map_err(StoreError::from)?;
+            tracing::warn!(prompt = %row.want.prompt, %reason, "every teacher failed; prompt dropped");
+            return Ok(Purchase::Dropped);
+        }
+        let winner = self.tournament(&row, &images).await;
+        let id = lock(&self.run).ledger.resolve_pending(&row, &candidates, winner).map_err(StoreError::from)?;
+        let image = fit(images.swap_remove(winner), self.experiment.run.image_size);
+        Ok(Purchase::Added(TrainingSample { id, prompt: row.want.prompt, image }))
+    }
+
+    async fn buy_from(&self, index: usize, request: &GenerateRequest) -> Result<Bought, DirectorError> {
+        let slot = &self.teachers[index];
+        let hash = RequestHash::of(&slot.label, request);
+        {
+            let run = lock(&self.run);
+            if let Some(call) = run.paid(&hash)? {
+                return Ok(Bought::Image(run.images.existing(&call.image)?, run.images.get(&call.image)?));
+            }
+        }
+        let price = slot.teacher.price(request);
+        let Some(reservation) = self.budget.lock().unwrap_or_else(|p| p.into_inner()).reserve(price) else {
+            return Ok(Bought::OverBudget);
+        };
+        let outcome = {
+            let _permit = slot.permits.acquire().await;
+            with_retries(ATTEMPTS, || slot.teacher.generate(request)).await
+        };
+        let budget = || self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(generated) => {
+                let json = serde_json::to_string(request).unwrap_or_default();
+                let stored = lock(&self.run).commit_paid(&hash, &slot.label, &json, &generated)?;
+                budget().settle(reservation, generated.cost);
+                Ok(Bought::Image(stored, generated.image))
+            }
+            Err(error) => {
+                budget().release(reservation);
+                Ok(Bought::Failed(error.to_string()))
+            }
+        }
+    }
+
+    /// The index of the best image: pairwise, champion against challenger, order randomised.
+    /// A tie or a judge failure keeps the champion (the earlier teacher).
+    async fn tournament(&self, row: &PendingRow, images: &[Image]) -> usize {
+        let mut champion = 0;
+        for challenger in 1..images.len() {
+            let mut rng = SplitMix64::from_parts(&[self.experiment.run.seed, row.id as u64, challenger as u64]);
+            let challenger_first = rng.chance(0.5);
+            let pair = if challenger_first {
+                vec![images[challenger].clone(), images[champion].clone()]
+            } else {
+                vec![images[champion].clone(), images[challenger].clone()]
+            };
+            let request = CompareRequest { prompt: row.want.prompt.clone(), images: pair, seed: rng.next_u64() };
+            let verdict = {
+                let _permit = self.judge_permits.acquire().await;
+                with_retries(ATTEMPTS, || self.judge.compare(&request)).await
+            };
+            match verdict {
+                Ok(v) if v.choice == Choice::Best(usize::from(!challenger_first)) => champion = challenger,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(prompt = %row.want.prompt, %error, "tournament comparison failed"),
+            }
+        }
+        champion
+    }
+}

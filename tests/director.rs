@@ -1,0 +1,237 @@
+//! End-to-end: `evolve run` — the director — through the real binary: rounds judge and evolve
+//! the set, several teachers compete, budgets stop the run exactly, and `kill -9` at any moment
+//! followed by `--resume` loses nothing and pays for nothing twice.
+
+use rusqlite::Connection;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn evolve() -> Command {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_evolve"));
+    command.current_dir(root);
+    command
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("exp.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn rounds_evolve_the_set_two_teachers_compete_and_the_budget_stops_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write(
+        dir.path(),
+        r#"
+[run]
+name = "director-e2e"
+seed = 5
+
+[base_model]
+plugin = "dit"
+config = { preset = "tiny", sample_steps = 4 }
+
+[[teachers]]
+name = "exact"
+plugin = "shapes"
+
+[[teachers]]
+name = "sloppy"
+plugin = "shapes"
+config = { sloppiness = 0.8 }
+
+[judge]
+plugin = "shapes"
+
+[eval]
+plugin = "shapes"
+
+[prompts]
+generate = 12
+
+[training]
+batch_size = 8
+checkpoint_every = 40
+
+[director]
+every_steps = 20
+select_ratio = 0.5
+
+[budget]
+max_teacher_calls = 60
+max_steps = 120
+"#,
+    );
+    let run = dir.path().join("run");
+    let out = evolve().args(["run"]).arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.contains("ShapesEval") && stdout.contains("overall"), "{stdout}");
+    assert!(stdout.contains("trainer busy"), "{stdout}");
+    assert!(stdout.contains("teacher exact"), "{stdout}");
+
+    let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
+    // The budget is met exactly, never exceeded, though rounds wanted more.
+    assert_eq!(count(&conn, "SELECT count(*) FROM api_calls"), 60);
+    // Rounds ran every 20 steps and recorded what they did.
+    let rounds = count(&conn, "SELECT count(*) FROM rounds WHERE finished_at IS NOT NULL");
+    assert!(rounds >= 5, "{rounds} rounds");
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM judgments"),
+        count(&conn, "SELECT sum(selected) FROM rounds"),
+        "one judgment per selected sample"
+    );
+    assert!(count(&conn, "SELECT count(*) FROM samples WHERE origin = 'expansion' AND parent_id IS NOT NULL") > 0);
+    assert_eq!(
+        count(&conn, "SELECT sum(added) FROM rounds"),
+        count(&conn, "SELECT count(*) FROM samples WHERE round_added IS NOT NULL")
+    );
+    assert_eq!(
+        count(&conn, "SELECT sum(deactivated) FROM rounds"),
+        count(&conn, "SELECT count(*) FROM samples WHERE active = 0")
+    );
+    // Every paid image is kept; the exact teacher beats the sloppy one.
+    assert_eq!(count(&conn, "SELECT count(*) FROM candidates"), 60);
+    let wins = |t: &str| count(&conn, &format!("SELECT coalesce(sum(won), 0) FROM candidates WHERE teacher = '{t}'"));
+    assert!(wins("exact") > wins("sloppy"), "exact {} vs sloppy {}", wins("exact"), wins("sloppy"));
+    for metric in ["loss", "trainer_busy", "round/teacher_win_rate", "teacher_win_rate/exact", "eval/overall"] {
+        assert!(count(&conn, &format!("SELECT count(*) FROM metrics WHERE name = '{metric}'")) > 0, "{metric}");
+    }
+    assert_eq!(count(&conn, "SELECT max(step) FROM metrics WHERE name = 'loss'"), 120, "stops at max_steps");
+}
+
+/// The provider's books: (prompt, seed) of every call the teacher billed.
+fn invoice(path: &Path) -> Vec<(String, u64)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("invoice line {l:?}: {e}"));
+            (v["prompt"].as_str().unwrap().to_string(), v["seed"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// The run's books: (prompt, seed) of every call recorded as paid.
+fn recorded(run: &Path) -> HashSet<(String, u64)> {
+    let Ok(conn) = Connection::open(run.join("ledger.sqlite")) else { return HashSet::new() };
+    let mut stmt = match conn.prepare("SELECT request FROM api_calls") {
+        Ok(stmt) => stmt,
+        Err(_) => return HashSet::new(),
+    };
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.unwrap()).unwrap();
+            (v["prompt"].as_str().unwrap().to_string(), v["seed"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn kill_nine_at_any_moment_then_resume_loses_nothing_and_pays_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let bill = dir.path().join("invoice.jsonl");
+    let exp = write(
+        dir.path(),
+        &format!(
+            r#"
+[run]
+name = "kill-resume"
+seed = 9
+
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", sample_steps = 3 }}
+
+[[teachers]]
+plugin = "shapes"
+config = {{ latency_ms = 40, concurrency = 4, invoice = "{}" }}
+
+[judge]
+plugin = "shapes"
+
+[prompts]
+generate = 24
+
+[training]
+batch_size = 8
+checkpoint_every = 15
+
+[director]
+every_steps = 15
+select_ratio = 0.5
+
+[budget]
+max_teacher_calls = 90
+max_steps = 150
+"#,
+            bill.display()
+        ),
+    );
+    let run = dir.path().join("run");
+    let mut kills = 0;
+    for delay_ms in [900u64, 2600, 1700, 4100, 3100] {
+        let before = recorded(&run);
+        let billed_before = invoice(&bill).len();
+        let mut command = evolve();
+        command.arg("run").arg(&exp).arg("--run-dir").arg(&run).arg("--quiet");
+        if run.join("ledger.sqlite").exists() {
+            command.arg("--resume");
+        }
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().ok(); // SIGKILL
+        child.wait().unwrap();
+        kills += usize::from(!finished);
+        // Nothing recorded before this process started was billed again by it.
+        let again: Vec<_> = invoice(&bill)[billed_before..].iter().filter(|c| before.contains(*c)).cloned().collect();
+        assert!(again.is_empty(), "paid twice after resume: {again:?}");
+        // Whatever was recorded is still recorded, and the store is consistent.
+        let after = recorded(&run);
+        assert!(before.is_subset(&after), "a recorded call was lost");
+        if run.join("ledger.sqlite").exists() {
+            let store = evolve_core::store::RunDir::open(&run).unwrap();
+            let report = store.check().unwrap();
+            assert!(report.is_consistent(), "{:?}", report.problems);
+        }
+    }
+    assert!(kills >= 3, "only {kills} kills landed; the test proved little");
+
+    let before = recorded(&run);
+    let billed_before = invoice(&bill).len();
+    let out = evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).args(["--resume", "--quiet"]).output().unwrap();
+    ok(&out);
+    let again: Vec<_> = invoice(&bill)[billed_before..].iter().filter(|c| before.contains(*c)).cloned().collect();
+    assert!(again.is_empty(), "paid twice after resume: {again:?}");
+
+    let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM api_calls"), 90, "the budget is met exactly across restarts");
+    assert_eq!(count(&conn, "SELECT max(step) FROM metrics WHERE name = 'loss'"), 150);
+    // Every call the run recorded was billed by the provider, and every pending prompt that
+    // was bought became a sample.
+    let billed: HashSet<_> = invoice(&bill).into_iter().collect();
+    assert!(recorded(&run).is_subset(&billed));
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM pending WHERE sample_id IS NOT NULL"),
+        count(&conn, "SELECT count(*) FROM samples")
+    );
+    assert_eq!(count(&conn, "SELECT count(*) FROM rounds WHERE finished_at IS NULL"), 0);
+}
