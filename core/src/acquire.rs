@@ -33,7 +33,7 @@ pub enum AcquireError {
 }
 
 /// Calls `f` until it succeeds, retrying transient failures with exponential back-off
-/// (honouring a provider's requested wait) up to `attempts` times.
+/// and jitter (honouring a provider's requested wait, e.g. `Retry-After`) up to `attempts` times.
 pub async fn with_retries<T, F, Fut>(attempts: u32, mut f: F) -> Result<T, PluginError>
 where
     F: FnMut() -> Fut,
@@ -41,10 +41,16 @@ where
 {
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
+    // Jitter spreads the retries of many concurrent calls instead of having them hit a
+    // recovering provider in lockstep; the seed needs no reproducibility.
+    let mut jitter = evolve_sdk::SplitMix64::new(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0),
+    );
     loop {
         match f().await {
             Err(PluginError::Transient { retry_after, .. }) if attempt < attempts => {
-                tokio::time::sleep(retry_after.unwrap_or(delay)).await;
+                let backoff = delay.mul_f64(0.5 + 0.5 * jitter.next_f64());
+                tokio::time::sleep(retry_after.unwrap_or(backoff)).await;
                 delay = (delay * 2).min(Duration::from_secs(30));
                 attempt += 1;
             }

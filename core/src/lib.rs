@@ -10,6 +10,8 @@
 //! - [`director`]: `evolve run` — the trainer thread and the evolution rounds beside it.
 //! - [`static_train`]: `evolve train --static` — the paper's baseline without the director.
 //! - [`acquire`]: initial prompts and paid teacher images, each bought once.
+//! - [`report`]: `evolve report` — the HTML report of a run.
+//! - [`serve`]: `evolve serve` — the embedded world behind OpenAI-compatible HTTP endpoints.
 
 pub mod acquire;
 pub mod bench;
@@ -18,6 +20,8 @@ pub mod eval;
 pub mod experiment;
 pub mod model;
 pub mod registry;
+pub mod report;
 pub mod run_model;
+pub mod serve;
 pub mod static_train;
 pub mod store;

@@ -82,6 +82,7 @@ impl Registry {
         // references is not linked, and its plugins would vanish without an error.
         evolve_operators::link();
         evolve_shapes::link();
+        evolve_openai::link();
         Registry::from_builtins(evolve_sdk::builtin_plugins())
     }
 

@@ -55,6 +55,8 @@ pub mod base_model;
 pub mod config;
 pub mod error;
 pub mod evaluator;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod image;
 pub mod judge;
 pub mod operator;
@@ -88,6 +90,7 @@ pub mod prelude {
     pub use crate::{
         Action, BaseModel, Choice, CompareRequest, Cost, EvalCase, EvalSuite, EvaluatedSample, Evaluator,
         ExpandRequest, GenerateRequest, GeneratedImage, Image, Judge, Limits, MutateRequest, Operator, Origin, Outcome,
-        PluginContext, PluginError, SampleRequest, SplitMix64, StepStats, Teacher, TrainBatch, Verdict, async_trait,
+        PluginContext, PluginError, SampleRequest, SecretRef, SplitMix64, StepStats, Teacher, TrainBatch, Verdict,
+        async_trait,
     };
 }

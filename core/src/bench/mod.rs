@@ -1,8 +1,11 @@
 //! `evolve bench NAME`: measured figures, each ending with `figure-name: value` lines that
 //! scripts can read. Speeds are compared as ratios against a reference measured in the same run.
 
+pub mod data_efficiency;
 pub mod train_throughput;
 
 /// The benchmarks this build has, with one line on each.
-pub const AVAILABLE: [(&str, &str); 1] =
-    [("train-throughput", "images/s of a DiT training step, candle vs PyTorch eager, same shapes")];
+pub const AVAILABLE: [(&str, &str); 2] = [
+    ("train-throughput", "images/s of a DiT training step, candle vs PyTorch eager, same shapes"),
+    ("data-efficiency", "ShapesEval vs teacher calls at equal steps: uniform prompts vs the director"),
+];

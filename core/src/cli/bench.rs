@@ -1,14 +1,26 @@
 //! `evolve bench`: run a benchmark and print its figures.
 
 use anyhow::{Context, bail};
-use evolve_core::bench::{AVAILABLE, train_throughput};
+use evolve_core::bench::{AVAILABLE, data_efficiency, train_throughput};
+use evolve_core::registry::Registry;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Settings of `evolve bench data-efficiency`.
+pub struct DataSettings {
+    /// Trainer steps per run.
+    pub steps: u64,
+    /// Teacher-call budgets.
+    pub budgets: Vec<u64>,
+    /// Output folder.
+    pub out: PathBuf,
+}
+
 /// Runs benchmark `name`.
-pub fn run(name: &str, python: Option<PathBuf>, cases: &[String]) -> anyhow::Result<ExitCode> {
+pub fn run(name: &str, python: Option<PathBuf>, cases: &[String], data: DataSettings) -> anyhow::Result<ExitCode> {
     match name {
         "train-throughput" => train(python, cases),
+        "data-efficiency" => data_efficiency(data),
         other => {
             let list: Vec<String> = AVAILABLE.iter().map(|(n, d)| format!("  {n}: {d}")).collect();
             bail!("no benchmark `{other}` in this build; available:\n{}", list.join("\n"))
@@ -44,6 +56,30 @@ fn train(python: Option<PathBuf>, only: &[String]) -> anyhow::Result<ExitCode> {
         figures.push(format!("train-throughput {} evolve img/s: {candle:.1}", case.name));
         figures.push(format!("train-throughput {} torch img/s: {torch:.1}", case.name));
     }
+    for f in figures {
+        println!("{f}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
+    let mut budgets = data.budgets;
+    budgets.sort_unstable();
+    budgets.dedup();
+    if budgets.is_empty() || budgets[0] == 0 {
+        bail!("--budgets needs positive teacher-call counts, e.g. --budgets 20,60,200");
+    }
+    let settings = data_efficiency::Settings { steps: data.steps.max(1), budgets, out: data.out, seed: 0 };
+    let registry = Registry::builtin();
+    let runs = settings.budgets.len() * data_efficiency::Arm::ALL.len();
+    let mut started = 0;
+    let points = data_efficiency::measure(&settings, &registry, |what| {
+        started += 1;
+        eprintln!("[{started}/{runs}] {what}");
+    })
+    .map_err(anyhow::Error::msg)?;
+    let (table, figures) = data_efficiency::summarise(&points, &settings);
+    print!("{table}");
     for f in figures {
         println!("{f}");
     }

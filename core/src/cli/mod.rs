@@ -14,9 +14,6 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit code of a command whose capability this build does not have yet.
-const NOT_AVAILABLE: u8 = 3;
-
 /// evolve trains a text-to-image diffusion model (the base model) on images bought from better
 /// models (teachers), while a vision-language model (the judge) keeps rewriting the training
 /// set: keeping what the base model still gets wrong, expanding it, deleting what it has
@@ -54,6 +51,10 @@ enum Command {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// Print JSON events on stdout (one per line: status, round, note, finished) instead of
+        /// progress bars and tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate experiment files against their schema and every plugin's config schema.
     Check {
@@ -136,24 +137,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write the HTML report of a run.
+    /// Write the HTML report of a run (RUN/report/index.html, self-contained, viewable offline).
+    ///
+    /// Charts of loss, learning rate and trainer load; the training set's growth, deletions and
+    /// the judge's verdicts per round; teacher calls and cost against the budget; evaluation by
+    /// category; per-teacher win rates; base-vs-teacher image grids; the prompt family tree.
+    /// `evolve run` rewrites it after every round.
     Report {
         /// The run directory.
         #[arg(long, value_name = "DIR")]
         run: PathBuf,
     },
     /// Serve an embedded world over OpenAI-compatible images and chat endpoints.
+    ///
+    /// `POST /v1/images/generations` renders with the shapes teacher; `POST /v1/chat/completions`
+    /// answers evolve's judge prompts with the shapes detector. Point the `openai` teacher and
+    /// judge at `http://ADDR/v1` to try the HTTP plugins offline
+    /// (examples/openai-serve/evolve.toml). Loopback only, unless a bearer token is set.
     Serve {
         /// The world to serve.
         #[arg(long, default_value = "shapes")]
         world: String,
-        /// Address to bind (loopback unless a bearer token is configured).
+        /// Address to bind (port 0 picks a free port; the address is printed).
         #[arg(long, default_value = "127.0.0.1:8765")]
-        addr: String,
+        addr: std::net::SocketAddr,
+        /// Environment variable holding the bearer token that requests must carry (required
+        /// to bind a non-loopback address).
+        #[arg(long, default_value = "EVOLVE_SERVE_TOKEN", value_name = "VAR")]
+        token_env: String,
     },
     /// Run a benchmark; ends with `figure-name: value` lines for scripts.
+    ///
+    /// train-throughput: images/s of a training step, evolve vs PyTorch eager (needs
+    /// bench/setup-torch.sh). data-efficiency: ShapesEval vs teacher calls, uniform prompts vs
+    /// the director, at equal training steps (about 45 minutes on 2 CPU cores by default).
     Bench {
-        /// Which benchmark: train-throughput.
+        /// Which benchmark: train-throughput or data-efficiency.
         name: String,
         /// Python with PyTorch for reference measurements (default: bench/.venv/bin/python,
         /// else python3).
@@ -162,6 +181,15 @@ enum Command {
         /// Only these cases (e.g. `tiny`).
         #[arg(long)]
         case: Vec<String>,
+        /// data-efficiency: trainer steps of every run.
+        #[arg(long, default_value_t = 500)]
+        steps: u64,
+        /// data-efficiency: teacher-call budgets, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [20u64, 60, 200])]
+        budgets: Vec<u64>,
+        /// data-efficiency: where the runs are written.
+        #[arg(long, value_name = "DIR", default_value = "target/bench/data-efficiency")]
+        out: PathBuf,
     },
 }
 
@@ -171,7 +199,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { experiments } => check::run(&experiments),
         Command::Schema { plugin } => schema::run(plugin.as_deref()),
         Command::Plugins { json } => plugins::run(json),
-        Command::Run { experiment, resume, run_dir, quiet } => run::run(&experiment, run_dir, resume, quiet),
+        Command::Run { experiment, resume, run_dir, quiet, json } => {
+            run::run(&experiment, run::Options { run_dir, resume, quiet, json })
+        }
         Command::Train { experiment, run_dir, resume, quiet, .. } => train::run(&experiment, run_dir, resume, quiet),
         Command::Sample { run, prompt, n, seed, steps, guidance, out } => {
             sample::run(&run, &prompt, n, seed, steps, guidance, &out)
@@ -181,16 +211,34 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Eval { run: Some(run), suite, json, .. } => eval::run(&run, suite.as_deref(), json),
         Command::Eval { .. } => bail!("give --run DIR or --teacher NAME"),
-        Command::Report { .. } => not_available("evolve report", "the HTML run report"),
-        Command::Serve { .. } => not_available("evolve serve", "the real teachers and judges (HTTP API plugins)"),
-        Command::Bench { name, python, case } => bench::run(&name, python, &case),
+        Command::Report { run } => {
+            let path = evolve_core::report::write(&run)?;
+            println!("{}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { world, addr, token_env } => serve(&world, addr, &token_env),
+        Command::Bench { name, python, case, steps, budgets, out } => {
+            bench::run(&name, python, &case, bench::DataSettings { steps, budgets, out })
+        }
     }
 }
 
-fn not_available(command: &str, arrives_with: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("{command} is not available in this build yet: it arrives with {arrives_with}.");
-    eprintln!("Available now: run, check, schema, plugins, train --static, sample, eval, bench.");
-    Ok(ExitCode::from(NOT_AVAILABLE))
+fn serve(world: &str, addr: std::net::SocketAddr, token_env: &str) -> anyhow::Result<ExitCode> {
+    use evolve_core::serve;
+    let token = std::env::var(token_env).ok().filter(|t| !t.is_empty());
+    serve::check_bind(addr, token.as_deref(), token_env)?;
+    let router = serve::router(world, token)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        println!("evolve serve: world {world} on http://{bound}/v1");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        serve::serve(listener, router).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An error with its chain of causes, one per line.

@@ -1,19 +1,62 @@
 //! `evolve run`: the director.
 
 use anyhow::Context;
-use evolve_core::director::{self, RunOptions};
+use evolve_core::director::{self, RunOptions, RunOutcome};
 use evolve_core::registry::Registry;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Runs `experiment` in `run_dir` (default `runs/<name>`).
-pub fn run(experiment_path: &Path, run_dir: Option<PathBuf>, resume: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+/// Command-line options of `evolve run`.
+pub struct Options {
+    /// Where the run lives (default `runs/<name>`).
+    pub run_dir: Option<PathBuf>,
+    /// Continue the run.
+    pub resume: bool,
+    /// No progress bars.
+    pub quiet: bool,
+    /// JSON events instead of bars and tables.
+    pub json: bool,
+}
+
+/// Runs `experiment`.
+pub fn run(experiment_path: &Path, options: Options) -> anyhow::Result<ExitCode> {
     let registry = Registry::builtin();
     let experiment = evolve_core::experiment::load(experiment_path, &registry)?;
-    let run_dir = run_dir.unwrap_or_else(|| PathBuf::from("runs").join(&experiment.run.name));
-    let options = RunOptions { run_dir: run_dir.clone(), resume, quiet };
-    let outcome = director::run(&experiment, experiment_path, &registry, &options)
+    let run_dir = options.run_dir.unwrap_or_else(|| PathBuf::from("runs").join(&experiment.run.name));
+    let run_options =
+        RunOptions { run_dir: run_dir.clone(), resume: options.resume, quiet: options.quiet, json: options.json };
+    let outcome = director::run(&experiment, experiment_path, &registry, &run_options)
         .with_context(|| format!("run in {}", run_dir.display()))?;
+    if options.json {
+        print_json(&outcome);
+    } else {
+        print_text(experiment_path, &outcome);
+    }
+    Ok(if outcome.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}
+
+fn print_json(outcome: &RunOutcome) {
+    let eval = outcome.eval.as_ref().map(|r| {
+        let categories: serde_json::Map<String, serde_json::Value> =
+            r.categories.iter().map(|c| (c.category.clone(), c.score.into())).collect();
+        serde_json::json!({ "suite": r.suite, "overall": r.overall, "categories": categories })
+    });
+    let teachers: Vec<_> = outcome
+        .teachers
+        .iter()
+        .map(|t| serde_json::json!({ "teacher": t.teacher, "wins": t.wins, "entered": t.entered }))
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "finished", "run_dir": outcome.run_dir, "steps": outcome.steps, "rounds": outcome.rounds,
+            "teacher_calls": outcome.calls, "cost_usd": outcome.cost.usd(), "active": outcome.active,
+            "trainer_busy": outcome.busy, "interrupted": outcome.interrupted, "eval": eval, "teachers": teachers,
+        })
+    );
+}
+
+fn print_text(experiment_path: &Path, outcome: &RunOutcome) {
     if let Some(report) = &outcome.eval {
         print!("{}", report.table());
     }
@@ -30,14 +73,14 @@ pub fn run(experiment_path: &Path, run_dir: Option<PathBuf>, resume: bool, quiet
         outcome.active,
         outcome.busy * 100.0
     );
+    println!("report: {}", outcome.run_dir.join("report/index.html").display());
     if outcome.interrupted {
         println!(
             "interrupted; continue with: evolve run {} --resume --run-dir {}",
             experiment_path.display(),
             outcome.run_dir.display()
         );
-        return Ok(ExitCode::from(130));
+    } else {
+        println!("next: evolve sample --run {} --prompt \"a red circle\" --out grid.png", outcome.run_dir.display());
     }
-    println!("next: evolve sample --run {} --prompt \"a red circle\" --out grid.png", outcome.run_dir.display());
-    Ok(ExitCode::SUCCESS)
 }

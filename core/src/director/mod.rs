@@ -81,6 +81,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// No progress bars.
     pub quiet: bool,
+    /// JSON events on stdout instead of progress bars.
+    pub json: bool,
 }
 
 /// What a run did.
@@ -181,6 +183,9 @@ pub fn run(
         let run = RunDir::open(&options.run_dir)?;
         record_eval(&run, outcome.steps, &report)?;
         outcome.eval = Some(report);
+        if let Err(error) = crate::report::write(&options.run_dir) {
+            tracing::warn!(%error, "report not written");
+        }
     }
     Ok(outcome)
 }
@@ -230,7 +235,7 @@ impl Director {
         registry: &Registry,
     ) -> Result<(Box<dyn evolve_sdk::BaseModel>, RunOutcome), DirectorError> {
         let budget = self.experiment.budget.clone();
-        let progress = Progress::new(self.options.quiet, budget.max_steps, budget.max_teacher_calls);
+        let progress = Progress::new(self.options.quiet, self.options.json, budget.max_steps, budget.max_teacher_calls);
 
         // 1. The initial set: written down once, bought (or finished buying) on every start.
         self.write_down_seeds(experiment_dir).await?;
@@ -273,10 +278,16 @@ impl Director {
         let ticker = {
             let (mut status, budget, steps) = (trainer.status(), self.shop.budget(), progress.clone());
             tokio::spawn(async move {
+                let mut ticks = 0u64;
                 while status.changed().await.is_ok() {
                     let now = *status.borrow_and_update();
+                    let budget = budget.lock().unwrap_or_else(|p| p.into_inner()).clone();
                     steps.trainer(&now);
-                    steps.budget(&budget.lock().unwrap_or_else(|p| p.into_inner()));
+                    steps.budget(&budget);
+                    if ticks.is_multiple_of(25) {
+                        steps.status_event(&now, &budget);
+                    }
+                    ticks += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
             })
@@ -312,8 +323,9 @@ impl Director {
                 summary = run_round(&ctx, &trainer, id, now.step) => summary?,
                 _ = &mut ctrl_c => { interrupted = true; break }
             };
-            progress.round(rounds, &summary);
+            progress.round(rounds, now.step, &summary);
             self.record_teacher_rates(now.step)?;
+            self.refresh_report().await;
             next_round += every;
             if self.target_reached(&trainer, rounds, now.step).await? {
                 break;
@@ -324,6 +336,7 @@ impl Director {
             }
         }
         ticker.abort();
+        self.refresh_report().await;
         let last = *status.borrow();
         progress.trainer(&last);
         progress.finish();
@@ -343,6 +356,16 @@ impl Director {
             interrupted,
         };
         Ok((model, outcome))
+    }
+
+    /// Rewrites the HTML report off the async workers; a failure is logged, never fatal.
+    async fn refresh_report(&self) {
+        let dir = self.options.run_dir.clone();
+        match tokio::task::spawn_blocking(move || crate::report::write(&dir)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "report not refreshed"),
+            Err(error) => tracing::warn!(%error, "report task failed"),
+        }
     }
 
     /// Writes the initial prompts down as pending, once per run.

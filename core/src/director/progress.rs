@@ -1,16 +1,26 @@
-//! What the terminal shows while a run goes: trainer steps, rounds, teacher calls.
+//! What the terminal shows while a run goes: trainer steps, rounds, teacher calls — as progress
+//! bars, or (`--json`) as one JSON event per line on stdout for scripts.
 
 use super::budget::Budget;
 use super::trainer::TrainerStatus;
 use crate::store::RoundSummary;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// The run's progress bars (hidden with `--quiet`); clones share the bars.
+/// The run's progress bars (hidden with `--quiet` and `--json`); clones share the bars.
 #[derive(Clone)]
 pub struct Progress {
     steps: ProgressBar,
     rounds: ProgressBar,
     calls: ProgressBar,
+    json: bool,
+}
+
+/// Prints one JSON event line on stdout.
+pub fn emit(event: serde_json::Value) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{event}");
+    let _ = out.flush();
 }
 
 fn styled(bar: ProgressBar, template: &str) -> ProgressBar {
@@ -22,8 +32,8 @@ fn styled(bar: ProgressBar, template: &str) -> ProgressBar {
 
 impl Progress {
     /// Bars for a run of `max_steps` steps (`None`: open-ended) and `max_calls` teacher calls.
-    pub fn new(quiet: bool, max_steps: Option<u64>, max_calls: Option<u64>) -> Progress {
-        let multi = MultiProgress::with_draw_target(if quiet {
+    pub fn new(quiet: bool, json: bool, max_steps: Option<u64>, max_calls: Option<u64>) -> Progress {
+        let multi = MultiProgress::with_draw_target(if quiet || json {
             ProgressDrawTarget::hidden()
         } else {
             ProgressDrawTarget::stderr()
@@ -36,7 +46,18 @@ impl Progress {
         let calls =
             multi.add(styled(ProgressBar::new(max_calls.unwrap_or(0)), "buy    {bar:30} {pos}/{len} calls  {msg}"));
         rounds.set_message("first round after director.every_steps steps");
-        Progress { steps, rounds, calls }
+        Progress { steps, rounds, calls, json }
+    }
+
+    /// Emits a status event (JSON mode only; the bars update continuously).
+    pub fn status_event(&self, status: &TrainerStatus, budget: &Budget) {
+        if self.json {
+            emit(serde_json::json!({
+                "event": "status", "step": status.step, "loss": status.loss, "busy": status.busy,
+                "images_per_second": status.images_per_second, "active": status.active,
+                "teacher_calls": budget.calls(), "cost_usd": budget.cost().usd(),
+            }));
+        }
     }
 
     /// Shows the trainer's latest figures.
@@ -58,7 +79,14 @@ impl Progress {
     }
 
     /// Shows a finished round.
-    pub fn round(&self, number: u64, summary: &RoundSummary) {
+    pub fn round(&self, number: u64, step: u64, summary: &RoundSummary) {
+        if self.json {
+            emit(serde_json::json!({
+                "event": "round", "round": number, "step": step, "selected": summary.selected,
+                "teacher_wins": summary.teacher_wins, "added": summary.added, "mutated": summary.mutated,
+                "deactivated": summary.deactivated, "rejudged": summary.rejudged,
+            }));
+        }
         self.rounds.set_position(number);
         let win = 100.0 * summary.teacher_wins as f64 / summary.selected.max(1) as f64;
         self.rounds.set_message(format!(
@@ -69,6 +97,9 @@ impl Progress {
 
     /// Shows what the run is doing outside rounds.
     pub fn note(&self, message: &str) {
+        if self.json {
+            emit(serde_json::json!({ "event": "note", "message": message }));
+        }
         self.rounds.set_message(message.to_string());
     }
 

@@ -88,7 +88,7 @@ pub async fn run_round(
     }
 
     // Judge every sample concurrently; each task runs the operator chain on its verdict.
-    let permits = Arc::new(Semaphore::new(ctx.judge.limits().concurrency.max(1) as usize));
+    let permits = ctx.shop.judge_permits();
     // With the budget spent, new prompts could never be bought: do not ask the judge for them.
     let buying = !ctx.shop.budget().lock().unwrap_or_else(|p| p.into_inner()).exhausted();
     let mut tasks = tokio::task::JoinSet::new();

@@ -81,6 +81,11 @@ impl Shop {
         Shop { teachers, judge, judge_permits, run, budget, experiment }
     }
 
+    /// The judge's concurrency permits, shared by every caller of the judge in the run.
+    pub fn judge_permits(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.judge_permits)
+    }
+
     /// The budget, shared with whoever reports it.
     pub fn budget(&self) -> Arc<Mutex<Budget>> {
         Arc::clone(&self.budget)

@@ -1,0 +1,256 @@
+//! The report page: one self-contained HTML file (inline CSS, SVG charts, images as data URLs)
+//! that opens anywhere without network.
+
+use super::data::{GridCell, ReportData, RoundRow, TreeNode};
+use super::svg::{Limit, Series, bar_chart, escape, line_chart};
+use crate::store::ImageStore;
+use base64::Engine;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+const STYLE: &str = r#"
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 20px 40px;color:#1f2937}
+h1{margin:20px 0 4px}h2{margin-top:32px;border-bottom:1px solid #e5e7eb;padding-bottom:4px}
+.summary{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}.summary div{background:#f3f4f6;border-radius:6px;padding:6px 12px}
+.summary b{display:block;font-size:18px}.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:12px}
+figure.chart{margin:0;border:1px solid #e5e7eb;border-radius:6px;padding:4px}
+svg{width:100%;height:auto;font-size:10px}.title{font-size:12px;font-weight:600}.tick,.axis,.legend{fill:#4b5563}
+.grid{stroke:#e5e7eb}.series{fill:none;stroke-width:1.6}.limit{stroke:#9ca3af;stroke-dasharray:4 3}.limit-label{fill:#6b7280}
+.empty{fill:#9ca3af;text-anchor:middle}
+table.grid-table{border-collapse:collapse;margin:8px 0 20px}table.grid-table td,table.grid-table th{border:1px solid #e5e7eb;padding:4px 8px;vertical-align:middle}
+img.px{width:64px;height:64px;image-rendering:pixelated}.teacher{color:#b91c1c}.base{color:#15803d}
+#tree ul{list-style:none;padding-left:18px;margin:0}#tree summary{cursor:pointer}.retired{color:#9ca3af;text-decoration:line-through}
+.badge{font-size:11px;border-radius:4px;padding:0 4px;margin-right:4px;background:#e5e7eb}.badge.expansion{background:#dbeafe}.badge.mutation{background:#fce7f3}
+button{margin-right:6px}
+"#;
+
+/// Records script errors on the page, so that a browser test can read them off the DOM.
+const HEAD_SCRIPT: &str = r#"
+window.addEventListener('error', function (e) {
+  document.documentElement.setAttribute('data-errors', (document.documentElement.getAttribute('data-errors') || '') + e.message + ';');
+});
+"#;
+
+const BODY_SCRIPT: &str = r#"
+document.querySelectorAll('[data-tree]').forEach(function (button) {
+  button.addEventListener('click', function () {
+    var open = button.getAttribute('data-tree') === 'open';
+    document.querySelectorAll('#tree details').forEach(function (d) { d.open = open; });
+  });
+});
+document.documentElement.setAttribute('data-ready', 'yes');
+"#;
+
+fn series<'a>(data: &'a ReportData, name: &str) -> &'a [(f64, f64)] {
+    data.metrics.get(name).map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn stat(label: &str, value: String) -> String {
+    format!("<div>{}<b>{}</b></div>", escape(label), escape(&value))
+}
+
+/// Renders the whole page.
+pub fn render(data: &ReportData, images: &ImageStore) -> String {
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>evolve — {name}</title>\
+         <style>{STYLE}</style><script>{HEAD_SCRIPT}</script></head><body><h1>evolve run: {name}</h1>\
+         <p>Report written {generated_at}; it refreshes after every round while the run goes.</p>",
+        name = escape(&data.name),
+        generated_at = escape(&data.generated_at)
+    );
+    page.push_str(&summary(data));
+    page.push_str("<h2>Training</h2><div class=\"charts\">");
+    page.push_str(&line_chart("Loss", "step", &[Series { label: "loss", points: series(data, "loss") }], &[], false));
+    page.push_str(&line_chart(
+        "Learning rate",
+        "step",
+        &[Series { label: "learning rate", points: series(data, "learning_rate") }],
+        &[],
+        false,
+    ));
+    page.push_str(&line_chart(
+        "Trainer busy (training or rendering for the judge)",
+        "step",
+        &[Series { label: "busy", points: series(data, "trainer_busy") }],
+        &[Limit { y: 0.95, label: "target 95%" }],
+        true,
+    ));
+    page.push_str("</div><h2>Evolution of the training set</h2><div class=\"charts\">");
+    page.push_str(&rounds_charts(data));
+    page.push_str("</div><h2>Teachers and spending</h2><div class=\"charts\">");
+    page.push_str(&spending_charts(data));
+    page.push_str("</div><h2>Evaluation</h2><div class=\"charts\">");
+    page.push_str(&eval_chart(data));
+    page.push_str("</div><h2>Base model vs teacher, by round</h2>");
+    page.push_str(&grids(data, images));
+    page.push_str("<h2>Prompt family tree</h2>");
+    page.push_str(&tree(&data.tree));
+    let _ = write!(page, "<script>{BODY_SCRIPT}</script></body></html>");
+    page
+}
+
+fn summary(data: &ReportData) -> String {
+    let last = |name: &str| series(data, name).last().map(|p| p.1);
+    let steps = series(data, "loss").last().map(|p| p.0 as u64).unwrap_or(0);
+    let (calls, cost) = data.spending.last().map(|s| (s.1 as u64, s.2)).unwrap_or((0, 0.0));
+    let active = data.tree.iter().filter(|n| n.active).count();
+    let mut out = String::from("<div class=\"summary\">");
+    out.push_str(&stat("trainer steps", steps.to_string()));
+    out.push_str(&stat("rounds", data.rounds.len().to_string()));
+    let budget = data.max_calls.map(|m| format!(" of {m}")).unwrap_or_default();
+    out.push_str(&stat("teacher calls", format!("{calls}{budget}")));
+    out.push_str(&stat("cost", format!("${cost:.4}")));
+    out.push_str(&stat("active samples", format!("{active} of {}", data.tree.len())));
+    let interrupted = data.rounds.iter().filter(|r| r.interrupted).count();
+    if interrupted > 0 {
+        out.push_str(&stat("rounds cut short by a restart", interrupted.to_string()));
+    }
+    if let Some(busy) = last("trainer_busy") {
+        out.push_str(&stat("trainer busy", format!("{:.1}%", busy * 100.0)));
+    }
+    if let Some(score) = last("eval/overall") {
+        out.push_str(&stat("latest eval", format!("{:.1}%", score * 100.0)));
+    }
+    out.push_str("</div>");
+    out
+}
+
+fn per_round(rounds: &[RoundRow], f: impl Fn(&RoundRow) -> f64) -> Vec<(f64, f64)> {
+    rounds.iter().map(|r| (r.id as f64, f(r))).collect()
+}
+
+fn rounds_charts(data: &ReportData) -> String {
+    let active: Vec<(f64, f64)> = {
+        // round/active is recorded by step; show it by round number for a common x axis.
+        let by_step: BTreeMap<u64, f64> = series(data, "round/active").iter().map(|(s, v)| (*s as u64, *v)).collect();
+        data.rounds.iter().filter_map(|r| by_step.get(&r.step).map(|v| (r.id as f64, *v))).collect()
+    };
+    let expanded = per_round(&data.rounds, |r| r.expanded as f64);
+    let mutated = per_round(&data.rounds, |r| r.mutated as f64);
+    let deleted = per_round(&data.rounds, |r| r.deactivated as f64);
+    let win = per_round(&data.rounds, |r| r.teacher_wins as f64 / r.selected.max(1) as f64);
+    let base = per_round(&data.rounds, |r| 1.0 - r.teacher_wins as f64 / r.selected.max(1) as f64);
+    let mut out =
+        line_chart("Active training set", "round", &[Series { label: "active samples", points: &active }], &[], false);
+    out.push_str(&line_chart(
+        "Changes per round",
+        "round",
+        &[
+            Series { label: "added by expansion", points: &expanded },
+            Series { label: "added by mutation", points: &mutated },
+            Series { label: "deleted (mastered)", points: &deleted },
+        ],
+        &[],
+        false,
+    ));
+    out.push_str(&line_chart(
+        "Judge verdicts per round",
+        "round",
+        &[Series { label: "teacher better", points: &win }, Series { label: "base as good", points: &base }],
+        &[],
+        true,
+    ));
+    out
+}
+
+fn spending_charts(data: &ReportData) -> String {
+    let calls: Vec<(f64, f64)> = data.spending.iter().map(|s| (s.0, s.1)).collect();
+    let cost: Vec<(f64, f64)> = data.spending.iter().map(|s| (s.0, s.2)).collect();
+    let call_limit: Vec<Limit<'_>> =
+        data.max_calls.map(|m| Limit { y: m as f64, label: "budget" }).into_iter().collect();
+    let cost_limit: Vec<Limit<'_>> = data.max_cost.map(|m| Limit { y: m, label: "budget" }).into_iter().collect();
+    let mut out =
+        line_chart("Teacher calls", "minutes", &[Series { label: "calls", points: &calls }], &call_limit, false);
+    out.push_str(&line_chart("Cost (USD)", "minutes", &[Series { label: "cost", points: &cost }], &cost_limit, false));
+    let bars: Vec<(String, f64, String)> = data
+        .teachers
+        .iter()
+        .map(|(name, wins, entered)| {
+            (name.clone(), *wins as f64 / (*entered).max(1) as f64, format!("won {wins} of {entered}"))
+        })
+        .collect();
+    out.push_str(&bar_chart("Per-teacher win rate (judge's tournament)", &bars));
+    out
+}
+
+fn eval_chart(data: &ReportData) -> String {
+    let categories: Vec<(&str, &[(f64, f64)])> = data
+        .metrics
+        .iter()
+        .filter_map(|(name, points)| name.strip_prefix("eval/").map(|c| (c, points.as_slice())))
+        .collect();
+    let lines: Vec<Series<'_>> = categories.iter().map(|(label, points)| Series { label, points }).collect();
+    line_chart("Evaluation score by category", "step", &lines, &[], true)
+}
+
+fn data_url(images: &ImageStore, hash: &crate::store::ImageHash) -> String {
+    match std::fs::read(images.path(hash)) {
+        Ok(bytes) => format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)),
+        Err(_) => String::new(),
+    }
+}
+
+fn grids(data: &ReportData, images: &ImageStore) -> String {
+    if data.grids.is_empty() {
+        return "<p>No round has finished yet.</p>".into();
+    }
+    let mut out = String::new();
+    for (round, step, cells) in data.grids.iter().rev() {
+        let _ = write!(
+            out,
+            "<h3>Round {round} (step {step})</h3><table class=\"grid-table\"><tr><th>prompt</th><th>base model</th><th>teacher</th><th>judge</th></tr>"
+        );
+        for GridCell { prompt, base, teacher, teacher_better } in cells {
+            let (class, verdict) =
+                if *teacher_better { ("teacher", "teacher better") } else { ("base", "base as good") };
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td><img class=\"px\" alt=\"base\" src=\"{}\"></td><td><img class=\"px\" alt=\"teacher\" src=\"{}\"></td><td class=\"{class}\">{verdict}</td></tr>",
+                escape(prompt),
+                data_url(images, base),
+                data_url(images, teacher)
+            );
+        }
+        out.push_str("</table>");
+    }
+    out
+}
+
+fn tree(nodes: &[TreeNode]) -> String {
+    let mut children: BTreeMap<Option<i64>, Vec<&TreeNode>> = BTreeMap::new();
+    for node in nodes {
+        children.entry(node.parent).or_default().push(node);
+    }
+    fn branch(out: &mut String, parent: Option<i64>, children: &BTreeMap<Option<i64>, Vec<&TreeNode>>, depth: usize) {
+        let Some(kids) = children.get(&parent) else { return };
+        out.push_str("<ul>");
+        for node in kids {
+            let class = if node.active { "" } else { " class=\"retired\"" };
+            let label = format!(
+                "<span class=\"badge {o}\">{o}</span><span{class} title=\"sample {id}, teacher {t}\">{p}</span>",
+                o = escape(&node.origin),
+                id = node.id,
+                t = escape(&node.teacher),
+                p = escape(&node.prompt)
+            );
+            if children.contains_key(&Some(node.id)) && depth < 64 {
+                let _ = write!(out, "<li><details><summary>{label}</summary>");
+                branch(out, Some(node.id), children, depth + 1);
+                out.push_str("</details></li>");
+            } else {
+                let _ = write!(out, "<li>{label}</li>");
+            }
+        }
+        out.push_str("</ul>");
+    }
+    let mut out = String::from(
+        "<p>Each prompt with the prompts the judge wrote from it (expansion: variations of a prompt the model \
+         got wrong; mutation: something new after a prompt was mastered). Struck through: deleted from the \
+         active set.</p><button data-tree=\"open\">expand all</button><button data-tree=\"close\">collapse all</button><div id=\"tree\">",
+    );
+    branch(&mut out, None, &children, 0);
+    out.push_str("</div>");
+    out
+}

@@ -1,0 +1,339 @@
+//! `evolve serve --world shapes`: the embedded world behind OpenAI-compatible endpoints, so that
+//! the HTTP teachers and judges can be tried end to end offline, and tested over real HTTP.
+//!
+//! - `POST /v1/images/generations` renders with the shapes teacher (`b64_json` or `url`).
+//! - `GET /v1/files/{name}` serves images returned by URL.
+//! - `POST /v1/chat/completions` answers the judge's prompts (evolve's default templates:
+//!   comparison, expansion, mutation) with the shapes detector and grammar.
+//!
+//! It binds to loopback by default; binding any other address needs a bearer token (read from
+//! an environment variable), and then every request without it is refused with 401.
+
+use evolve_sdk::http::{base64_decode, base64_encode, decode_image, encode_png};
+use evolve_sdk::{Choice, CompareRequest, GenerateRequest, Image, SplitMix64, Teacher};
+use evolve_shapes::judge::{ShapesJudge, ShapesJudgeConfig};
+use evolve_shapes::teacher::{ShapesTeacher, ShapesTeacherConfig};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+/// Largest image side the server renders.
+const MAX_SIDE: u32 = 1024;
+/// Images kept for `url` responses (oldest dropped first).
+const KEPT_FILES: usize = 4096;
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Only `shapes` exists.
+    #[error("unknown world `{0}`; available: shapes")]
+    UnknownWorld(String),
+    /// A non-loopback address without a token.
+    #[error("binding {0} (not loopback) needs a bearer token: set the environment variable {1}")]
+    NeedsToken(SocketAddr, String),
+    /// The socket could not be bound or served.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct World {
+    teacher: ShapesTeacher,
+    judge: ShapesJudge,
+    token: Option<String>,
+    files: Mutex<Files>,
+}
+
+/// Images returned by URL, oldest dropped first.
+#[derive(Default)]
+struct Files {
+    by_name: HashMap<String, Vec<u8>>,
+    order: std::collections::VecDeque<String>,
+}
+
+/// Checks that `addr` may be bound with `token`.
+pub fn check_bind(addr: SocketAddr, token: Option<&str>, token_env: &str) -> Result<(), ServeError> {
+    if !addr.ip().is_loopback() && token.is_none_or(|t| t.is_empty()) {
+        return Err(ServeError::NeedsToken(addr, token_env.to_string()));
+    }
+    Ok(())
+}
+
+/// The router serving `world` (only `shapes`), requiring `token` when given.
+pub fn router(world: &str, token: Option<String>) -> Result<Router, ServeError> {
+    if world != "shapes" {
+        return Err(ServeError::UnknownWorld(world.to_string()));
+    }
+    let teacher_config: ShapesTeacherConfig = evolve_sdk::decode_config(json!({})).map_err(io_other)?;
+    let judge_config: ShapesJudgeConfig = evolve_sdk::decode_config(json!({})).map_err(io_other)?;
+    let world = World {
+        teacher: ShapesTeacher::new(teacher_config, 0).map_err(io_other)?,
+        judge: ShapesJudge::new(judge_config, 0).map_err(io_other)?,
+        token: token.filter(|t| !t.is_empty()),
+        files: Mutex::new(Default::default()),
+    };
+    let world = Arc::new(world);
+    Ok(Router::new()
+        .route("/v1/images/generations", post(images))
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/files/{name}", get(file))
+        .route("/v1/models", get(models))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&world), require_token))
+        .with_state(world))
+}
+
+fn io_other(e: evolve_sdk::PluginError) -> ServeError {
+    ServeError::Io(std::io::Error::other(e.to_string()))
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> Result<(), ServeError> {
+    axum::serve(listener, router).await?;
+    Ok(())
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = json!({ "error": { "message": message.into(), "type": "invalid_request_error" } });
+    (status, Json(body)).into_response()
+}
+
+/// Refuses every request without the server's bearer token, when it has one.
+async fn require_token(
+    State(world): State<Arc<World>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = &world.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        }
+    }
+    next.run(request).await
+}
+
+fn fingerprint(text: &str) -> u64 {
+    u64::from_le_bytes(blake3::hash(text.as_bytes()).as_bytes()[..8].try_into().unwrap_or([0; 8]))
+}
+
+async fn models() -> Response {
+    Json(json!({ "object": "list", "data": [{ "id": "shapes", "object": "model", "owned_by": "evolve" }] }))
+        .into_response()
+}
+
+async fn images(State(world): State<Arc<World>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let Some(prompt) = body.get("prompt").and_then(Value::as_str) else {
+        return error(StatusCode::BAD_REQUEST, "`prompt` is required");
+    };
+    let size = body.get("size").and_then(Value::as_str).unwrap_or("32x32");
+    let Some((width, height)) =
+        size.split_once('x').and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+    else {
+        return error(StatusCode::BAD_REQUEST, format!("`size` must be WxH, got {size:?}"));
+    };
+    if !(16..=MAX_SIDE).contains(&width) || !(16..=MAX_SIDE).contains(&height) {
+        return error(StatusCode::BAD_REQUEST, format!("`size` sides must be within 16..={MAX_SIDE}"));
+    }
+    let seed = body.get("seed").and_then(Value::as_u64).unwrap_or_else(|| fingerprint(prompt));
+    let request = GenerateRequest { prompt: prompt.to_string(), width, height, seed };
+    let generated = match world.teacher.generate(&request).await {
+        Ok(generated) => generated,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let png = match encode_png(&generated.image) {
+        Ok(png) => png,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut item = json!({ "revised_prompt": prompt });
+    if body.get("response_format").and_then(Value::as_str) == Some("url") {
+        let name = format!("{}.png", blake3::hash(&png).to_hex());
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+        item["url"] = format!("http://{host}/v1/files/{name}").into();
+        let mut files = world.files.lock().unwrap_or_else(|p| p.into_inner());
+        if files.by_name.insert(name.clone(), png).is_none() {
+            files.order.push_back(name);
+        }
+        while files.order.len() > KEPT_FILES {
+            if let Some(old) = files.order.pop_front() {
+                files.by_name.remove(&old);
+            }
+        }
+    } else {
+        item["b64_json"] = base64_encode(&png).into();
+    }
+    Json(json!({ "created": now(), "data": [item] })).into_response()
+}
+
+async fn file(State(world): State<Arc<World>>, Path(name): Path<String>) -> Response {
+    let files = world.files.lock().unwrap_or_else(|p| p.into_inner());
+    match files.by_name.get(&name) {
+        Some(png) => ([(header::CONTENT_TYPE, "image/png")], png.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no file {name}")),
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The text and images of the last user message.
+fn last_user_message(body: &Value) -> Result<(String, Vec<Image>), String> {
+    let message = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
+        .ok_or("no user message")?;
+    let mut text = String::new();
+    let mut images = vec![];
+    match message.get("content") {
+        Some(Value::String(s)) => text.push_str(s),
+        Some(Value::Array(parts)) => {
+            for part in parts {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") => text.push_str(part.get("text").and_then(Value::as_str).unwrap_or("")),
+                    Some("image_url") => {
+                        let url = part.pointer("/image_url/url").and_then(Value::as_str).unwrap_or("");
+                        let b64 =
+                            url.split_once("base64,").map(|(_, b)| b).ok_or("image_url must be a base64 data URL")?;
+                        let bytes = base64_decode(b64).map_err(|e| e.to_string())?;
+                        images.push(decode_image(&bytes).map_err(|e| e.to_string())?);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => return Err("message content must be a string or a list of parts".into()),
+    }
+    Ok((text, images))
+}
+
+/// The first double-quoted span of `text`.
+fn quoted(text: &str) -> Option<&str> {
+    let start = text.find('"')? + 1;
+    let len = text[start..].find('"')?;
+    Some(&text[start..start + len])
+}
+
+/// Splits a side-by-side composition (two equal images and a gap of max(w/16, 2)) in two.
+fn split_side_by_side(image: &Image) -> Option<[Image; 2]> {
+    let total = image.width();
+    let side = (1..total).find(|&a| 2 * a + (a / 16).max(2) == total)?;
+    let crop = |x0: u32| {
+        let mut out = Image::filled(side, image.height(), [0, 0, 0]);
+        for y in 0..image.height() {
+            for x in 0..side {
+                if let Some(px) = image.get(x0 + x, y) {
+                    out.put(x, y, px);
+                }
+            }
+        }
+        out
+    };
+    Some([crop(0), crop(total - side)])
+}
+
+async fn chat(State(world): State<Arc<World>>, Json(body): Json<Value>) -> Response {
+    let (text, mut images) = match last_user_message(&body) {
+        Ok(message) => message,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let seed = fingerprint(&body.to_string());
+    let structured = body.get("response_format").is_some();
+    let content = if !images.is_empty() {
+        if images.len() == 1 {
+            match split_side_by_side(&images[0]) {
+                Some(pair) => images = pair.into(),
+                None => return error(StatusCode::BAD_REQUEST, "one image that is not a side-by-side pair"),
+            }
+        }
+        let Some(prompt) = quoted(&text) else {
+            return error(StatusCode::BAD_REQUEST, "no quoted text description in the comparison prompt");
+        };
+        let request = CompareRequest { prompt: prompt.to_string(), images, seed };
+        let verdict = match world.judge.judge(&request) {
+            Ok(v) => v,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        // A VLM must name one image; a tie goes to a coin flip.
+        let index = match verdict.choice {
+            Choice::Best(i) => i.min(1),
+            Choice::Tie => SplitMix64::new(seed).below(2) as usize,
+        };
+        let label = ["A", "B"][index];
+        if structured { json!({ "better": label }).to_string() } else { format!("({label}) is better") }
+    } else if text.contains("more diverse text descriptions") {
+        let Some(prompt) = quoted(&text) else {
+            return error(StatusCode::BAD_REQUEST, "no quoted text description in the expansion prompt");
+        };
+        let n = text
+            .split("generate ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(3)
+            .clamp(1, 32);
+        let prompts = match world.judge.variations(prompt, n, seed) {
+            Ok(p) => p,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        if structured { json!({ "prompts": prompts }).to_string() } else { json!(prompts).to_string() }
+    } else if text.contains("completely unrelated") {
+        let recent: Vec<String> = text
+            .find('[')
+            .and_then(|start| text[start..].find(']').map(|len| &text[start..=start + len]))
+            .and_then(|list| serde_json::from_str(list).ok())
+            .unwrap_or_default();
+        world.judge.mutation(&recent, seed)
+    } else {
+        return error(StatusCode::BAD_REQUEST, "this server answers evolve's judge prompts only");
+    };
+    let model = body.get("model").cloned().unwrap_or_else(|| "shapes".into());
+    Json(json!({
+        "id": format!("chatcmpl-{seed:x}"),
+        "object": "chat.completion",
+        "created": now(),
+        "model": model,
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }],
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_binds_without_a_token() {
+        let local: SocketAddr = "127.0.0.1:8765".parse().unwrap();
+        let open: SocketAddr = "0.0.0.0:8765".parse().unwrap();
+        assert!(check_bind(local, None, "T").is_ok());
+        assert!(matches!(check_bind(open, None, "T"), Err(ServeError::NeedsToken(..))));
+        assert!(matches!(check_bind(open, Some(""), "T"), Err(ServeError::NeedsToken(..))));
+        assert!(check_bind(open, Some("secret"), "T").is_ok());
+    }
+
+    #[test]
+    fn side_by_side_pairs_split_back() {
+        let a = Image::filled(32, 32, [255, 0, 0]);
+        let mut pair = Image::filled(66, 32, [255, 255, 255]);
+        for y in 0..32 {
+            for x in 0..32 {
+                pair.put(x, y, [255, 0, 0]);
+                pair.put(34 + x, y, [0, 0, 255]);
+            }
+        }
+        let [left, right] = split_side_by_side(&pair).unwrap();
+        assert_eq!(left, a);
+        assert_eq!(right, Image::filled(32, 32, [0, 0, 255]));
+    }
+}

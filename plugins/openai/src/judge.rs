@@ -1,0 +1,321 @@
+//! The `openai` and `ollama` judges: a vision-language model behind an OpenAI-compatible chat
+//! endpoint (OpenAI, vLLM, SGLang, llama.cpp server, LM Studio, `evolve serve`) or Ollama's
+//! native `/api/chat`.
+//!
+//! A comparison sends the prompt and the two images (as two images, or composed side by side
+//! for models that take one), constrained to "(A) is better" / "(B) is better" where the server
+//! can constrain output; free text is parsed either way. A reply that names neither image fails
+//! the call (the host skips the sample); a malformed expansion list is retried.
+
+use crate::{parse, templates};
+use evolve_sdk::http::{HttpClient, HttpSettings, base64_encode, data_url, encode_png};
+use evolve_sdk::prelude::*;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// How the server is asked to constrain a comparison's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, evolve_sdk::schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(crate = "evolve_sdk::schemars")]
+pub enum Constraint {
+    /// `response_format` with a JSON schema (OpenAI, vLLM, SGLang, LM Studio, Ollama `format`).
+    #[default]
+    JsonSchema,
+    /// vLLM's `structured_outputs.choice`.
+    VllmChoice,
+    /// llama.cpp server's GBNF `grammar`.
+    Grammar,
+    /// No constraint: free text, parsed.
+    None,
+}
+
+/// Config of the `openai` and `ollama` judges.
+#[derive(Debug, Clone, Deserialize, evolve_sdk::schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "evolve_sdk::schemars")]
+pub struct ChatJudgeConfig {
+    /// API root: up to and including `/v1` for OpenAI-compatible servers
+    /// (default `https://api.openai.com/v1`); the server root for Ollama
+    /// (default `http://127.0.0.1:11434`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The vision-language model.
+    #[serde(default = "chat_model")]
+    pub model: String,
+    /// Environment variable holding the API key; omit for local servers.
+    #[serde(default)]
+    pub api_key: Option<SecretRef>,
+    /// How the answer of a comparison is constrained.
+    #[serde(default)]
+    pub constraint: Constraint,
+    /// Compose the two images side by side into one (for models that take one image).
+    #[serde(default)]
+    pub side_by_side: bool,
+    /// Comparison prompt (placeholders `{layout}`, `{prompt}`); default: the paper's.
+    #[serde(default)]
+    pub compare_template: Option<String>,
+    /// Expansion prompt (placeholders `{prompt}`, `{n}`); default: the paper's.
+    #[serde(default)]
+    pub expand_template: Option<String>,
+    /// Mutation prompt (placeholder `{recent}`); default: the paper's.
+    #[serde(default)]
+    pub mutate_template: Option<String>,
+    /// Sampling temperature for expansion and mutation (comparisons use 0).
+    #[serde(default = "creative")]
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: f64,
+    /// Calls in flight at once.
+    #[serde(default = "eight")]
+    #[schemars(range(min = 1, max = 1024))]
+    pub concurrency: u32,
+    /// Calls started per minute.
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// Time-out of one call, seconds.
+    #[serde(default = "one_minute")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_s: u64,
+}
+
+fn chat_model() -> String {
+    "gpt-4o-mini".into()
+}
+fn creative() -> f64 {
+    0.8
+}
+fn eight() -> u32 {
+    8
+}
+fn one_minute() -> u64 {
+    60
+}
+
+/// Which wire protocol a judge speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `POST /chat/completions` with `image_url` content parts.
+    ChatCompletions,
+    /// Ollama's `POST /api/chat` with base64 `images`.
+    Ollama,
+}
+
+/// A chat-based judge.
+pub struct ChatJudge {
+    config: ChatJudgeConfig,
+    protocol: Protocol,
+    base_url: String,
+    key: Option<String>,
+    http: HttpClient,
+}
+
+/// A message to send: text and images.
+struct Ask<'a> {
+    text: String,
+    images: &'a [Image],
+    temperature: f64,
+    /// A JSON schema the answer must follow, for servers that constrain output.
+    schema: Option<serde_json::Value>,
+    /// Constrain to these exact answers (vLLM choice / llama.cpp grammar).
+    choices: Option<[&'static str; 2]>,
+}
+
+impl ChatJudge {
+    /// A judge speaking `protocol` with `config`.
+    pub fn new(config: ChatJudgeConfig, protocol: Protocol) -> Result<Self, PluginError> {
+        let key = config.api_key.as_ref().map(SecretRef::resolve).transpose()?;
+        let default_base = match protocol {
+            Protocol::ChatCompletions => "https://api.openai.com/v1",
+            Protocol::Ollama => "http://127.0.0.1:11434",
+        };
+        let base_url = config.base_url.clone().unwrap_or_else(|| default_base.into()).trim_end_matches('/').to_string();
+        let http = HttpClient::new(HttpSettings {
+            timeout: Duration::from_secs(config.timeout_s),
+            requests_per_minute: config.requests_per_minute,
+            ..HttpSettings::default()
+        })?;
+        Ok(ChatJudge { config, protocol, base_url, key, http })
+    }
+
+    async fn ask(&self, ask: Ask<'_>) -> Result<String, PluginError> {
+        let (url, body) = match self.protocol {
+            Protocol::ChatCompletions => (format!("{}/chat/completions", self.base_url), self.chat_body(&ask)?),
+            Protocol::Ollama => (format!("{}/api/chat", self.base_url), self.ollama_body(&ask)?),
+        };
+        let mut request = self.http.client().post(url).json(&body);
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        let reply = self.http.send(request).await?;
+        if !reply.content_type.contains("json") {
+            return Err(PluginError::transient(format!("expected JSON, got content type {:?}", reply.content_type)));
+        }
+        let json = reply.json()?;
+        let content = match self.protocol {
+            Protocol::ChatCompletions => json.pointer("/choices/0/message/content"),
+            Protocol::Ollama => json.pointer("/message/content"),
+        };
+        content
+            .and_then(|c| c.as_str())
+            .map(String::from)
+            .ok_or_else(|| PluginError::transient(format!("no message content in the reply: {}", short(&json))))
+    }
+
+    fn chat_body(&self, ask: &Ask<'_>) -> Result<serde_json::Value, PluginError> {
+        let mut content = vec![serde_json::json!({ "type": "text", "text": ask.text })];
+        for image in ask.images {
+            content.push(serde_json::json!({ "type": "image_url", "image_url": { "url": data_url(image)? } }));
+        }
+        let mut body = serde_json::json!({
+            "model": self.config.model,
+            "messages": [{ "role": "user", "content": content }],
+            "temperature": ask.temperature,
+        });
+        match (self.config.constraint, &ask.schema, ask.choices) {
+            (Constraint::JsonSchema, Some(schema), _) => {
+                body["response_format"] = serde_json::json!({
+                    "type": "json_schema",
+                    "json_schema": { "name": "answer", "strict": true, "schema": schema },
+                });
+            }
+            (Constraint::VllmChoice, _, Some(choices)) => {
+                body["structured_outputs"] = serde_json::json!({ "choice": choices });
+            }
+            (Constraint::Grammar, _, Some([a, b])) => {
+                body["grammar"] = format!("root ::= \"{a}\" | \"{b}\"").into();
+            }
+            _ => {}
+        }
+        Ok(body)
+    }
+
+    fn ollama_body(&self, ask: &Ask<'_>) -> Result<serde_json::Value, PluginError> {
+        let images: Vec<String> = ask
+            .images
+            .iter()
+            .map(|image| encode_png(image).map(|png| base64_encode(&png)))
+            .collect::<Result<_, _>>()?;
+        let mut body = serde_json::json!({
+            "model": self.config.model,
+            "messages": [{ "role": "user", "content": ask.text, "images": images }],
+            "stream": false,
+            "options": { "temperature": ask.temperature },
+        });
+        if let (Constraint::JsonSchema, Some(schema)) = (self.config.constraint, &ask.schema) {
+            body["format"] = schema.clone();
+        }
+        Ok(body)
+    }
+}
+
+fn short(json: &serde_json::Value) -> String {
+    let text = json.to_string();
+    text.chars().take(200).collect()
+}
+
+/// Two images side by side with a white gap, for models that take a single image.
+pub fn side_by_side(a: &Image, b: &Image) -> Image {
+    let gap = (a.width().max(b.width()) / 16).max(2);
+    let (w, h) = (a.width() + gap + b.width(), a.height().max(b.height()));
+    let mut out = Image::filled(w, h, [255, 255, 255]);
+    for (image, x0) in [(a, 0), (b, a.width() + gap)] {
+        for y in 0..image.height() {
+            for x in 0..image.width() {
+                if let Some(px) = image.get(x, y) {
+                    out.put(x0 + x, y, px);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Judge for ChatJudge {
+    fn limits(&self) -> Limits {
+        Limits { concurrency: self.config.concurrency, requests_per_minute: self.config.requests_per_minute }
+    }
+
+    async fn compare(&self, request: &CompareRequest) -> Result<Verdict, PluginError> {
+        let [a, b] = request.images.as_slice() else {
+            return Err(PluginError::InvalidInput(format!(
+                "this judge compares two images at a time, got {}",
+                request.images.len()
+            )));
+        };
+        let composed;
+        let (images, layout): (&[Image], &str) = if self.config.side_by_side {
+            composed = [side_by_side(a, b)];
+            (&composed, templates::LAYOUT_SIDE_BY_SIDE)
+        } else {
+            (&request.images, templates::LAYOUT_TWO)
+        };
+        let template = self.config.compare_template.as_deref().unwrap_or(templates::COMPARE);
+        let text = templates::fill(template, &[("layout", layout), ("prompt", &request.prompt)]);
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": { "better": { "type": "string", "enum": ["A", "B"] } },
+            "required": ["better"],
+            "additionalProperties": false,
+        });
+        let reply = self
+            .ask(Ask {
+                text,
+                images,
+                temperature: 0.0,
+                schema: Some(schema),
+                choices: Some(["(A) is better", "(B) is better"]),
+            })
+            .await?;
+        match parse::verdict(&reply) {
+            Some(index) => Ok(Verdict { choice: Choice::Best(index), confidence: 1.0, raw: reply }),
+            None => Err(PluginError::Failed(format!("the judge's reply names neither (A) nor (B): {reply:?}"))),
+        }
+    }
+
+    async fn expand(&self, request: &ExpandRequest) -> Result<Vec<String>, PluginError> {
+        let template = self.config.expand_template.as_deref().unwrap_or(templates::EXPAND);
+        let n = request.n.to_string();
+        let text = templates::fill(template, &[("prompt", &request.prompt), ("n", &n)]);
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": { "prompts": { "type": "array", "items": { "type": "string" } } },
+            "required": ["prompts"],
+            "additionalProperties": false,
+        });
+        let reply = self
+            .ask(Ask { text, images: &[], temperature: self.config.temperature, schema: Some(schema), choices: None })
+            .await?;
+        let list = match serde_json::from_str::<serde_json::Value>(&reply).ok().and_then(|v| v.get("prompts").cloned())
+        {
+            Some(prompts) => parse::prompt_list(&prompts.to_string())?,
+            None => parse::prompt_list(&reply)?,
+        };
+        Ok(list.into_iter().take(request.n).collect())
+    }
+
+    async fn mutate(&self, request: &MutateRequest) -> Result<String, PluginError> {
+        let template = self.config.mutate_template.as_deref().unwrap_or(templates::MUTATE);
+        let recent = serde_json::to_string(&request.recent).unwrap_or_else(|_| "[]".into());
+        let text = templates::fill(template, &[("recent", &recent)]);
+        let reply = self
+            .ask(Ask { text, images: &[], temperature: self.config.temperature, schema: None, choices: None })
+            .await?;
+        parse::single_prompt(&reply)
+    }
+}
+
+evolve_sdk::register_plugin! {
+    kind: Judge,
+    name: "openai",
+    description: "Vision-language judge over an OpenAI-compatible chat API (OpenAI, vLLM, SGLang, llama.cpp, LM Studio, evolve serve).",
+    config: ChatJudgeConfig,
+    build: |config: ChatJudgeConfig, _ctx: &PluginContext| ChatJudge::new(config, Protocol::ChatCompletions),
+}
+
+evolve_sdk::register_plugin! {
+    kind: Judge,
+    name: "ollama",
+    description: "Vision-language judge over Ollama's native /api/chat (e.g. llava, qwen2.5vl).",
+    config: ChatJudgeConfig,
+    build: |config: ChatJudgeConfig, _ctx: &PluginContext| ChatJudge::new(config, Protocol::Ollama),
+}

@@ -1,0 +1,199 @@
+//! HTTP for plugins that call remote APIs (feature `http`): one client with time-outs,
+//! a requests-per-minute limiter, response size limits, status codes mapped to the error
+//! variant that tells the host what to do (429 and 5xx retry, honouring `Retry-After`; other
+//! 4xx fail), and image decoding that refuses decompression bombs. API keys come from the
+//! environment only ([`crate::SecretRef::resolve`]).
+//!
+//! Retries with back-off are the host's job: a plugin makes one attempt per call and returns
+//! [`PluginError::Transient`] when another attempt may succeed.
+
+use crate::{Image, PluginError};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use reqwest;
+
+/// Largest response body read, by default (images included).
+pub const DEFAULT_MAX_BYTES: usize = 32 << 20;
+/// Largest decoded image side accepted.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+
+/// How a plugin's HTTP client behaves.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Time-out of a whole request, body included.
+    pub timeout: Duration,
+    /// Requests started per minute; `None` for no limit.
+    pub requests_per_minute: Option<u32>,
+    /// Largest response body read.
+    pub max_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings { timeout: Duration::from_secs(120), requests_per_minute: None, max_bytes: DEFAULT_MAX_BYTES }
+    }
+}
+
+/// A response read in full.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// The `Content-Type` header, lower-cased, without parameters.
+    pub content_type: String,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The body as JSON, or a retryable error naming what was wrong (providers send truncated
+    /// or HTML error bodies under load).
+    pub fn json(&self) -> Result<serde_json::Value, PluginError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            let start = String::from_utf8_lossy(&self.body[..self.body.len().min(120)]).into_owned();
+            PluginError::transient(format!("malformed JSON ({e}) in a {} reply: {start:?}", self.content_type))
+        })
+    }
+}
+
+/// An HTTP client for one provider.
+pub struct HttpClient {
+    client: reqwest::Client,
+    settings: HttpSettings,
+    limiter: Mutex<Option<Instant>>,
+}
+
+impl HttpClient {
+    /// A client with `settings`.
+    pub fn new(settings: HttpSettings) -> Result<HttpClient, PluginError> {
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| PluginError::InvalidConfig(format!("HTTP client: {e}")))?;
+        Ok(HttpClient { client, settings, limiter: Mutex::new(None) })
+    }
+
+    /// The underlying client, to build requests.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Waits until the requests-per-minute limit allows another request.
+    async fn pace(&self) {
+        let Some(rpm) = self.settings.requests_per_minute.filter(|r| *r > 0) else { return };
+        let gap = Duration::from_secs_f64(60.0 / rpm as f64);
+        let wait = {
+            let mut next = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + gap);
+            slot.saturating_duration_since(now)
+        };
+        if !wait.is_zero() {
+            crate::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends `request` once and reads the whole body (up to the size limit). Statuses 429 and
+    /// 5xx, time-outs and connection failures become [`PluginError::Transient`] (with the
+    /// server's `Retry-After`); other non-2xx statuses become [`PluginError::Failed`] with the
+    /// start of the body, which providers use for the reason.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, PluginError> {
+        self.pace().await;
+        let mut response = request.send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(3600.0)));
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        if response.content_length().is_some_and(|n| n as usize > self.settings.max_bytes) {
+            return Err(PluginError::Failed(format!("response larger than {} bytes refused", self.settings.max_bytes)));
+        }
+        let mut body = vec![];
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > self.settings.max_bytes {
+                return Err(PluginError::Failed(format!(
+                    "response larger than {} bytes refused",
+                    self.settings.max_bytes
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let reply = Response { status, content_type, body };
+        match status {
+            200..=299 => Ok(reply),
+            408 | 409 | 425 | 429 | 500..=599 => {
+                Err(PluginError::Transient { message: format!("HTTP {status}: {}", snippet(&reply.body)), retry_after })
+            }
+            _ => Err(PluginError::Failed(format!("HTTP {status}: {}", snippet(&reply.body)))),
+        }
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn transport_error(error: reqwest::Error) -> PluginError {
+    if error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() || error.is_decode() {
+        PluginError::transient(format!("transport: {error}"))
+    } else {
+        PluginError::Failed(format!("transport: {error}"))
+    }
+}
+
+/// Decodes a PNG, JPEG or WebP image, refusing images larger than [`MAX_IMAGE_SIDE`] a side
+/// before decoding them (a small file can claim a huge canvas).
+pub fn decode_image(bytes: &[u8]) -> Result<Image, PluginError> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| PluginError::Failed(format!("image: {e}")))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(512 << 20);
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(|e| PluginError::Failed(format!("image: {e}")))?.to_rgb8();
+    let (w, h) = decoded.dimensions();
+    Image::from_rgb(w, h, decoded.into_raw()).map_err(|e| PluginError::Failed(format!("image: {e}")))
+}
+
+/// Encodes an image as PNG (for sending to a vision model).
+pub fn encode_png(image: &Image) -> Result<Vec<u8>, PluginError> {
+    let buffer = image::RgbImage::from_raw(image.width(), image.height(), image.pixels().to_vec())
+        .ok_or_else(|| PluginError::Failed("image buffer has the wrong size".into()))?;
+    let mut out = std::io::Cursor::new(vec![]);
+    buffer.write_to(&mut out, image::ImageFormat::Png).map_err(|e| PluginError::Failed(format!("png: {e}")))?;
+    Ok(out.into_inner())
+}
+
+/// `data:image/png;base64,...` for an image.
+pub fn data_url(image: &Image) -> Result<String, PluginError> {
+    Ok(format!("data:image/png;base64,{}", base64_encode(&encode_png(image)?)))
+}
+
+/// Standard base64 of `bytes`.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decodes standard base64 (as `b64_json` fields carry images).
+pub fn base64_decode(text: &str) -> Result<Vec<u8>, PluginError> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| PluginError::Failed(format!("bad base64 image: {e}")))
+}

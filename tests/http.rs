@@ -1,0 +1,308 @@
+//! The HTTP teachers and judges over real HTTP on loopback: against `evolve serve` end to end
+//! (an `evolve run` killed and resumed), and against a server that injects the faults real
+//! providers produce — each must end in a retry, a clear error or a skipped sample, never a crash.
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use evolve_core::acquire::with_retries;
+use evolve_core::registry::Registry;
+use evolve_sdk::http::{base64_encode, encode_png};
+use evolve_sdk::{CompareRequest, ExpandRequest, GenerateRequest, Image, Judge, MutateRequest, PluginError, Teacher};
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+// ---------------------------------------------------------------- the fault-injecting server
+
+#[derive(Default)]
+struct Faults {
+    calls: Mutex<HashMap<String, u32>>,
+}
+
+fn png_b64(image: &Image) -> String {
+    base64_encode(&encode_png(image).unwrap())
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A valid small PNG whose header claims 100000 x 100000 pixels.
+fn bomb_png() -> Vec<u8> {
+    let mut png = encode_png(&Image::filled(16, 16, [1, 2, 3])).unwrap();
+    png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+fn good_image() -> Response {
+    axum::Json(json!({ "data": [{ "b64_json": png_b64(&Image::filled(32, 32, [200, 0, 0])), "revised_prompt": "a red square, rendered" }] }))
+        .into_response()
+}
+
+fn chat_reply(content: &str) -> Response {
+    axum::Json(json!({ "choices": [{ "index": 0, "message": { "role": "assistant", "content": content } }] }))
+        .into_response()
+}
+
+async fn fault(
+    State(faults): State<Arc<Faults>>,
+    UrlPath((scenario, endpoint)): UrlPath<(String, String)>,
+    body: String,
+) -> Response {
+    let n = {
+        let mut calls = faults.calls.lock().unwrap();
+        let n = calls.entry(scenario.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let json_type = [(header::CONTENT_TYPE, "application/json")];
+    match (scenario.as_str(), n) {
+        ("429", 1) => {
+            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "{\"error\":\"slow down\"}").into_response()
+        }
+        ("503", 1 | 2) => (StatusCode::SERVICE_UNAVAILABLE, "upstream overloaded").into_response(),
+        ("500", 1) => (StatusCode::INTERNAL_SERVER_ERROR, "{\"error\":\"oops\"}").into_response(),
+        ("slow", 1) => {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            good_image()
+        }
+        ("truncated", 1) => (json_type, "{\"data\": [{\"b64_json\": \"iVBORw0KGgo").into_response(),
+        ("html", 1) => ([(header::CONTENT_TYPE, "text/html")], "<html><body>Bad gateway</body></html>").into_response(),
+        ("huge", _) => {
+            (json_type, format!("{{\"data\":[{{\"b64_json\":\"{}\"}}]}}", "A".repeat(3 << 20))).into_response()
+        }
+        ("bomb", _) => axum::Json(json!({ "data": [{ "b64_json": base64_encode(&bomb_png()) }] })).into_response(),
+        ("corrupt", _) => {
+            axum::Json(json!({ "data": [{ "b64_json": base64_encode(b"not an image at all") }] })).into_response()
+        }
+        ("unauthorised", _) => (StatusCode::UNAUTHORIZED, "{\"error\":\"bad key\"}").into_response(),
+        ("neither", _) => chat_reply("Both images are lovely; I cannot choose."),
+        ("badlist", 1) => chat_reply(""),
+        _ if endpoint == "chat/completions" => {
+            if body.contains("more diverse") {
+                chat_reply("Here you go: [\"a blue circle\", \"two red squares\", \"a green diamond\"]")
+            } else if body.contains("completely unrelated") {
+                chat_reply("\"three purple triangles\"")
+            } else {
+                chat_reply("(B) is better")
+            }
+        }
+        _ => good_image(),
+    }
+}
+
+/// Starts the fault server; returns its base address.
+fn start_fault_server(rt: &tokio::runtime::Runtime) -> String {
+    let app = Router::new().route("/s/{scenario}/v1/{*endpoint}", post(fault)).with_state(Arc::new(Faults::default()));
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn teacher(base: &str, scenario: &str, extra: serde_json::Value) -> Box<dyn Teacher> {
+    let mut config = json!({ "base_url": format!("{base}/s/{scenario}/v1"), "model": "test", "timeout_s": 1 });
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        config.extend(extra.clone());
+    }
+    Registry::builtin().teacher("openai", config, &evolve_sdk::PluginContext::new("t", 0)).unwrap()
+}
+
+fn judge(base: &str, scenario: &str) -> Box<dyn Judge> {
+    let config = json!({ "base_url": format!("{base}/s/{scenario}/v1"), "model": "test", "constraint": "none" });
+    Registry::builtin().judge("openai", config, &evolve_sdk::PluginContext::new("j", 0)).unwrap()
+}
+
+fn request() -> GenerateRequest {
+    GenerateRequest { prompt: "a red square".into(), width: 32, height: 32, seed: 1 }
+}
+
+#[test]
+fn transient_faults_end_in_a_retry_that_succeeds() {
+    let rt = runtime();
+    let base = start_fault_server(&rt);
+    for scenario in ["ok", "429", "503", "500", "slow", "truncated", "html"] {
+        let teacher = teacher(&base, scenario, json!({}));
+        let started = Instant::now();
+        let req = request();
+        let image = rt.block_on(with_retries(6, || teacher.generate(&req)));
+        let image = image.unwrap_or_else(|e| panic!("{scenario}: {e}"));
+        assert_eq!((image.image.width(), image.image.height()), (32, 32), "{scenario}");
+        assert_eq!(image.revised_prompt.as_deref(), Some("a red square, rendered"));
+        if scenario == "429" {
+            assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After was not honoured");
+        }
+    }
+}
+
+#[test]
+fn bad_images_and_refusals_are_clear_errors() {
+    let rt = runtime();
+    let base = start_fault_server(&rt);
+    let cases = [
+        ("huge", json!({ "max_response_mb": 1 }), "larger than"),
+        ("bomb", json!({}), "image"),
+        ("corrupt", json!({}), "image"),
+        ("unauthorised", json!({}), "HTTP 401"),
+    ];
+    for (scenario, extra, needle) in cases {
+        let teacher = teacher(&base, scenario, extra);
+        let req = request();
+        match rt.block_on(with_retries(6, || teacher.generate(&req))) {
+            Err(PluginError::Failed(message)) => assert!(message.contains(needle), "{scenario}: {message}"),
+            other => panic!("{scenario}: expected a clear failure, got {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn judge_replies_are_parsed_or_refused() {
+    let rt = runtime();
+    let base = start_fault_server(&rt);
+    let pair = vec![Image::filled(32, 32, [0, 0, 0]), Image::filled(32, 32, [255, 255, 255])];
+    let compare = CompareRequest { prompt: "a red circle".into(), images: pair, seed: 0 };
+    let ok = judge(&base, "ok");
+    let verdict = rt.block_on(with_retries(3, || ok.compare(&compare))).unwrap();
+    assert_eq!(verdict.choice, evolve_sdk::Choice::Best(1));
+    // A reply that names neither image fails the call: the host skips the sample.
+    let undecided = judge(&base, "neither");
+    let neither = rt.block_on(with_retries(3, || undecided.compare(&compare)));
+    assert!(matches!(neither, Err(PluginError::Failed(ref m)) if m.contains("neither")), "{neither:?}");
+    // A malformed expansion is retried.
+    let expand = ExpandRequest { prompt: "a red circle".into(), n: 3, seed: 0 };
+    let badlist = judge(&base, "badlist");
+    let prompts = rt.block_on(with_retries(3, || badlist.expand(&expand))).unwrap();
+    assert_eq!(prompts, ["a blue circle", "two red squares", "a green diamond"]);
+    let mutated = rt.block_on(ok.mutate(&MutateRequest { recent: vec!["a red circle".into()], seed: 0 }));
+    assert_eq!(mutated.unwrap(), "three purple triangles");
+}
+
+// ---------------------------------------------------------------- end to end with evolve serve
+
+fn evolve() -> Command {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_evolve"));
+    command.current_dir(root);
+    command
+}
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_evolve_run_with_the_openai_plugins_against_evolve_serve_survives_a_kill() {
+    let mut child = evolve().args(["serve", "--addr", "127.0.0.1:0"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _server = Server(child);
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1"), "{line}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("exp.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            r#"
+[run]
+name = "http-e2e"
+seed = 4
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", sample_steps = 3 }}
+[[teachers]]
+name = "served"
+plugin = "openai"
+config = {{ base_url = "{url}", model = "shapes", response_format = "url", send_seed = true, price_usd = 0.01 }}
+[judge]
+plugin = "openai"
+config = {{ base_url = "{url}", model = "shapes", side_by_side = true }}
+[prompts]
+generate = 10
+[training]
+batch_size = 8
+checkpoint_every = 10
+[director]
+every_steps = 10
+select_ratio = 0.5
+[budget]
+max_teacher_calls = 30
+max_cost_usd = 1.0
+max_steps = 60
+"#
+        ),
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let mut first =
+        evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").stdout(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    first.kill().ok();
+    first.wait().unwrap();
+    let mut resume = evolve();
+    resume.arg("run").arg(&exp).arg("--run-dir").arg(&run).arg("--quiet");
+    if run.join("ledger.sqlite").exists() {
+        resume.arg("--resume");
+    }
+    let out = resume.output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    let conn = rusqlite::Connection::open(run.join("ledger.sqlite")).unwrap();
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM api_calls"), 30, "each paid call once, the budget met exactly");
+    assert_eq!(count("SELECT count(DISTINCT request_hash) FROM api_calls"), 30);
+    assert_eq!(count("SELECT sum(cost_micro_usd) FROM api_calls"), 300_000);
+    assert!(count("SELECT count(*) FROM judgments") > 0, "the judge was asked over HTTP");
+    assert!(count("SELECT count(*) FROM samples WHERE origin = 'expansion'") > 0, "expansions came over HTTP");
+    assert!(count("SELECT count(*) FROM api_calls WHERE revised_prompt IS NOT NULL") > 0);
+}
+
+#[test]
+fn evolve_serve_with_a_token_refuses_requests_without_it() {
+    let mut child = evolve()
+        .args(["serve", "--addr", "127.0.0.1:0", "--token-env", "EVOLVE_TEST_SERVE_TOKEN"])
+        .env("EVOLVE_TEST_SERVE_TOKEN", "s3cret")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _server = Server(child);
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let rt = runtime();
+    let client = evolve_sdk::http::reqwest::Client::new();
+    let body = json!({ "prompt": "a red circle", "size": "32x32" });
+    let status =
+        |request: evolve_sdk::http::reqwest::RequestBuilder| rt.block_on(request.send()).unwrap().status().as_u16();
+    let endpoint = format!("{url}/images/generations");
+    assert_eq!(status(client.post(&endpoint).json(&body)), 401);
+    assert_eq!(status(client.post(&endpoint).bearer_auth("wrong").json(&body)), 401);
+    assert_eq!(status(client.post(&endpoint).bearer_auth("s3cret").json(&body)), 200);
+}
