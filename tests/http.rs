@@ -112,9 +112,30 @@ async fn fault(
     }
 }
 
+/// Ollama's native chat: images as base64 strings beside the text, answer in `message`.
+async fn ollama_chat(body: String) -> Response {
+    let request: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let message = &request["messages"][0];
+    assert_eq!(request["stream"], false);
+    let images = message["images"].as_array().map(Vec::len).unwrap_or(0);
+    let content = if images == 2 {
+        assert!(request["format"]["properties"]["better"].is_object(), "the verdict schema is sent as `format`");
+        "{\"better\": \"A\"}"
+    } else {
+        "{\"prompts\": [\"a small red circle\", \"a large red circle\"]}"
+    };
+    axum::Json(
+        json!({ "model": request["model"], "message": { "role": "assistant", "content": content }, "done": true }),
+    )
+    .into_response()
+}
+
 /// Starts the fault server; returns its base address.
 fn start_fault_server(rt: &tokio::runtime::Runtime) -> String {
-    let app = Router::new().route("/s/{scenario}/v1/{*endpoint}", post(fault)).with_state(Arc::new(Faults::default()));
+    let app = Router::new()
+        .route("/s/{scenario}/v1/{*endpoint}", post(fault))
+        .route("/ollama/api/chat", post(ollama_chat))
+        .with_state(Arc::new(Faults::default()));
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move { axum::serve(listener, app).await });
@@ -196,6 +217,14 @@ fn judge_replies_are_parsed_or_refused() {
     assert_eq!(prompts, ["a blue circle", "two red squares", "a green diamond"]);
     let mutated = rt.block_on(ok.mutate(&MutateRequest { recent: vec!["a red circle".into()], seed: 0 }));
     assert_eq!(mutated.unwrap(), "three purple triangles");
+
+    // Ollama's native protocol.
+    let config = json!({ "base_url": format!("{base}/ollama"), "model": "qwen2.5vl" });
+    let ollama = Registry::builtin().judge("ollama", config, &evolve_sdk::PluginContext::new("o", 0)).unwrap();
+    let verdict = rt.block_on(ollama.compare(&compare)).unwrap();
+    assert_eq!(verdict.choice, evolve_sdk::Choice::Best(0));
+    let prompts = rt.block_on(ollama.expand(&ExpandRequest { prompt: "a red circle".into(), n: 2, seed: 0 })).unwrap();
+    assert_eq!(prompts, ["a small red circle", "a large red circle"]);
 }
 
 // ---------------------------------------------------------------- end to end with evolve serve

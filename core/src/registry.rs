@@ -83,6 +83,10 @@ impl Registry {
         evolve_operators::link();
         evolve_shapes::link();
         evolve_openai::link();
+        evolve_replicate::link();
+        evolve_fal::link();
+        evolve_stability::link();
+        evolve_bfl::link();
         Registry::from_builtins(evolve_sdk::builtin_plugins())
     }
 

@@ -197,3 +197,40 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>, PluginError> {
         .decode(text.trim())
         .map_err(|e| PluginError::Failed(format!("bad base64 image: {e}")))
 }
+
+impl HttpClient {
+    /// Fetches the image at `url` at once (provider result URLs expire within minutes); a
+    /// `data:` URL is decoded in place.
+    pub async fn fetch_image(&self, url: &str) -> Result<Image, PluginError> {
+        if let Some(rest) = url.strip_prefix("data:") {
+            let b64 = rest
+                .split_once("base64,")
+                .map(|(_, b)| b)
+                .ok_or_else(|| PluginError::Failed("a data: URL result that is not base64".into()))?;
+            return decode_image(&base64_decode(b64)?);
+        }
+        decode_image(&self.send(self.client.get(url)).await?.body)
+    }
+}
+
+/// Polls `check` every `interval` until it yields a value, for at most `deadline`. A transient
+/// failure of one poll is tried again at the next tick: the job being polled is already paid
+/// for, and giving up would make the host pay for it again.
+pub async fn poll<T, F, Fut>(interval: Duration, deadline: Duration, mut check: F) -> Result<T, PluginError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, PluginError>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) | Err(PluginError::Transient { .. }) => {}
+            Err(other) => return Err(other),
+        }
+        if started.elapsed() >= deadline {
+            return Err(PluginError::Failed(format!("job not finished after {} s of polling", deadline.as_secs())));
+        }
+        crate::time::sleep(interval).await;
+    }
+}

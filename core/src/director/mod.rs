@@ -308,12 +308,17 @@ impl Director {
         let mut interrupted = false;
         loop {
             tokio::select! {
-                reached = status.wait_for(|s| s.step >= next_round || s.finished) => {
+                reached = status.wait_for(|s| s.step >= next_round || s.finished || s.active == 0) => {
                     if reached.is_err() { break }
                 }
                 _ = &mut ctrl_c => { interrupted = true; break }
             }
             let now = *status.borrow();
+            if now.active == 0 {
+                // Every sample was mastered and nothing new could be bought: nothing left to learn.
+                progress.note("the active set is empty: every sample was mastered");
+                break;
+            }
             if now.step < next_round {
                 break; // training finished
             }

@@ -230,8 +230,14 @@ impl Worker {
     fn serve(&mut self, command: Command) {
         let began = Instant::now();
         match command {
-            Command::Add(samples) => self.add(samples),
-            Command::Remove(ids) => self.remove(&ids),
+            Command::Add(samples) => {
+                self.add(samples);
+                self.report(self.finished_at.is_some());
+            }
+            Command::Remove(ids) => {
+                self.remove(&ids);
+                self.report(self.finished_at.is_some());
+            }
             Command::Generate(request, reply) => {
                 let _ = reply.send(self.model.generate(&request));
             }

@@ -7,7 +7,7 @@
 //! the images already paid for found by request hash, not bought again.
 
 use super::images::StoredImage;
-use super::ledger::{Ledger, LedgerError, NewSample, SampleRow, hash_column, insert_image, insert_sample};
+use super::ledger::{Ledger, LedgerError, NewSample, SampleRow, insert_image, insert_sample, sample_row};
 use evolve_sdk::{Origin, Outcome};
 use rusqlite::params;
 
@@ -164,19 +164,7 @@ impl Ledger {
                  WHERE s.active = 1 ORDER BY s.last_judged_round IS NOT NULL, s.last_judged_round, s.id LIMIT ?1",
             )
             .map_err(self.err())?;
-        let rows = stmt
-            .query_map([n as i64], |r| {
-                Ok(SampleRow {
-                    id: r.get(0)?,
-                    prompt: r.get(1)?,
-                    image: hash_column(r, 2)?,
-                    teacher: r.get(3)?,
-                    origin: r.get(4)?,
-                    parent: r.get(5)?,
-                    active: r.get(6)?,
-                })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
+        let rows = stmt.query_map([n as i64], sample_row).and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
         rows.map_err(self.err())
     }
 

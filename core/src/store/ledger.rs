@@ -327,19 +327,7 @@ impl Ledger {
                  WHERE s.active = 1 OR ?1 = 0 ORDER BY s.id",
             )
             .map_err(self.err())?;
-        let rows = stmt
-            .query_map([active_only], |r| {
-                Ok(SampleRow {
-                    id: r.get(0)?,
-                    prompt: r.get(1)?,
-                    image: hash_column(r, 2)?,
-                    teacher: r.get(3)?,
-                    origin: r.get(4)?,
-                    parent: r.get(5)?,
-                    active: r.get(6)?,
-                })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
+        let rows = stmt.query_map([active_only], sample_row).and_then(|rows| rows.collect::<Result<Vec<_>, _>>());
         rows.map_err(self.err())
     }
 
@@ -478,6 +466,19 @@ pub(super) fn insert_image(c: &Connection, image: &StoredImage) -> rusqlite::Res
         params![image.hash().as_str(), image.width(), image.height(), image.bytes() as i64],
     )
     .map(|_| ())
+}
+
+/// A [`SampleRow`] from `SELECT s.id, p.text, s.image_hash, s.teacher, s.origin, s.parent_id, s.active`.
+pub(super) fn sample_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SampleRow> {
+    Ok(SampleRow {
+        id: r.get(0)?,
+        prompt: r.get(1)?,
+        image: hash_column(r, 2)?,
+        teacher: r.get(3)?,
+        origin: r.get(4)?,
+        parent: r.get(5)?,
+        active: r.get(6)?,
+    })
 }
 
 pub(super) fn hash_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<ImageHash> {

@@ -1,0 +1,180 @@
+//! # evolve-replicate
+//!
+//! The `replicate` teacher: [Replicate](https://replicate.com)'s predictions API. A prediction is
+//! created with `Prefer: wait`, so the reply usually carries the output; otherwise `urls.get` is
+//! polled. The output image is downloaded at once (Replicate's URLs expire).
+
+use evolve_sdk::http::{HttpClient, HttpSettings, poll};
+use evolve_sdk::prelude::*;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+/// Config of the `replicate` teacher.
+#[derive(Debug, Clone, Deserialize, evolve_sdk::schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "evolve_sdk::schemars")]
+pub struct ReplicateConfig {
+    /// `owner/name` of an official model (e.g. `black-forest-labs/flux-schnell`), or
+    /// `owner/name:VERSION` for a pinned version.
+    pub model: String,
+    /// Environment variable holding the API token.
+    #[serde(default = "token")]
+    pub api_key: SecretRef,
+    /// API root.
+    #[serde(default = "base")]
+    pub base_url: String,
+    /// Further input fields sent beside `prompt` and `seed` (e.g. `aspect_ratio`, `output_format`).
+    #[serde(default)]
+    pub input: Map<String, Value>,
+    /// Price per image in USD; default from the built-in table, 0 for unknown models.
+    #[serde(default)]
+    pub price_usd: Option<f64>,
+    /// Predictions in flight at once.
+    #[serde(default = "eight")]
+    pub concurrency: u32,
+    /// Predictions created per minute (Replicate allows 600).
+    #[serde(default = "six_hundred")]
+    pub requests_per_minute: Option<u32>,
+    /// Longest wait for one prediction, seconds.
+    #[serde(default = "five_minutes")]
+    pub timeout_s: u64,
+    /// Interval between polls, milliseconds.
+    #[serde(default = "second")]
+    pub poll_ms: u64,
+}
+
+fn token() -> SecretRef {
+    SecretRef { env: "REPLICATE_API_TOKEN".into() }
+}
+fn base() -> String {
+    "https://api.replicate.com/v1".into()
+}
+fn eight() -> u32 {
+    8
+}
+fn six_hundred() -> Option<u32> {
+    Some(600)
+}
+fn five_minutes() -> u64 {
+    300
+}
+fn second() -> u64 {
+    1000
+}
+
+/// Published per-image prices (USD), November 2026.
+pub fn list_price(model: &str) -> f64 {
+    match model.split(':').next().unwrap_or(model) {
+        "black-forest-labs/flux-schnell" => 0.003,
+        "black-forest-labs/flux-dev" => 0.025,
+        "black-forest-labs/flux-1.1-pro" => 0.04,
+        "black-forest-labs/flux-1.1-pro-ultra" => 0.06,
+        "stability-ai/stable-diffusion-3.5-large" => 0.065,
+        "ideogram-ai/ideogram-v2" => 0.08,
+        "recraft-ai/recraft-v3" => 0.04,
+        _ => 0.0,
+    }
+}
+
+/// The `replicate` teacher.
+pub struct Replicate {
+    config: ReplicateConfig,
+    key: String,
+    http: HttpClient,
+}
+
+impl Replicate {
+    /// A teacher with `config`; reads the token now so that a missing one fails at start.
+    pub fn new(config: ReplicateConfig) -> Result<Self, PluginError> {
+        let key = config.api_key.resolve()?;
+        let http = HttpClient::new(HttpSettings {
+            timeout: Duration::from_secs(120),
+            requests_per_minute: config.requests_per_minute,
+            ..HttpSettings::default()
+        })?;
+        Ok(Replicate { config, key, http })
+    }
+
+    async fn get(&self, url: &str) -> Result<Value, PluginError> {
+        self.http.send(self.http.client().get(url).bearer_auth(&self.key)).await?.json()
+    }
+}
+
+/// The first output URL of a finished prediction, `None` while it runs.
+fn output_of(prediction: &Value) -> Result<Option<String>, PluginError> {
+    match prediction.get("status").and_then(Value::as_str).unwrap_or("") {
+        "succeeded" => {
+            let output = prediction.get("output").unwrap_or(&Value::Null);
+            let url = output.as_str().or_else(|| output.get(0).and_then(Value::as_str));
+            url.map(|u| Some(u.to_string()))
+                .ok_or_else(|| PluginError::Failed(format!("no image URL in output {output}")))
+        }
+        "failed" | "canceled" | "aborted" => Err(PluginError::Failed(format!(
+            "prediction {}: {}",
+            prediction.get("status").and_then(Value::as_str).unwrap_or(""),
+            prediction.get("error").map(Value::to_string).unwrap_or_default()
+        ))),
+        _ => Ok(None),
+    }
+}
+
+#[async_trait]
+impl Teacher for Replicate {
+    fn limits(&self) -> Limits {
+        Limits { concurrency: self.config.concurrency, requests_per_minute: self.config.requests_per_minute }
+    }
+
+    fn price(&self, _request: &GenerateRequest) -> Cost {
+        Cost::from_usd(self.config.price_usd.unwrap_or_else(|| list_price(&self.config.model)))
+    }
+
+    async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {
+        let mut input = self.config.input.clone();
+        input.insert("prompt".into(), request.prompt.clone().into());
+        input.insert("seed".into(), (request.seed % (1 << 31)).into());
+        let base = self.config.base_url.trim_end_matches('/');
+        let (url, body) = match self.config.model.split_once(':') {
+            Some((_, version)) => (format!("{base}/predictions"), json!({ "version": version, "input": input })),
+            None => (format!("{base}/models/{}/predictions", self.config.model), json!({ "input": input })),
+        };
+        let created = self
+            .http
+            .send(self.http.client().post(url).bearer_auth(&self.key).header("Prefer", "wait").json(&body))
+            .await?
+            .json()?;
+        let image_url = match output_of(&created)? {
+            Some(url) => url,
+            None => {
+                let get = created
+                    .pointer("/urls/get")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| PluginError::Failed(format!("prediction without urls.get: {created}")))?;
+                let interval = Duration::from_millis(self.config.poll_ms);
+                poll(interval, Duration::from_secs(self.config.timeout_s), || async {
+                    output_of(&self.get(get).await?)
+                })
+                .await?
+            }
+        };
+        Ok(GeneratedImage {
+            image: self.http.fetch_image(&image_url).await?,
+            revised_prompt: None,
+            cost: self.price(request),
+        })
+    }
+}
+
+evolve_sdk::register_plugin! {
+    kind: Teacher,
+    name: "replicate",
+    description: "Replicate predictions API (FLUX, SD 3.5, Ideogram, Recraft, ...); needs REPLICATE_API_TOKEN.",
+    config: ReplicateConfig,
+    build: |config: ReplicateConfig, _ctx: &PluginContext| Replicate::new(config),
+}
+
+/// Forces the linker to keep this crate, and with it the plugin it registers.
+#[inline(never)]
+pub fn link() {
+    std::hint::black_box(());
+}
