@@ -319,8 +319,8 @@ impl Director {
                 progress.note("the active set is empty: every sample was mastered");
                 break;
             }
-            if now.step < next_round {
-                break; // training finished
+            if now.finished || now.step < next_round {
+                break; // training finished: a round now would buy images nothing trains on
             }
             let id = lock(&self.run).ledger.begin_round(now.step).map_err(StoreError::from)?;
             rounds += 1;
@@ -422,16 +422,21 @@ impl Director {
         Ok(())
     }
 
-    /// Evaluates every `eval_every_rounds` rounds when the experiment has a target score.
+    /// Evaluates every `eval_every_rounds` rounds (every 5 by default when the experiment has a
+    /// target score); whether the target is reached.
     async fn target_reached(&self, trainer: &Trainer, rounds: u64, step: u64) -> Result<bool, DirectorError> {
-        let (Some(target), Some(evaluator)) = (self.experiment.budget.target_eval, &self.plugins.evaluator) else {
-            return Ok(false);
+        let Some(evaluator) = &self.plugins.evaluator else { return Ok(false) };
+        let target = self.experiment.budget.target_eval;
+        let every = match (self.experiment.director.eval_every_rounds, target) {
+            (Some(every), _) => every.max(1),
+            (None, Some(_)) => 5,
+            (None, None) => return Ok(false),
         };
-        if !rounds.is_multiple_of(self.experiment.director.eval_every_rounds.max(1)) {
+        if !rounds.is_multiple_of(every) {
             return Ok(false);
         }
         let report = trainer.evaluate(Arc::clone(evaluator)).await?;
         record_eval(&lock(&self.run), step, &report)?;
-        Ok(report.overall >= target)
+        Ok(target.is_some_and(|t| report.overall >= t))
     }
 }

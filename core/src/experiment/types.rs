@@ -163,11 +163,11 @@ pub struct DirectorSettings {
     #[serde(default)]
     #[schemars(range(min = 1, max = 1000))]
     pub sample_steps: Option<u32>,
-    /// Rounds between evaluations while the run is going (only used with
-    /// `budget.target_eval`; every run is evaluated once at the end).
-    #[serde(default = "eval_every_rounds")]
+    /// Rounds between evaluations while the run is going, for the report's curves and for
+    /// `budget.target_eval` (default: every 5 rounds with a target, otherwise only at the end).
+    #[serde(default)]
     #[schemars(range(min = 1))]
-    pub eval_every_rounds: u64,
+    pub eval_every_rounds: Option<u64>,
 }
 
 impl Default for DirectorSettings {
@@ -176,7 +176,7 @@ impl Default for DirectorSettings {
             every_steps: every_steps(),
             select_ratio: select_ratio(),
             sample_steps: None,
-            eval_every_rounds: eval_every_rounds(),
+            eval_every_rounds: None,
         }
     }
 }
@@ -238,6 +238,3 @@ fn select_ratio() -> f64 {
     0.2
 }
 
-fn eval_every_rounds() -> u64 {
-    5
-}
