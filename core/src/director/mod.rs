@@ -319,7 +319,8 @@ impl Director {
                 progress.note("the active set is empty: every sample was mastered");
                 break;
             }
-            if now.finished || now.step < next_round {
+            let done = now.finished || budget.max_steps.is_some_and(|max| now.step >= max);
+            if done || now.step < next_round {
                 break; // training finished: a round now would buy images nothing trains on
             }
             let id = lock(&self.run).ledger.begin_round(now.step).map_err(StoreError::from)?;

@@ -237,4 +237,3 @@ fn every_steps() -> u64 {
 fn select_ratio() -> f64 {
     0.2
 }
-
