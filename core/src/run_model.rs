@@ -37,6 +37,33 @@ pub enum RunModelError {
     Io(String),
 }
 
+/// What the host keeps in each checkpoint beside the model: where the training stream is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostState {
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// State of the batch-drawing generator.
+    pub data_rng: u64,
+}
+
+impl HostState {
+    /// The state of a run that has not trained yet.
+    pub fn fresh(experiment: &Experiment) -> HostState {
+        HostState { step: 0, data_rng: evolve_sdk::SplitMix64::from_parts(&[experiment.run.seed, 0xDA7A]).state() }
+    }
+}
+
+/// Restores `model` from the run's latest checkpoint, if it has one, and returns the host state
+/// saved beside it.
+pub fn restore(model: &mut dyn BaseModel, run: &Path) -> Result<Option<HostState>, RunModelError> {
+    let Some(dir) = latest_checkpoint(run) else { return Ok(None) };
+    model.load(&dir).map_err(|source| RunModelError::Checkpoint { path: dir.clone(), source })?;
+    let host = dir.join("host.json");
+    let bytes = std::fs::read(&host).map_err(|e| RunModelError::Io(format!("{}: {e}", host.display())))?;
+    let state = serde_json::from_slice(&bytes).map_err(|e| RunModelError::Io(format!("{}: {e}", host.display())))?;
+    Ok(Some(state))
+}
+
 /// The context every plugin of `experiment` is built with, for plugin instance `instance`.
 pub fn context(experiment: &Experiment, instance: &str) -> PluginContext {
     let seed = evolve_sdk::SplitMix64::from_parts(&[

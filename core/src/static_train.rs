@@ -5,11 +5,10 @@ use crate::acquire::{self, AcquireError};
 use crate::eval::{EvalReport, eval_model};
 use crate::experiment::Experiment;
 use crate::registry::Registry;
-use crate::run_model::{self, RunModelError};
+use crate::run_model::{self, HostState, RunModelError};
 use crate::store::{RunDir, StoreError};
 use evolve_sdk::{BaseModel, Image, SplitMix64, TrainBatch};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,13 +50,6 @@ pub enum TrainError {
     /// Anything else, with context.
     #[error("{0}")]
     Other(String),
-}
-
-/// What the host keeps in each checkpoint beside the model: where the data stream is.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct HostState {
-    step: u64,
-    data_rng: u64,
 }
 
 /// Options of a static training run.
@@ -152,14 +144,8 @@ pub fn run(
 
     // 2. Model, restored when resuming.
     let mut model = run_model::build(experiment, registry)?;
-    let mut state = HostState { step: 0, data_rng: SplitMix64::from_parts(&[experiment.run.seed, 0xDA7A]).state() };
-    if options.resume
-        && let Some(dir) = run_model::latest_checkpoint(run_dir)
-    {
-        model.load(&dir).map_err(|source| RunModelError::Checkpoint { path: dir.clone(), source })?;
-        let host = std::fs::read(dir.join("host.json")).map_err(|e| TrainError::Other(e.to_string()))?;
-        state = serde_json::from_slice(&host).map_err(|e| TrainError::Other(format!("host.json: {e}")))?;
-    }
+    let restored = if options.resume { run_model::restore(model.as_mut(), run_dir)? } else { None };
+    let mut state = restored.unwrap_or_else(|| HostState::fresh(experiment));
 
     // 3. Uniform training.
     let total = experiment.budget.max_steps.unwrap_or(DEFAULT_STEPS);

@@ -75,6 +75,11 @@ impl HttpClient {
         Ok(HttpClient { client, settings, limiter: Mutex::new(None) })
     }
 
+    /// A client with time-out `timeout`, at most `requests_per_minute`, and the default size limit.
+    pub fn paced(timeout: Duration, requests_per_minute: Option<u32>) -> Result<HttpClient, PluginError> {
+        HttpClient::new(HttpSettings { timeout, requests_per_minute, ..HttpSettings::default() })
+    }
+
     /// The underlying client, to build requests.
     pub fn client(&self) -> &reqwest::Client {
         &self.client

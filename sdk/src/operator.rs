@@ -24,6 +24,11 @@ impl Origin {
             Origin::Mutation => "mutation",
         }
     }
+
+    /// The origin named `name` (as [`as_str`](Origin::as_str) writes it), if any.
+    pub fn from_name(name: &str) -> Option<Origin> {
+        [Origin::Seed, Origin::Expansion, Origin::Mutation].into_iter().find(|o| o.as_str() == name)
+    }
 }
 
 /// What the judge concluded about the base model on one prompt.

@@ -20,21 +20,27 @@ mod shop;
 mod trainer;
 
 pub use budget::Budget;
-pub use trainer::{HostState, TrainerStatus};
+pub use trainer::TrainerStatus;
 
 use crate::acquire::{self, AcquireError};
 use crate::eval::{EvalError, EvalReport, eval_model};
 use crate::experiment::Experiment;
 use crate::registry::Registry;
-use crate::run_model::{self, RunModelError};
+use crate::run_model::{self, HostState, RunModelError};
 use crate::store::{NewPending, RoundSummary, RunDir, StoreError, TeacherRecord};
 use evolve_sdk::{Cost, Evaluator, Judge, Operator, Origin, PluginError};
 use progress::Progress;
 use round::{RoundContext, run_round};
-use shop::{Purchase, Shop, TeacherSlot, lock};
+use shop::{Purchase, Shop, TeacherSlot};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use trainer::{Trainer, TrainerSettings, TrainingSample};
+
+/// Locks `mutex`. A poisoned lock (a panic elsewhere) is still usable: every ledger write is its
+/// own transaction and the budget's counters are updated whole.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -173,15 +179,13 @@ pub fn run(
         .build()
         .map_err(|e| DirectorError::Trainer(format!("async runtime: {e}")))?;
     let base = experiment_path.parent().unwrap_or(Path::new("."));
+    let evaluator = plugins.evaluator.clone();
     let director = Director::new(experiment, run, plugins, options)?;
+    let run = Arc::clone(&director.run);
     let (mut model, mut outcome) = runtime.block_on(director.run(base, registry))?;
-    if let (Some(evaluator), false) = (&experiment.eval, outcome.interrupted) {
-        let evaluator = registry
-            .evaluator(&evaluator.plugin, evaluator.config.clone(), &run_model::context(experiment, "eval"))
-            .map_err(|source| DirectorError::Build { what: "evaluator".into(), source })?;
+    if let (Some(evaluator), false) = (evaluator, outcome.interrupted) {
         let report = eval_model(model.as_mut(), evaluator.as_ref(), &options.run_dir.display().to_string(), |_, _| {})?;
-        let run = RunDir::open(&options.run_dir)?;
-        record_eval(&run, outcome.steps, &report)?;
+        record_eval(&lock(&run), outcome.steps, &report)?;
         outcome.eval = Some(report);
         if let Err(error) = crate::report::write(&options.run_dir) {
             tracing::warn!(%error, "report not written");
@@ -242,9 +246,7 @@ impl Director {
         progress.note("buying the initial set");
         let pending = lock(&self.run).ledger.open_pending().map_err(StoreError::from)?;
         let shop_budget = self.shop.budget();
-        self.shop
-            .buy_all(pending, |_: &Purchase| progress.budget(&shop_budget.lock().unwrap_or_else(|p| p.into_inner())))
-            .await?;
+        self.shop.buy_all(pending, |_: &Purchase| progress.budget(&lock(&shop_budget))).await?;
         let data = self.active_set()?;
         if data.is_empty() {
             return Err(DirectorError::Trainer(
@@ -254,17 +256,9 @@ impl Director {
 
         // 2. The trainer, restored from the latest checkpoint when resuming.
         let mut model = run_model::build(&self.experiment, registry)?;
-        let mut state = HostState {
-            step: 0,
-            data_rng: evolve_sdk::SplitMix64::from_parts(&[self.experiment.run.seed, 0xDA7A]).state(),
-        };
-        if self.options.resume
-            && let Some(dir) = run_model::latest_checkpoint(&self.options.run_dir)
-        {
-            model.load(&dir).map_err(|source| RunModelError::Checkpoint { path: dir.clone(), source })?;
-            let host = std::fs::read(dir.join("host.json")).map_err(|e| DirectorError::Trainer(e.to_string()))?;
-            state = serde_json::from_slice(&host).map_err(|e| DirectorError::Trainer(format!("host.json: {e}")))?;
-        }
+        let restored =
+            if self.options.resume { run_model::restore(model.as_mut(), &self.options.run_dir)? } else { None };
+        let state = restored.unwrap_or_else(|| HostState::fresh(&self.experiment));
         let settings = TrainerSettings {
             run_dir: self.options.run_dir.clone(),
             batch_size: self.experiment.training.batch_size as usize,
@@ -281,7 +275,7 @@ impl Director {
                 let mut ticks = 0u64;
                 while status.changed().await.is_ok() {
                     let now = *status.borrow_and_update();
-                    let budget = budget.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let budget = lock(&budget).clone();
                     steps.trainer(&now);
                     steps.budget(&budget);
                     if ticks.is_multiple_of(25) {
@@ -336,7 +330,7 @@ impl Director {
             if self.target_reached(&trainer, rounds, now.step).await? {
                 break;
             }
-            let spent = self.shop.budget().lock().unwrap_or_else(|p| p.into_inner()).exhausted();
+            let spent = lock(&self.shop.budget()).exhausted();
             if spent && budget.max_steps.is_none() {
                 break;
             }

@@ -4,7 +4,8 @@
 //! mutations as pending prompts that the shop buys.
 
 use super::DirectorError;
-use super::shop::{Purchase, Shop, lock};
+use super::lock;
+use super::shop::{Purchase, Shop};
 use super::trainer::Trainer;
 use crate::acquire::with_retries;
 use crate::experiment::Experiment;
@@ -90,7 +91,7 @@ pub async fn run_round(
     // Judge every sample concurrently; each task runs the operator chain on its verdict.
     let permits = ctx.shop.judge_permits();
     // With the budget spent, new prompts could never be bought: do not ask the judge for them.
-    let buying = !ctx.shop.budget().lock().unwrap_or_else(|p| p.into_inner()).exhausted();
+    let buying = !lock(&ctx.shop.budget()).exhausted();
     let mut tasks = tokio::task::JoinSet::new();
     for (sample, base_image) in selected.into_iter().zip(renders) {
         let (history, teacher_image) = {
@@ -190,11 +191,7 @@ impl Judging {
         let base_first = rng.chance(0.5);
         let verdict = self.compare(&sample.prompt, &base_image, &teacher_image, base_first, rng.next_u64()).await?;
         let mut outcome = outcome_of(&verdict, base_first);
-        let origin = match sample.origin.as_str() {
-            "expansion" => Origin::Expansion,
-            "mutation" => Origin::Mutation,
-            _ => Origin::Seed,
-        };
+        let origin = Origin::from_name(&sample.origin).unwrap_or(Origin::Seed);
         let mut evaluated = EvaluatedSample {
             sample_id: sample.id,
             prompt: sample.prompt.clone(),

@@ -5,15 +5,15 @@
 //! A request already paid for (same teacher, same request hash) is read from the ledger, never
 //! bought again; a paid image is durable before the ledger row that names it commits.
 
-use super::DirectorError;
 use super::budget::Budget;
 use super::trainer::TrainingSample;
+use super::{DirectorError, lock};
 use crate::acquire::{request_for, with_retries};
 use crate::experiment::Experiment;
 use crate::run_model::fit;
 use crate::store::{Candidate, PendingRow, RequestHash, RunDir, StoreError};
 use evolve_sdk::{Choice, CompareRequest, GenerateRequest, Image, Judge, SplitMix64, Teacher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 /// Attempts per call for transient failures (429, 5xx, time-outs).
@@ -60,12 +60,6 @@ pub struct Shop {
     run: Arc<Mutex<RunDir>>,
     budget: Arc<Mutex<Budget>>,
     experiment: Arc<Experiment>,
-}
-
-/// Locks the run directory; a poisoned lock (a panic elsewhere) is still usable because every
-/// ledger write is its own transaction.
-pub fn lock(run: &Mutex<RunDir>) -> MutexGuard<'_, RunDir> {
-    run.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shop {
@@ -162,14 +156,14 @@ impl Shop {
             }
         }
         let price = slot.teacher.price(request);
-        let Some(reservation) = self.budget.lock().unwrap_or_else(|p| p.into_inner()).reserve(price) else {
+        let Some(reservation) = lock(&self.budget).reserve(price) else {
             return Ok(Bought::OverBudget);
         };
         let outcome = {
             let _permit = slot.permits.acquire().await;
             with_retries(ATTEMPTS, || slot.teacher.generate(request)).await
         };
-        let budget = || self.budget.lock().unwrap_or_else(|p| p.into_inner());
+        let budget = || lock(&self.budget);
         match outcome {
             Ok(generated) => {
                 let json = serde_json::to_string(request).unwrap_or_default();

@@ -8,10 +8,9 @@
 
 use super::DirectorError;
 use crate::eval::{EvalError, EvalReport, eval_model};
-use crate::run_model;
+use crate::run_model::{self, HostState};
 use crate::store::Ledger;
 use evolve_sdk::{BaseModel, Evaluator, Image, PluginError, SampleRequest, SplitMix64, TrainBatch};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,15 +27,6 @@ pub struct TrainingSample {
     pub prompt: String,
     /// Its image, at the model's resolution.
     pub image: Image,
-}
-
-/// What the trainer saves beside the model in each checkpoint.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct HostState {
-    /// Optimiser steps taken.
-    pub step: u64,
-    /// State of the batch-drawing generator.
-    pub data_rng: u64,
 }
 
 /// How the trainer trains.

@@ -53,14 +53,6 @@ pub struct TeacherRecord {
     pub entered: u64,
 }
 
-fn origin_from(text: &str) -> Origin {
-    match text {
-        "expansion" => Origin::Expansion,
-        "mutation" => Origin::Mutation,
-        _ => Origin::Seed,
-    }
-}
-
 impl Ledger {
     /// Writes down `wanted` prompts in one transaction, skipping any already in the ledger as a
     /// sample or an open pending prompt. Returns the rows written.
@@ -103,7 +95,7 @@ impl Ledger {
                     id: r.get(0)?,
                     want: NewPending {
                         prompt: r.get(1)?,
-                        origin: origin_from(&origin),
+                        origin: Origin::from_name(&origin).unwrap_or(Origin::Seed),
                         parent: r.get(3)?,
                         round: r.get(4)?,
                     },

@@ -4,7 +4,7 @@
 //! `{base_url}/{model}`, the returned `polling_url` polled until `Ready`, and the sample image
 //! downloaded at once (its URL expires after ten minutes).
 
-use evolve_sdk::http::{HttpClient, HttpSettings, poll};
+use evolve_sdk::http::{HttpClient, poll};
 use evolve_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -87,11 +87,7 @@ impl Bfl {
     /// A teacher with `config`; reads the key now so that a missing one fails at start.
     pub fn new(config: BflConfig) -> Result<Self, PluginError> {
         let key = config.api_key.resolve()?;
-        let http = HttpClient::new(HttpSettings {
-            timeout: Duration::from_secs(120),
-            requests_per_minute: config.requests_per_minute,
-            ..HttpSettings::default()
-        })?;
+        let http = HttpClient::paced(Duration::from_secs(120), config.requests_per_minute)?;
         Ok(Bfl { config, key, http })
     }
 }

@@ -4,7 +4,7 @@
 //! `{base_url}/{model}`, its `status_url` polled until `COMPLETED`, the result read from
 //! `response_url`, and the first image downloaded at once.
 
-use evolve_sdk::http::{HttpClient, HttpSettings, poll};
+use evolve_sdk::http::{HttpClient, poll};
 use evolve_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -83,11 +83,7 @@ impl Fal {
     /// A teacher with `config`; reads the key now so that a missing one fails at start.
     pub fn new(config: FalConfig) -> Result<Self, PluginError> {
         let auth = format!("Key {}", config.api_key.resolve()?);
-        let http = HttpClient::new(HttpSettings {
-            timeout: Duration::from_secs(120),
-            requests_per_minute: config.requests_per_minute,
-            ..HttpSettings::default()
-        })?;
+        let http = HttpClient::paced(Duration::from_secs(120), config.requests_per_minute)?;
         Ok(Fal { config, auth, http })
     }
 

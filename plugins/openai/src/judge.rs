@@ -8,7 +8,7 @@
 //! the call (the host skips the sample); a malformed expansion list is retried.
 
 use crate::{parse, templates};
-use evolve_sdk::http::{HttpClient, HttpSettings, base64_encode, data_url, encode_png};
+use evolve_sdk::http::{HttpClient, base64_encode, data_url, encode_png};
 use evolve_sdk::prelude::*;
 use serde::Deserialize;
 use std::time::Duration;
@@ -128,11 +128,7 @@ impl ChatJudge {
             Protocol::Ollama => "http://127.0.0.1:11434",
         };
         let base_url = config.base_url.clone().unwrap_or_else(|| default_base.into()).trim_end_matches('/').to_string();
-        let http = HttpClient::new(HttpSettings {
-            timeout: Duration::from_secs(config.timeout_s),
-            requests_per_minute: config.requests_per_minute,
-            ..HttpSettings::default()
-        })?;
+        let http = HttpClient::paced(Duration::from_secs(config.timeout_s), config.requests_per_minute)?;
         Ok(ChatJudge { config, protocol, base_url, key, http })
     }
 

@@ -4,7 +4,7 @@
 //! created with `Prefer: wait`, so the reply usually carries the output; otherwise `urls.get` is
 //! polled. The output image is downloaded at once (Replicate's URLs expire).
 
-use evolve_sdk::http::{HttpClient, HttpSettings, poll};
+use evolve_sdk::http::{HttpClient, poll};
 use evolve_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -88,11 +88,7 @@ impl Replicate {
     /// A teacher with `config`; reads the token now so that a missing one fails at start.
     pub fn new(config: ReplicateConfig) -> Result<Self, PluginError> {
         let key = config.api_key.resolve()?;
-        let http = HttpClient::new(HttpSettings {
-            timeout: Duration::from_secs(120),
-            requests_per_minute: config.requests_per_minute,
-            ..HttpSettings::default()
-        })?;
+        let http = HttpClient::paced(Duration::from_secs(120), config.requests_per_minute)?;
         Ok(Replicate { config, key, http })
     }
 

@@ -6,7 +6,7 @@
 //! content-filtered result is a clear failure.
 
 use evolve_sdk::http::reqwest::multipart::Form;
-use evolve_sdk::http::{HttpClient, HttpSettings, base64_decode, decode_image};
+use evolve_sdk::http::{HttpClient, base64_decode, decode_image};
 use evolve_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
@@ -94,11 +94,7 @@ impl Stability {
             )));
         }
         let key = config.api_key.resolve()?;
-        let http = HttpClient::new(HttpSettings {
-            timeout: Duration::from_secs(config.timeout_s),
-            requests_per_minute: config.requests_per_minute,
-            ..HttpSettings::default()
-        })?;
+        let http = HttpClient::paced(Duration::from_secs(config.timeout_s), config.requests_per_minute)?;
         Ok(Stability { config, key, http })
     }
 }
