@@ -18,6 +18,7 @@ pub mod bench;
 pub mod director;
 pub mod eval;
 pub mod experiment;
+pub mod external;
 pub mod model;
 pub mod registry;
 pub mod report;

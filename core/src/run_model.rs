@@ -79,7 +79,7 @@ pub fn build(experiment: &Experiment, registry: &Registry) -> Result<Box<dyn Bas
     let section = &experiment.base_model;
     registry
         .base_model(&section.plugin, section.config.clone(), &context(experiment, "base_model"))
-        .map_err(|source| RunModelError::Build { plugin: section.plugin.clone(), source })
+        .map_err(|source| RunModelError::Build { plugin: section.plugin.to_string(), source })
 }
 
 /// The latest complete checkpoint folder of the run at `run`, if any.

@@ -102,6 +102,7 @@ pub fn run(
         RunDir::create(run_dir, &resolved)?
     };
     let build = |what: &str, e| TrainError::Build { what: what.to_string(), source: e };
+    let registry = registry.clone().with_settings(&experiment.plugins);
     let teacher_section = &experiment.teachers[0];
     let label = teacher_section.label().to_string();
     let teacher: Arc<dyn evolve_sdk::Teacher> = Arc::from(
@@ -143,7 +144,7 @@ pub fn run(
     }
 
     // 2. Model, restored when resuming.
-    let mut model = run_model::build(experiment, registry)?;
+    let mut model = run_model::build(experiment, &registry)?;
     let restored = if options.resume { run_model::restore(model.as_mut(), run_dir)? } else { None };
     let mut state = restored.unwrap_or_else(|| HostState::fresh(experiment));
 

@@ -26,6 +26,10 @@ pub enum PluginError {
     /// The plugin does not offer this operation.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The host disabled this plugin after a fault it cannot recover from (a trap, a time-out,
+    /// memory excess, a panic). Plugins never return it; the run goes on without the plugin.
+    #[error("quarantined: {0}")]
+    Quarantined(String),
 }
 
 impl PluginError {

@@ -52,22 +52,32 @@
 //! ```
 
 pub mod base_model;
+mod block_on;
+#[cfg(feature = "codec")]
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod evaluator;
+pub mod exported;
+pub mod host;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod image;
 pub mod judge;
+#[cfg(feature = "native")]
+pub mod native;
 pub mod operator;
 pub mod plugin;
 pub mod registry;
 pub mod rng;
 pub mod teacher;
 pub mod time;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use async_trait::async_trait;
 pub use base_model::{BaseModel, SampleRequest, StepStats, TrainBatch};
+pub use block_on::block_on;
 pub use config::{SecretRef, config_schema, decode_config};
 pub use error::PluginError;
 pub use evaluator::{EvalCase, EvalSuite, Evaluator};
@@ -84,6 +94,9 @@ pub use teacher::{Cost, GenerateRequest, GeneratedImage, Teacher};
 pub use inventory;
 /// Re-exported so that plugin configs can derive `JsonSchema` with the same schemars version.
 pub use schemars;
+/// Re-exported for the export macros.
+#[doc(hidden)]
+pub use serde_json;
 
 /// The items a plugin implementation usually needs, in one `use`.
 pub mod prelude {

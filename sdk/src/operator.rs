@@ -58,6 +58,12 @@ pub enum Action {
     Mutate,
     /// Judge the sample again with the images in swapped order (position-bias check).
     Rejudge,
+    /// Add this prompt, written by the operator itself (e.g. the sample's prompt with a
+    /// constraint added); teachers render it and it enters the set as a mutation.
+    Propose {
+        /// The new prompt.
+        prompt: String,
+    },
 }
 
 /// A sample after the judge compared the base model's image with the teacher's.

@@ -90,7 +90,8 @@ macro_rules! register_plugin {
                 config_schema: $crate::config_schema::<$config>,
                 constructor: $crate::Constructor::$kind(|value, ctx| {
                     let config: $config = $crate::decode_config(value)?;
-                    let plugin = ($build)(config, ctx)?;
+                let plugin: ::std::result::Result<_, $crate::PluginError> = ($build)(config, ctx);
+                let plugin = plugin?;
                     Ok(::std::boxed::Box::new(plugin))
                 }),
             }

@@ -13,8 +13,8 @@ pub fn run(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     for path in paths {
         match experiment::load(path, &registry) {
             Ok(exp) => {
-                let teachers: Vec<&str> = exp.teachers.iter().map(|t| t.label()).collect();
-                let operators: Vec<&str> = exp.operators.iter().map(|o| o.plugin.as_str()).collect();
+                let teachers: Vec<String> = exp.teachers.iter().map(|t| t.label()).collect();
+                let operators: Vec<String> = exp.operators.iter().map(|o| o.plugin.label()).collect();
                 println!(
                     "ok: {} (run {}, base model {}, teachers {}, judge {}, operators {})",
                     path.display(),

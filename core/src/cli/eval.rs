@@ -22,10 +22,13 @@ pub fn teacher(teacher: &str, suite: Option<&str>, size: u32, json: bool) -> any
     let ctx = PluginContext::new(teacher, 0);
     let empty = serde_json::json!({});
     let teacher_plugin: Arc<dyn evolve_sdk::Teacher> = Arc::from(
-        registry.teacher(teacher, empty.clone(), &ctx).with_context(|| format!("cannot build teacher `{teacher}`"))?,
+        registry
+            .teacher(&teacher.into(), empty.clone(), &ctx)
+            .with_context(|| format!("cannot build teacher `{teacher}`"))?,
     );
-    let evaluator =
-        registry.evaluator(&suite, empty, &ctx).with_context(|| format!("cannot build evaluator `{suite}`"))?;
+    let evaluator = registry
+        .evaluator(&suite.as_str().into(), empty, &ctx)
+        .with_context(|| format!("cannot build evaluator `{suite}`"))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime.block_on(eval_teacher(teacher_plugin, teacher, evaluator.as_ref(), size))?;
     if json {

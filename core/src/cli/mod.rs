@@ -67,11 +67,18 @@ enum Command {
         /// A plugin name, or KIND/NAME when several kinds share the name (e.g. judge/shapes).
         plugin: Option<String>,
     },
-    /// List the plugins this build can use.
+    /// List the plugins this build can use, and the external plugins in a folder.
+    ///
+    /// With --dir, every native library (.so/.dylib/.dll) and wasm component (.wasm) in DIR is
+    /// loaded and checked; files that fail to load are listed with the reason, and the exit
+    /// status is non-zero.
     Plugins {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// A folder of external plugins to list too.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
     /// Train without the director (the paper's baseline: uniform teacher data).
     ///
@@ -198,7 +205,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { experiments } => check::run(&experiments),
         Command::Schema { plugin } => schema::run(plugin.as_deref()),
-        Command::Plugins { json } => plugins::run(json),
+        Command::Plugins { json, dir } => plugins::run(json, dir.as_deref()),
         Command::Run { experiment, resume, run_dir, quiet, json } => {
             run::run(&experiment, run::Options { run_dir, resume, quiet, json })
         }

@@ -28,7 +28,7 @@ use crate::experiment::Experiment;
 use crate::registry::Registry;
 use crate::run_model::{self, HostState, RunModelError};
 use crate::store::{NewPending, RoundSummary, RunDir, StoreError, TeacherRecord};
-use evolve_sdk::{Cost, Evaluator, Judge, Operator, Origin, PluginError};
+use evolve_sdk::{Cost, Evaluator, Judge, Origin, PluginError};
 use progress::Progress;
 use round::{RoundContext, run_round};
 use shop::{Purchase, Shop, TeacherSlot};
@@ -120,11 +120,12 @@ pub struct RunOutcome {
 struct Plugins {
     teachers: Vec<TeacherSlot>,
     judge: Arc<dyn Judge>,
-    operators: Arc<Vec<Box<dyn Operator>>>,
+    operators: round::OperatorChain,
     evaluator: Option<Arc<dyn Evaluator>>,
 }
 
 fn build_plugins(experiment: &Experiment, registry: &Registry) -> Result<Plugins, DirectorError> {
+    let registry = registry.clone().with_settings(&experiment.plugins);
     let build = |what: String| move |source| DirectorError::Build { what, source };
     let ctx = |instance: &str| run_model::context(experiment, instance);
     let mut teachers = vec![];
@@ -140,11 +141,11 @@ fn build_plugins(experiment: &Experiment, registry: &Registry) -> Result<Plugins
         .map_err(build("judge".into()))?;
     let mut operators = vec![];
     for (i, section) in experiment.operators.iter().enumerate() {
-        let instance = format!("operator.{i}.{}", section.plugin);
+        let instance = format!("operator.{i}.{}", section.plugin.label());
         let operator = registry
             .operator(&section.plugin, section.config.clone(), &ctx(&instance))
             .map_err(build(format!("operator {}", section.plugin)))?;
-        operators.push(operator);
+        operators.push((instance, operator));
     }
     let evaluator = match &experiment.eval {
         Some(section) => Some(Arc::from(

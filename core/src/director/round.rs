@@ -12,7 +12,7 @@ use crate::experiment::Experiment;
 use crate::store::{NewJudgment, NewPending, RoundSummary, RunDir, SampleRow, StoreError};
 use evolve_sdk::{
     Action, Choice, CompareRequest, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, MutateRequest, Operator,
-    Origin, Outcome, SampleRequest, SplitMix64, Verdict,
+    Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
 };
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -33,12 +33,18 @@ pub struct RoundContext {
     /// The judge.
     pub judge: Arc<dyn Judge>,
     /// The operator chain, in order.
-    pub operators: Arc<Vec<Box<dyn Operator>>>,
+    pub operators: OperatorChain,
     /// Held-out prompts never enter the set.
     pub evaluator: Option<Arc<dyn Evaluator>>,
     /// Buys new prompts.
     pub shop: Arc<Shop>,
 }
+
+/// The operator chain: each operator with its instance label, in order.
+pub type OperatorChain = Arc<Vec<(String, Box<dyn Operator>)>>;
+
+/// Operators quarantined during a round: instance label and why.
+type Faults = Arc<Mutex<Vec<(String, String)>>>;
 
 /// A judged sample and what the chain decided for it.
 struct Decision {
@@ -92,6 +98,7 @@ pub async fn run_round(
     let permits = ctx.shop.judge_permits();
     // With the budget spent, new prompts could never be bought: do not ask the judge for them.
     let buying = !lock(&ctx.shop.budget()).exhausted();
+    let faults = Faults::default();
     let mut tasks = tokio::task::JoinSet::new();
     for (sample, base_image) in selected.into_iter().zip(renders) {
         let (history, teacher_image) = {
@@ -102,6 +109,7 @@ pub async fn run_round(
         let job = Judging {
             judge: Arc::clone(&ctx.judge),
             operators: Arc::clone(&ctx.operators),
+            faults: Arc::clone(&faults),
             evaluator: ctx.evaluator.clone(),
             permits: Arc::clone(&permits),
             recent: recent.clone(),
@@ -143,6 +151,9 @@ pub async fn run_round(
     }
     summary.deactivated = removed.len() as u32;
     trainer.remove(removed);
+    for (instance, reason) in lock(&faults).drain(..) {
+        lock(&ctx.run).ledger.record_fault(&instance, Some(round), &reason).map_err(StoreError::from)?;
+    }
 
     // Write the new prompts down before paying for any, then buy them.
     let pending = lock(&ctx.run).ledger.add_pending(&wanted).map_err(StoreError::from)?;
@@ -170,7 +181,8 @@ pub async fn run_round(
 /// Everything one judging task needs, owned so that it can run on any worker.
 struct Judging {
     judge: Arc<dyn Judge>,
-    operators: Arc<Vec<Box<dyn Operator>>>,
+    operators: OperatorChain,
+    faults: Faults,
     evaluator: Option<Arc<dyn Evaluator>>,
     permits: Arc<Semaphore>,
     recent: Vec<String>,
@@ -231,6 +243,14 @@ impl Judging {
                 Err(error) => tracing::warn!(%error, "mutation failed; skipped"),
             }
         }
+        if self.buying {
+            // Prompts an operator wrote itself (e.g. a constraint added to a mastered prompt).
+            let proposed = actions.iter().filter_map(|a| match a {
+                Action::Propose { prompt } => Some((prompt.clone(), Origin::Mutation)),
+                _ => None,
+            });
+            wanted.extend(proposed);
+        }
         let held_out = |p: &str| self.evaluator.as_ref().is_some_and(|e| e.holds_out(p));
         let wanted = wanted
             .into_iter()
@@ -251,20 +271,29 @@ impl Judging {
     }
 
     /// Runs the operator chain: each operator sees what the earlier ones proposed. An operator
-    /// that fails leaves the sample untouched this round.
+    /// that fails leaves the sample untouched this round; a quarantined one is left out of the
+    /// chain (and recorded). External operators may block, so the chain runs off the workers.
     fn chain(&self, sample: &EvaluatedSample) -> Option<Vec<Action>> {
-        let mut sample = sample.clone();
-        sample.proposed.clear();
-        for (i, operator) in self.operators.iter().enumerate() {
-            match operator.decide(&sample) {
-                Ok(actions) => sample.proposed.extend(actions),
-                Err(error) => {
-                    tracing::warn!(operator = i, prompt = %sample.prompt, %error, "operator failed; sample skipped");
-                    return None;
+        let run = || {
+            let mut sample = sample.clone();
+            sample.proposed.clear();
+            for (label, operator) in self.operators.iter() {
+                match operator.decide(&sample) {
+                    Ok(actions) => sample.proposed.extend(actions),
+                    Err(PluginError::Quarantined(reason)) => lock(&self.faults).push((label.clone(), reason)),
+                    Err(error) => {
+                        tracing::warn!(operator = %label, prompt = %sample.prompt, %error, "operator failed; sample skipped");
+                        return None;
+                    }
                 }
             }
+            Some(sample.proposed)
+        };
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        match flavor {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            _ => run(),
         }
-        Some(sample.proposed)
     }
 
     async fn compare(

@@ -28,14 +28,17 @@
 
 mod diagnostic;
 mod locate;
+mod plugin_ref;
 mod schema;
 mod types;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use plugin_ref::PluginRef;
 pub use schema::experiment_schema;
 pub use types::{
-    Budget, DirectorSettings, Experiment, PluginSection, PromptSettings, RunSettings, TeacherSection, TrainingSettings,
+    Budget, DirectorSettings, Experiment, PluginSection, PluginSettings, PromptSettings, RunSettings, TeacherSection,
+    TrainingSettings,
 };
 pub use validate::{ExperimentError, load, parse};
 

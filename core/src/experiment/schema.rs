@@ -28,7 +28,21 @@ pub fn experiment_schema(registry: &Registry) -> Value {
             continue;
         };
         let names = registry.names(kind);
-        section["properties"]["plugin"]["enum"] = json!(names);
+        // A name must be registered; a table names an external plugin file.
+        section["properties"]["plugin"] = json!({
+            "description": section["properties"]["plugin"]["description"].clone(),
+            "if": { "type": "string" },
+            "then": { "enum": names },
+            "else": {
+                "type": "object",
+                "oneOf": [
+                    { "required": ["native"], "properties": { "native": { "type": "string", "minLength": 1 } },
+                      "additionalProperties": false },
+                    { "required": ["wasm"], "properties": { "wasm": { "type": "string", "minLength": 1 } },
+                      "additionalProperties": false }
+                ]
+            }
+        });
         let rules: Vec<Value> = registry
             .entries()
             .iter()
@@ -50,6 +64,25 @@ pub fn experiment_schema(registry: &Registry) -> Value {
         }
     }
     schema
+}
+
+/// Applies `config_schema` to the `config` of every `kind` section whose `plugin` is exactly
+/// `plugin` (an external plugin's table as written), as the built-ins' schemas are applied.
+pub(super) fn attach_config_schema(schema: &mut Value, kind: PluginKind, plugin: &Value, config_schema: &Value) {
+    let Some((pointer, _)) = SECTIONS.iter().find(|(_, k)| *k == kind) else { return };
+    let Some(section) = schema.pointer_mut(pointer) else { return };
+    let mut config = config_schema.clone();
+    if let Some(obj) = config.as_object_mut() {
+        obj.remove("$schema");
+    }
+    let rule = json!({
+        "if": { "properties": { "plugin": { "const": plugin } }, "required": ["plugin"] },
+        "then": { "properties": { "config": config } }
+    });
+    match section.get_mut("allOf").and_then(Value::as_array_mut) {
+        Some(rules) => rules.push(rule),
+        None => section["allOf"] = json!([rule]),
+    }
 }
 
 /// The plugin kind whose sections live under the top-level key `key`.

@@ -1,6 +1,7 @@
 //! The typed form of an experiment file. Field docs become the JSON Schema's descriptions,
 //! which editors show on hover, so they are written for the person editing the file.
 
+use super::PluginRef;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -40,6 +41,62 @@ pub struct Experiment {
     /// When the run stops.
     #[serde(default)]
     pub budget: Budget,
+    /// The sandbox external plugins run in.
+    #[serde(default)]
+    pub plugins: PluginSettings,
+}
+
+/// What external plugins may do. Wasm components are held to all of it; a native plugin runs
+/// in-process with the host's rights, so only its HTTP (which goes through the host) is checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Hosts plugins may reach through the host's `http` (exact names, or `*.example.com` for
+    /// subdomains). Empty: no network at all.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    /// Memory limit of each wasm plugin instance, in MiB.
+    #[serde(default = "memory_mb")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub memory_mb: u32,
+    /// Time limit of one wasm plugin call, in milliseconds (time spent waiting on the host's
+    /// `http` does not count).
+    #[serde(default = "call_timeout_ms")]
+    #[schemars(range(min = 1))]
+    pub call_timeout_ms: u64,
+    /// Folders a wasm plugin may read, visible inside it at the same path. None by default.
+    #[serde(default)]
+    pub read_dirs: Vec<PathBuf>,
+}
+
+fn memory_mb() -> u32 {
+    256
+}
+
+fn call_timeout_ms() -> u64 {
+    10_000
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            allow_hosts: vec![],
+            memory_mb: memory_mb(),
+            call_timeout_ms: call_timeout_ms(),
+            read_dirs: vec![],
+        }
+    }
+}
+
+impl Experiment {
+    /// Every plugin reference in the experiment, to resolve their paths.
+    pub fn plugin_refs_mut(&mut self) -> impl Iterator<Item = &mut PluginRef> {
+        std::iter::once(&mut self.base_model.plugin)
+            .chain(self.teachers.iter_mut().map(|t| &mut t.plugin))
+            .chain(std::iter::once(&mut self.judge.plugin))
+            .chain(self.operators.iter_mut().map(|o| &mut o.plugin))
+            .chain(self.eval.iter_mut().map(|e| &mut e.plugin))
+    }
 }
 
 /// Identity and placement of the run.
@@ -66,8 +123,9 @@ pub struct RunSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSection {
-    /// Name of a registered plugin of this section's kind (`evolve plugins` lists them).
-    pub plugin: String,
+    /// A registered plugin of this section's kind by name (`evolve plugins` lists them), or an
+    /// external one by path: `{ native = "libx.so" }` or `{ wasm = "x.wasm" }`.
+    pub plugin: PluginRef,
     /// The plugin's own settings; `evolve schema PLUGIN` shows what it accepts.
     #[serde(default = "empty_table")]
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
@@ -77,7 +135,7 @@ pub struct PluginSection {
 impl PluginSection {
     /// `plugin` with an empty config.
     pub fn named(plugin: &str) -> Self {
-        PluginSection { plugin: plugin.to_string(), config: empty_table() }
+        PluginSection { plugin: PluginRef::Name(plugin.to_string()), config: empty_table() }
     }
 }
 
@@ -90,8 +148,9 @@ pub struct TeacherSection {
     #[serde(default)]
     #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"))]
     pub name: Option<String>,
-    /// Name of a registered teacher plugin.
-    pub plugin: String,
+    /// A registered teacher plugin by name, or an external one by path (`{ native = ... }`,
+    /// `{ wasm = ... }`).
+    pub plugin: PluginRef,
     /// The plugin's own settings.
     #[serde(default = "empty_table")]
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
@@ -99,9 +158,9 @@ pub struct TeacherSection {
 }
 
 impl TeacherSection {
-    /// The label of this teacher: `name`, or the plugin name.
-    pub fn label(&self) -> &str {
-        self.name.as_deref().unwrap_or(&self.plugin)
+    /// The label of this teacher: `name`, or the plugin's label.
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.plugin.label())
     }
 }
 

@@ -3,8 +3,8 @@
 
 use super::diagnostic::{Diagnostic, Diagnostics, SourceText};
 use super::locate::SpannedDoc;
-use super::schema::{describe, experiment_schema, kind_of_section};
-use super::{Experiment, did_you_mean};
+use super::schema::{attach_config_schema, describe, experiment_schema, kind_of_section};
+use super::{Experiment, PluginRef, did_you_mean};
 use crate::registry::Registry;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
@@ -70,11 +70,24 @@ pub fn parse(text: &str, file: &Path, registry: &Registry) -> Result<Experiment,
         diagnostics.dedup();
         return fail(diagnostics);
     }
-    serde_json::from_value(value).map_err(|e| {
+    let mut experiment: Experiment = serde_json::from_value(value).map_err(|e| {
         // The schema is generated from the same types, so this means the two drifted apart.
         let d = Diagnostic::new(&source, 0..0, String::new(), format!("cannot decode experiment: {e}"));
         ExperimentError::Invalid(Diagnostics(vec![d]))
-    })
+    })?;
+    let base = experiment_dir(file);
+    for plugin in experiment.plugin_refs_mut() {
+        *plugin = plugin.resolved(&base);
+    }
+    Ok(experiment)
+}
+
+/// The folder relative paths in an experiment file are resolved against.
+fn experiment_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 struct Checker<'a> {
@@ -116,7 +129,11 @@ impl Checker<'_> {
     /// Everything the JSON Schema says: types, ranges, unknown and missing keys, plugin names
     /// and each plugin's own config schema.
     fn schema(&self, value: &Value) -> Vec<Diagnostic> {
-        let schema = experiment_schema(self.registry);
+        let mut schema = experiment_schema(self.registry);
+        let unloadable = self.attach_externals(&mut schema, value);
+        if !unloadable.is_empty() {
+            return unloadable;
+        }
         let validator = match jsonschema::draft202012::new(&schema) {
             Ok(v) => v,
             Err(e) => return vec![self.at_value(&[], format!("internal error: invalid experiment schema: {e}"))],
@@ -182,12 +199,41 @@ impl Checker<'_> {
         }
     }
 
+    /// Loads the external plugins the file names and adds their config schemas to `schema`;
+    /// returns a diagnostic for each that cannot be loaded or is of the wrong kind.
+    fn attach_externals(&self, schema: &mut Value, value: &Value) -> Vec<Diagnostic> {
+        let base = experiment_dir(self.source.file);
+        let mut found = vec![];
+        for (path, kind, section) in plugin_sections(value) {
+            let Some(written) = section.get("plugin").filter(|p| p.is_object()) else { continue };
+            // A malformed table is the schema's to report.
+            let Ok(plugin) = serde_json::from_value::<PluginRef>(written.clone()) else { continue };
+            let mut at = path.clone();
+            at.push("plugin".to_string());
+            match crate::external::load(&plugin.resolved(&base)) {
+                Err(e) => found.push(self.at_value(&at, format!("cannot load the plugin: {e}")).with_help(Some(
+                    format!("paths are relative to the experiment file's folder, {}", base.display()),
+                ))),
+                Ok(loaded) if loaded.info.kind != kind => found.push(self.at_value(
+                    &at,
+                    format!("`{}` is a {} plugin, but this section needs a {kind}", loaded.info.name, loaded.info.kind),
+                )),
+                Ok(loaded) => attach_config_schema(schema, kind, written, &loaded.config_schema),
+            }
+        }
+        found
+    }
+
     /// Rules across sections that a JSON Schema cannot express.
     fn rules(&self, value: &Value) -> Vec<Diagnostic> {
         let mut found = vec![];
         let mut labels = HashSet::new();
         for (i, teacher) in value.get("teachers").and_then(Value::as_array).into_iter().flatten().enumerate() {
-            let label = teacher.get("name").or(teacher.get("plugin")).and_then(Value::as_str).unwrap_or_default();
+            let plugin = teacher.get("plugin").and_then(|p| serde_json::from_value::<PluginRef>(p.clone()).ok());
+            let label = match teacher.get("name").and_then(Value::as_str) {
+                Some(name) => name.to_string(),
+                None => plugin.map(|p| p.label()).unwrap_or_default(),
+            };
             if !labels.insert(label.to_string()) {
                 let key = if teacher.get("name").is_some() { "name" } else { "plugin" };
                 let path = vec!["teachers".to_string(), i.to_string(), key.to_string()];
@@ -208,6 +254,23 @@ impl Checker<'_> {
         }
         found
     }
+}
+
+/// Every plugin section of `value` with its key path and kind.
+fn plugin_sections(value: &Value) -> Vec<(Vec<String>, evolve_sdk::PluginKind, &Value)> {
+    let mut sections = vec![];
+    for (key, section) in value.as_object().into_iter().flatten() {
+        let Some(kind) = kind_of_section(key) else { continue };
+        match section {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    sections.push((vec![key.clone(), i.to_string()], kind, item));
+                }
+            }
+            other => sections.push((vec![key.clone()], kind, other)),
+        }
+    }
+    sections
 }
 
 /// Calls `visit(path, key, value)` for every key of every table inside plugin `config` tables.

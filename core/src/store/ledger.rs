@@ -398,6 +398,26 @@ impl Ledger {
         })
     }
 
+    /// Records that plugin instance `instance` was quarantined (the first reason is kept).
+    pub fn record_fault(&self, instance: &str, round: Option<i64>, reason: &str) -> Result<(), LedgerError> {
+        self.sql(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO plugin_faults (instance, round_id, reason) VALUES (?1, ?2, ?3)",
+                params![instance, round, reason],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Quarantined plugin instances and why, in the order they failed.
+    pub fn faults(&self) -> Result<Vec<(String, String)>, LedgerError> {
+        self.sql(|c| {
+            let mut stmt = c.prepare("SELECT instance, reason FROM plugin_faults ORDER BY created_at, instance")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
     /// The series of metric `name`, by step.
     pub fn metric(&self, name: &str) -> Result<Vec<(u64, f64)>, LedgerError> {
         let mut stmt = self

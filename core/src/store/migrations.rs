@@ -104,4 +104,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE rounds ADD COLUMN rejudged INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE rounds ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
     "#,
+    // v4: plugins the host quarantined (a wasm trap, time-out or memory excess): the run went
+    // on without them from `round_id` on.
+    r#"
+    CREATE TABLE plugin_faults (
+        instance    TEXT PRIMARY KEY,
+        round_id    INTEGER REFERENCES rounds(id),
+        reason      TEXT NOT NULL,
+        created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    "#,
 ];

@@ -1,0 +1,147 @@
+//! The capabilities the host lends external plugins: HTTP to allowed hosts, and logging.
+//!
+//! Both loaders route here, so the allow-list is enforced in one place. Calls block: plugins
+//! run on blocking threads, never on the async runtime's workers.
+
+use evolve_sdk::host::{HostCalls, HttpRequest, HttpResponse, LogLevel};
+use evolve_sdk::http::reqwest;
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Largest reply body handed to a plugin.
+const MAX_BODY: usize = 64 << 20;
+/// Time limit of one HTTP request made for a plugin.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Whether `host` is covered by `allowed` (exact names; `*.example.com` covers subdomains).
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    allowed.iter().any(|pattern| {
+        let pattern = pattern.to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => host == pattern,
+        }
+    })
+}
+
+/// Performs `request` for a plugin if its host is in `allowed`. Errors that start with
+/// `refused` are permanent (the plugin SDK maps them so); others are network failures.
+pub fn http(request: &HttpRequest, allowed: &[String]) -> Result<HttpResponse, String> {
+    let url = reqwest::Url::parse(&request.url).map_err(|e| format!("refused: bad URL `{}`: {e}", request.url))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("refused: only http and https URLs are allowed, not `{}`", url.scheme()));
+    }
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
+    if !host_allowed(&host, allowed) {
+        let list = if allowed.is_empty() { "it is empty".to_string() } else { allowed.join(", ") };
+        return Err(format!("refused: host `{host}` is not in the experiment's [plugins] allow_hosts ({list})"));
+    }
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| format!("refused: bad HTTP method `{}`", request.method))?;
+    let mut builder = client().request(method, url).body(request.body.clone());
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    block(async move {
+        let mut response = builder.send().await.map_err(|e| format!("request failed: {e}"))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading the reply failed: {e}"))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(format!("refused: reply larger than {} MiB", MAX_BODY >> 20));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse { status, headers, body })
+    })
+}
+
+/// Writes a plugin's log line into the host's log.
+pub fn log(plugin: &str, level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Error => tracing::error!(target: "evolve::plugin", plugin, "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "evolve::plugin", plugin, "{message}"),
+        LogLevel::Info => tracing::info!(target: "evolve::plugin", plugin, "{message}"),
+        LogLevel::Debug => tracing::debug!(target: "evolve::plugin", plugin, "{message}"),
+    }
+}
+
+fn client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_else(|_| reqwest::Client::new()))
+        .clone()
+}
+
+/// Runs `future` to completion from a blocking thread: on the ambient runtime when there is one
+/// (plugins are called from `spawn_blocking` or `block_in_place`), else on a private one.
+fn block<F: std::future::Future>(future: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(future),
+        Err(_) => {
+            static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+            let runtime = RUNTIME.get_or_init(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime can always be built on this platform")
+            });
+            runtime.block_on(future)
+        }
+    }
+}
+
+/// The hosts native plugins may reach. Native plugins are connected once per process, so the
+/// list is process-wide; the experiment being run sets it.
+static NATIVE_ALLOWED: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Sets the hosts native plugins may reach.
+pub fn set_native_allow_list(hosts: &[String]) {
+    if let Ok(mut list) = NATIVE_ALLOWED.write() {
+        *list = hosts.to_vec();
+    }
+}
+
+/// The capabilities as the SDK's [`HostCalls`], for native plugins and built-ins.
+pub struct NativeHost;
+
+impl HostCalls for NativeHost {
+    fn http(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
+        let allowed = NATIVE_ALLOWED.read().map(|l| l.clone()).unwrap_or_default();
+        http(request, &allowed)
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        log("native", level, message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_matches_exact_names_and_wildcard_subdomains() {
+        let allowed = vec!["127.0.0.1".to_string(), "*.example.com".to_string()];
+        assert!(host_allowed("127.0.0.1", &allowed));
+        assert!(host_allowed("api.example.com", &allowed));
+        assert!(!host_allowed("example.com", &allowed));
+        assert!(!host_allowed("evil.com", &allowed));
+        assert!(!host_allowed("example.com.evil.com", &allowed));
+    }
+
+    #[test]
+    fn refuses_disallowed_hosts_before_any_connection() {
+        let error = http(&HttpRequest::get("http://evil.test/steal"), &[]).unwrap_err();
+        assert!(error.starts_with("refused: host `evil.test`"), "{error}");
+        let error = http(&HttpRequest::get("file:///etc/passwd"), &["x".into()]).unwrap_err();
+        assert!(error.contains("only http and https"), "{error}");
+    }
+}

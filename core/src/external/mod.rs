@@ -1,0 +1,131 @@
+//! External plugins: native libraries and wasm components that experiments load by path,
+//! without recompiling evolve.
+//!
+//! [`load`] opens a plugin once per process (a native library can never be unloaded, and a
+//! compiled component is worth keeping) and says what it is; [`ExternalPlugin`] then builds
+//! instances of it like a built-in's constructor would. Wasm instances run under the
+//! experiment's [`PluginSettings`]; both kinds reach the network only through the host.
+
+pub mod capabilities;
+pub mod native;
+pub mod wasm;
+
+use crate::experiment::{PluginRef, PluginSettings};
+use evolve_sdk::{Judge, Operator, PluginContext, PluginError, PluginInfo, Teacher};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A loaded external plugin.
+pub struct ExternalPlugin {
+    /// Its identity.
+    pub info: PluginInfo,
+    /// The JSON Schema of its config, as it ships it.
+    pub config_schema: serde_json::Value,
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    code: Code,
+}
+
+enum Code {
+    Native(native::NativeLibrary),
+    Wasm(wasm::WasmComponent),
+}
+
+/// Why an external plugin could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
+
+/// Loads the plugin `plugin` refers to (an absolute path), or returns the copy loaded before.
+/// Built-in names are not external: asking for one is an error.
+pub fn load(plugin: &PluginRef) -> Result<Arc<ExternalPlugin>, LoadError> {
+    static LOADED: Mutex<Option<HashMap<PluginRef, Arc<ExternalPlugin>>>> = Mutex::new(None);
+    let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(plugin) = loaded.get_or_insert_default().get(plugin) {
+        return Ok(Arc::clone(plugin));
+    }
+    let path = plugin.path().ok_or_else(|| LoadError(format!("`{plugin}` is a built-in, not a plugin file")))?;
+    if !path.is_file() {
+        return Err(LoadError(format!("{plugin}: no such file")));
+    }
+    let (code, info, config_schema) = match plugin {
+        PluginRef::Native { .. } => native::load(path).map(|(lib, info, schema)| (Code::Native(lib), info, schema)),
+        PluginRef::Wasm { .. } => wasm::load(path).map(|(c, info, schema)| (Code::Wasm(c), info, schema)),
+        PluginRef::Name(_) => unreachable!("a name has no path"),
+    }
+    .map_err(LoadError)?;
+    let external = Arc::new(ExternalPlugin { info, config_schema, path: path.to_path_buf(), code });
+    loaded.get_or_insert_default().insert(plugin.clone(), Arc::clone(&external));
+    Ok(external)
+}
+
+/// Every plugin file in `dir` (`.wasm` components and native libraries), loaded or not.
+pub fn scan(dir: &Path) -> Result<Vec<(PluginRef, Result<Arc<ExternalPlugin>, LoadError>)>, LoadError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| LoadError(format!("cannot list {}: {e}", dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    let native_ext = std::env::consts::DLL_EXTENSION;
+    Ok(paths
+        .into_iter()
+        .filter_map(|path| {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            let plugin = match path.extension().and_then(|e| e.to_str()) {
+                Some("wasm") => PluginRef::Wasm { wasm: path },
+                Some(ext) if ext == native_ext => PluginRef::Native { native: path },
+                _ => return None,
+            };
+            let loaded = load(&plugin);
+            Some((plugin, loaded))
+        })
+        .collect())
+}
+
+impl ExternalPlugin {
+    /// `native` or `wasm`.
+    pub fn format(&self) -> &'static str {
+        match self.code {
+            Code::Native(_) => "native",
+            Code::Wasm(_) => "wasm",
+        }
+    }
+
+    /// Builds an operator instance.
+    pub fn operator(
+        &self,
+        config: &serde_json::Value,
+        ctx: &PluginContext,
+        settings: &PluginSettings,
+    ) -> Result<Box<dyn Operator>, PluginError> {
+        match &self.code {
+            Code::Native(lib) => lib.operator(config, ctx),
+            Code::Wasm(component) => component.operator(config, ctx, settings),
+        }
+    }
+
+    /// Builds a teacher instance.
+    pub fn teacher(
+        &self,
+        config: &serde_json::Value,
+        ctx: &PluginContext,
+        settings: &PluginSettings,
+    ) -> Result<Box<dyn Teacher>, PluginError> {
+        match &self.code {
+            Code::Native(lib) => lib.teacher(config, ctx),
+            Code::Wasm(component) => component.teacher(config, ctx, settings),
+        }
+    }
+
+    /// Builds a judge instance.
+    pub fn judge(
+        &self,
+        config: &serde_json::Value,
+        ctx: &PluginContext,
+        settings: &PluginSettings,
+    ) -> Result<Box<dyn Judge>, PluginError> {
+        match &self.code {
+            Code::Native(lib) => lib.judge(config, ctx),
+            Code::Wasm(component) => component.judge(config, ctx, settings),
+        }
+    }
+}

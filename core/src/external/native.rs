@@ -1,0 +1,210 @@
+//! Loads native plugin libraries and wraps their objects in the SDK's traits.
+//!
+//! `abi_stable` checks the root module's layout and the SDK version the library was built
+//! against; this module turns its errors into messages that name the file and both versions.
+//! Libraries are never unloaded (a plugin's statics and threads may outlive any handle).
+
+use super::capabilities;
+use abi_stable::library::{LibraryError, lib_header_from_path};
+use abi_stable::std_types::{RResult, RStr, RString};
+use evolve_sdk::host::HostCalls;
+use evolve_sdk::native::ffi::{
+    FfiContext, FfiError, FfiGenerateRequest, FfiHttpRequest, FfiHttpResponse, FfiImageRef, SampleParts, kind_of,
+};
+use evolve_sdk::native::{FfiHost, FfiPlugin, JudgeBox, OperatorBox, PluginModuleRef, TeacherBox};
+use evolve_sdk::{
+    Action, CompareRequest, Cost, EvaluatedSample, ExpandRequest, GenerateRequest, GeneratedImage, Judge, Limits,
+    MutateRequest, Operator, PluginContext, PluginError, PluginInfo, Teacher, Verdict,
+};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A loaded native plugin library.
+pub struct NativeLibrary {
+    module: PluginModuleRef,
+}
+
+/// Loads the library at `path`, checks it, and connects it to the host.
+pub fn load(path: &Path) -> Result<(NativeLibrary, PluginInfo, serde_json::Value), String> {
+    let header = lib_header_from_path(path).map_err(|e| describe(path, e))?;
+    let module = header.init_root_module::<PluginModuleRef>().map_err(|e| describe(path, e))?;
+    (module.connect_host())(FfiHost { http: host_http, log: host_log });
+    let info = (module.info())();
+    let kind = kind_of(info.kind)
+        .ok_or_else(|| format!("{} declares an unknown plugin kind (code {})", path.display(), info.kind))?;
+    let schema = serde_json::from_str(info.config_schema.as_str())
+        .map_err(|e| format!("{} ships a config schema that is not JSON: {e}", path.display()))?;
+    let info = PluginInfo {
+        name: info.name.into_string(),
+        kind,
+        version: info.version.into_string(),
+        description: info.description.into_string(),
+    };
+    Ok((NativeLibrary { module }, info, schema))
+}
+
+/// One line on what went wrong loading `path`.
+fn describe(path: &Path, error: LibraryError) -> String {
+    let file = path.display();
+    match error {
+        LibraryError::OpenError { err, .. } => format!("cannot open {file} as a shared library: {err}"),
+        LibraryError::GetSymbolError { .. } => format!(
+            "{file} is not an evolve native plugin: it exports no evolve root module \
+             (build it with `evolve_sdk::export_native_plugin!` as a cdylib)"
+        ),
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => format!(
+            "{file} was built against evolve-sdk {actual_version}, but this evolve loads plugins built against \
+             evolve-sdk {expected_version}: rebuild the plugin with a matching evolve-sdk"
+        ),
+        LibraryError::AbiInstability(details) => {
+            let first = details.to_string().lines().take(6).collect::<Vec<_>>().join("\n  ");
+            format!(
+                "{file} has an incompatible plugin ABI (expected evolve-sdk {}'s root module layout):\n  {first}",
+                env!("CARGO_PKG_VERSION")
+            )
+        }
+        LibraryError::InvalidAbiHeader(header) => {
+            format!("{file} was built with an incompatible abi_stable ({header:?}); rebuild it against evolve-sdk")
+        }
+        other => format!("cannot load {file}: {other}"),
+    }
+}
+
+extern "C" fn host_http(request: &FfiHttpRequest<'_>) -> RResult<FfiHttpResponse, RString> {
+    // The host's own code must not unwind into the plugin either.
+    let result =
+        std::panic::catch_unwind(|| capabilities::NativeHost.http(&request.to_request()).map(FfiHttpResponse::from));
+    match result {
+        Ok(Ok(response)) => RResult::ROk(response),
+        Ok(Err(message)) => RResult::RErr(message.into()),
+        Err(_) => RResult::RErr("the host failed while making the request".into()),
+    }
+}
+
+extern "C" fn host_log(level: u8, message: RStr<'_>) {
+    capabilities::log("native", evolve_sdk::host::LogLevel::from_u8(level), message.as_str());
+}
+
+impl NativeLibrary {
+    fn create(&self, config: &serde_json::Value, ctx: &PluginContext) -> Result<FfiPlugin, PluginError> {
+        let json = config.to_string();
+        match (self.module.create())(json.as_str().into(), FfiContext::from(ctx)) {
+            RResult::ROk(plugin) => Ok(plugin),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+
+    /// Builds an operator.
+    pub fn operator(&self, config: &serde_json::Value, ctx: &PluginContext) -> Result<Box<dyn Operator>, PluginError> {
+        match self.create(config, ctx)? {
+            FfiPlugin::Operator(inner) => Ok(Box::new(NativeOperator(inner))),
+            _ => Err(PluginError::InvalidConfig("the library built something other than an operator".into())),
+        }
+    }
+
+    /// Builds a teacher.
+    pub fn teacher(&self, config: &serde_json::Value, ctx: &PluginContext) -> Result<Box<dyn Teacher>, PluginError> {
+        match self.create(config, ctx)? {
+            FfiPlugin::Teacher(inner) => Ok(Box::new(NativeTeacher(Arc::new(inner)))),
+            _ => Err(PluginError::InvalidConfig("the library built something other than a teacher".into())),
+        }
+    }
+
+    /// Builds a judge.
+    pub fn judge(&self, config: &serde_json::Value, ctx: &PluginContext) -> Result<Box<dyn Judge>, PluginError> {
+        match self.create(config, ctx)? {
+            FfiPlugin::Judge(inner) => Ok(Box::new(NativeJudge(Arc::new(inner)))),
+            _ => Err(PluginError::InvalidConfig("the library built something other than a judge".into())),
+        }
+    }
+}
+
+fn result<T, U: From<T>>(r: RResult<T, FfiError>) -> Result<U, PluginError> {
+    match r {
+        RResult::ROk(v) => Ok(v.into()),
+        RResult::RErr(e) => Err(e.into()),
+    }
+}
+
+/// Runs a blocking plugin call off the async runtime's workers.
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, PluginError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::spawn_blocking(f).await.map_err(|e| PluginError::Failed(format!("plugin call: {e}"))),
+        Err(_) => Ok(f()),
+    }
+}
+
+struct NativeOperator(OperatorBox);
+
+impl Operator for NativeOperator {
+    fn decide(&self, sample: &EvaluatedSample) -> Result<Vec<Action>, PluginError> {
+        let parts = SampleParts::new(sample);
+        match self.0.decide(&parts.borrow(sample)) {
+            RResult::ROk(actions) => Ok(actions.iter().map(Action::from).collect()),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+}
+
+struct NativeTeacher(Arc<TeacherBox>);
+
+#[evolve_sdk::async_trait]
+impl Teacher for NativeTeacher {
+    fn limits(&self) -> Limits {
+        self.0.limits().into()
+    }
+
+    fn price(&self, request: &GenerateRequest) -> Cost {
+        match self.0.price(&FfiGenerateRequest::new(request)) {
+            RResult::ROk(micro_usd) => Cost { micro_usd },
+            RResult::RErr(e) => {
+                tracing::warn!(error = %PluginError::from(e), "native teacher could not price a request; counted as free");
+                Cost::ZERO
+            }
+        }
+    }
+
+    async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {
+        let (inner, request) = (Arc::clone(&self.0), request.clone());
+        let reply = off_runtime(move || inner.generate(&FfiGenerateRequest::new(&request))).await?;
+        match reply {
+            RResult::ROk(generated) => generated.into_generated(),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+}
+
+struct NativeJudge(Arc<JudgeBox>);
+
+#[evolve_sdk::async_trait]
+impl Judge for NativeJudge {
+    fn limits(&self) -> Limits {
+        self.0.limits().into()
+    }
+
+    async fn compare(&self, request: &CompareRequest) -> Result<Verdict, PluginError> {
+        let (inner, request) = (Arc::clone(&self.0), request.clone());
+        off_runtime(move || {
+            let images: Vec<FfiImageRef<'_>> = request.images.iter().map(FfiImageRef::new).collect();
+            result::<_, Verdict>(inner.compare(request.prompt.as_str().into(), images.as_slice().into(), request.seed))
+        })
+        .await?
+    }
+
+    async fn expand(&self, request: &ExpandRequest) -> Result<Vec<String>, PluginError> {
+        let (inner, request) = (Arc::clone(&self.0), request.clone());
+        let reply =
+            off_runtime(move || inner.expand(request.prompt.as_str().into(), request.n as u64, request.seed)).await?;
+        match reply {
+            RResult::ROk(prompts) => Ok(prompts.into_iter().map(RString::into_string).collect()),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+
+    async fn mutate(&self, request: &MutateRequest) -> Result<String, PluginError> {
+        let (inner, request) = (Arc::clone(&self.0), request.clone());
+        let recent: Vec<RString> = request.recent.iter().map(|p| RString::from(p.as_str())).collect();
+        let reply = off_runtime(move || inner.mutate(recent.as_slice().into(), request.seed)).await?;
+        result::<RString, RString>(reply).map(RString::into_string)
+    }
+}

@@ -1,0 +1,143 @@
+//! The one wasmtime engine every wasm plugin shares, its epoch clock, and the on-disk cache of
+//! compiled components.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+/// How often the engine's epoch advances; the finest time limit a call can have.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// The WIT package this host speaks (see `sdk/wit/plugin.wit`).
+pub const WIT_PACKAGE: &str = "evolve:plugin";
+
+/// The shared engine. The first use starts the thread that advances its epoch.
+pub fn engine() -> Result<&'static Engine, String> {
+    static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut config = Config::new();
+            config.wasm_component_model(true).epoch_interruption(true);
+            let engine = Engine::new(&config).map_err(|e| format!("cannot start the wasm engine: {e:#}"))?;
+            let ticking = engine.clone();
+            std::thread::Builder::new()
+                .name("evolve-wasm-epoch".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(TICK);
+                        ticking.increment_epoch();
+                    }
+                })
+                .map_err(|e| format!("cannot start the wasm epoch thread: {e}"))?;
+            Ok(engine)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Where compiled components are kept: `$EVOLVE_CACHE_DIR`, else the user's cache folder.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EVOLVE_CACHE_DIR") {
+        return PathBuf::from(dir).join("wasm");
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("evolve").join("wasm")
+}
+
+/// Compiles the component at `path`, or reads it from the cache when this engine compiled the
+/// same bytes before. The cache key covers the bytes and the engine's compatibility hash
+/// (wasmtime version, target, settings), so a stale entry is never used.
+pub fn compile(engine: &Engine, path: &Path) -> Result<Component, String> {
+    let file = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {file}: {e}"))?;
+    if !bytes.starts_with(b"\0asm") {
+        return Err(format!("{file} is not a wasm file (it does not start with the wasm magic bytes)"));
+    }
+    let mut compat = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut compat);
+    let mut key = blake3::Hasher::new();
+    key.update(&bytes);
+    key.update(&compat.finish().to_le_bytes());
+    let cached = cache_dir().join(format!("{}.cwasm", key.finalize().to_hex()));
+    if cached.is_file() {
+        // SAFETY: the cache holds only what `serialize` below wrote for this engine's
+        // compatibility hash, in a folder of the user's own.
+        if let Ok(component) = unsafe { Component::deserialize_file(engine, &cached) } {
+            return Ok(component);
+        }
+    }
+    let component = Component::from_binary(engine, &bytes)
+        .map_err(|e| format!("{file} is not a valid wasm component: {}", first_line(&e)))?;
+    if let Ok(serialized) = component.serialize() {
+        // A cache that cannot be written only costs the next run a compile.
+        let _ = write_atomically(&cached, &serialized);
+    }
+    Ok(component)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Checks that `component` was built against this host's WIT package version: every
+/// `evolve:plugin/...` name it imports or exports must carry our version.
+pub fn check_wit_version(engine: &Engine, component: &Component, path: &Path) -> Result<(), String> {
+    let ours = wit_version();
+    let ty = component.component_type();
+    let names: Vec<String> =
+        ty.imports(engine).map(|(n, _)| n.to_string()).chain(ty.exports(engine).map(|(n, _)| n.to_string())).collect();
+    let mut speaks_evolve = false;
+    for name in &names {
+        let Some(rest) = name.strip_prefix(&format!("{WIT_PACKAGE}/")) else { continue };
+        speaks_evolve = true;
+        let theirs = rest.split_once('@').map_or("(unversioned)", |(_, v)| v);
+        if theirs != ours {
+            return Err(format!(
+                "{} was built against the WIT world {WIT_PACKAGE}@{theirs}, but this evolve speaks \
+                 {WIT_PACKAGE}@{ours}: rebuild the plugin with a matching evolve-sdk",
+                path.display()
+            ));
+        }
+    }
+    if !speaks_evolve {
+        return Err(format!(
+            "{} is a wasm component but not an evolve plugin: it imports and exports nothing of {WIT_PACKAGE} \
+             (build it with `evolve_sdk::export_wasm_plugin!` for wasm32-wasip2)",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The version in `sdk/wit/plugin.wit`'s package line.
+pub fn wit_version() -> &'static str {
+    const WIT: &str = include_str!("../../../../sdk/wit/plugin.wit");
+    WIT.lines()
+        .find_map(|l| l.trim().strip_prefix("package evolve:plugin@"))
+        .map(|v| v.trim_end_matches(';'))
+        .unwrap_or("0.0.0")
+}
+
+/// The first line of an error chain, without wasmtime's backtrace.
+pub fn first_line(error: &wasmtime::Error) -> String {
+    format!("{error:#}").lines().next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_wit_version() {
+        assert_eq!(super::wit_version(), "0.1.0");
+    }
+}

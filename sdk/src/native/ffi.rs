@@ -1,0 +1,503 @@
+//! The types that cross the native plugin boundary, with `abi_stable` layouts that the loader
+//! checks, and their conversions to and from the SDK's own types.
+//!
+//! Inputs are borrowed (`RStr`, `RSlice`) so that a call copies nothing the plugin does not
+//! keep; outputs are owned (`RString`, `RVec`) and allocated by whoever creates them, which
+//! `abi_stable`'s containers make safe across allocators.
+
+use crate::host::{HttpRequest, HttpResponse};
+use crate::{
+    Action, Choice, Cost, EvaluatedSample, GenerateRequest, GeneratedImage, Image, Limits, Origin, Outcome,
+    PluginContext, PluginError, PluginKind, Verdict,
+};
+use abi_stable::StableAbi;
+use abi_stable::std_types::{ROption, RSlice, RStr, RString, RVec, Tuple2};
+use std::time::Duration;
+
+/// Why a call failed, as [`PluginError`] says it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiError {
+    /// 0 invalid config, 1 invalid input, 2 transient, 3 failed, 4 unsupported, 5 panicked.
+    pub kind: u8,
+    /// The message.
+    pub message: RString,
+    /// For transient failures: the provider's requested wait.
+    pub retry_after_ms: ROption<u64>,
+}
+
+impl FfiError {
+    /// A panic caught at the boundary.
+    pub fn panicked(message: String) -> Self {
+        FfiError { kind: 5, message: message.into(), retry_after_ms: ROption::RNone }
+    }
+}
+
+impl From<PluginError> for FfiError {
+    fn from(error: PluginError) -> Self {
+        let (kind, message, retry) = match error {
+            PluginError::InvalidConfig(m) => (0, m, None),
+            PluginError::InvalidInput(m) => (1, m, None),
+            PluginError::Transient { message, retry_after } => (2, message, retry_after),
+            PluginError::Failed(m) => (3, m, None),
+            PluginError::Unsupported(m) => (4, m, None),
+            PluginError::Quarantined(m) => (5, m, None),
+        };
+        let retry_after_ms = retry.map(|d| d.as_millis() as u64).into();
+        FfiError { kind, message: message.into(), retry_after_ms }
+    }
+}
+
+impl From<FfiError> for PluginError {
+    fn from(error: FfiError) -> Self {
+        let message = error.message.into_string();
+        match error.kind {
+            0 => PluginError::InvalidConfig(message),
+            1 => PluginError::InvalidInput(message),
+            2 => PluginError::Transient {
+                message,
+                retry_after: error.retry_after_ms.into_option().map(Duration::from_millis),
+            },
+            4 => PluginError::Unsupported(message),
+            5 => PluginError::Failed(format!("the plugin panicked: {message}")),
+            _ => PluginError::Failed(message),
+        }
+    }
+}
+
+/// A plugin's identity and config schema (JSON text).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiInfo {
+    /// The plugin's name.
+    pub name: RString,
+    /// 0 teacher, 1 judge, 2 operator.
+    pub kind: u8,
+    /// The plugin's own version.
+    pub version: RString,
+    /// One line on what it does.
+    pub description: RString,
+    /// JSON Schema of its config, as JSON text.
+    pub config_schema: RString,
+}
+
+/// The [`PluginKind`] for an [`FfiInfo::kind`] code, if it is one an external plugin can be.
+pub fn kind_of(code: u8) -> Option<PluginKind> {
+    [PluginKind::Teacher, PluginKind::Judge, PluginKind::Operator].get(code as usize).copied()
+}
+
+/// The [`FfiInfo::kind`] code of `kind` (base models and evaluators are built in only).
+pub fn kind_code(kind: PluginKind) -> u8 {
+    match kind {
+        PluginKind::Teacher => 0,
+        PluginKind::Judge => 1,
+        PluginKind::Operator => 2,
+        PluginKind::BaseModel | PluginKind::Evaluator => u8::MAX,
+    }
+}
+
+/// What the host tells a plugin when it builds an instance.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiContext {
+    /// The instance label.
+    pub instance: RString,
+    /// The instance's seed.
+    pub seed: u64,
+    /// The run's image side.
+    pub image_size: u32,
+}
+
+impl From<&PluginContext> for FfiContext {
+    fn from(ctx: &PluginContext) -> Self {
+        FfiContext { instance: ctx.instance.as_str().into(), seed: ctx.seed, image_size: ctx.image_size }
+    }
+}
+
+impl From<FfiContext> for PluginContext {
+    fn from(ctx: FfiContext) -> Self {
+        PluginContext::new(ctx.instance.into_string(), ctx.seed).with_run(ctx.image_size, "cpu")
+    }
+}
+
+/// An operator's action.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub enum FfiAction {
+    /// [`Action::Keep`].
+    Keep,
+    /// [`Action::Deactivate`].
+    Deactivate,
+    /// [`Action::Expand`].
+    Expand(u64),
+    /// [`Action::Mutate`].
+    Mutate,
+    /// [`Action::Rejudge`].
+    Rejudge,
+    /// [`Action::Propose`].
+    Propose(RString),
+}
+
+impl From<&Action> for FfiAction {
+    fn from(action: &Action) -> Self {
+        match action {
+            Action::Keep => FfiAction::Keep,
+            Action::Deactivate => FfiAction::Deactivate,
+            Action::Expand { n } => FfiAction::Expand(*n as u64),
+            Action::Mutate => FfiAction::Mutate,
+            Action::Rejudge => FfiAction::Rejudge,
+            Action::Propose { prompt } => FfiAction::Propose(prompt.as_str().into()),
+        }
+    }
+}
+
+impl From<&FfiAction> for Action {
+    fn from(action: &FfiAction) -> Self {
+        match action {
+            FfiAction::Keep => Action::Keep,
+            FfiAction::Deactivate => Action::Deactivate,
+            FfiAction::Expand(n) => Action::Expand { n: *n as usize },
+            FfiAction::Mutate => Action::Mutate,
+            FfiAction::Rejudge => Action::Rejudge,
+            FfiAction::Propose(prompt) => Action::Propose { prompt: prompt.to_string() },
+        }
+    }
+}
+
+/// A judged sample, borrowed from the host for the length of one call.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiSample<'a> {
+    /// Ledger id.
+    pub sample_id: i64,
+    /// The prompt.
+    pub prompt: RStr<'a>,
+    /// 0 seed, 1 expansion, 2 mutation.
+    pub origin: u8,
+    /// The round.
+    pub round: u64,
+    /// 0 teacher better, 1 base as good.
+    pub outcome: u8,
+    /// The preferred image's index, or none for a tie.
+    pub choice: ROption<u64>,
+    /// The judge's confidence.
+    pub confidence: f32,
+    /// The judge's raw reply.
+    pub raw: RStr<'a>,
+    /// Whether the verdict was confirmed in swapped order.
+    pub rejudged: bool,
+    /// Earlier outcomes (codes as `outcome`).
+    pub history: RSlice<'a, u8>,
+    /// What earlier operators proposed.
+    pub proposed: RSlice<'a, FfiAction>,
+    /// Seed for this decision.
+    pub seed: u64,
+}
+
+const ORIGINS: [Origin; 3] = [Origin::Seed, Origin::Expansion, Origin::Mutation];
+
+fn outcome_code(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::TeacherBetter => 0,
+        Outcome::BaseAsGood => 1,
+    }
+}
+
+fn outcome_of(code: u8) -> Outcome {
+    if code == 0 { Outcome::TeacherBetter } else { Outcome::BaseAsGood }
+}
+
+/// The owned parts of an [`FfiSample`] that the SDK's sample does not hold in FFI form.
+pub struct SampleParts {
+    history: Vec<u8>,
+    proposed: Vec<FfiAction>,
+}
+
+impl SampleParts {
+    /// Prepares `sample` for [`borrow`](SampleParts::borrow).
+    pub fn new(sample: &EvaluatedSample) -> Self {
+        SampleParts {
+            history: sample.history.iter().map(|o| outcome_code(*o)).collect(),
+            proposed: sample.proposed.iter().map(FfiAction::from).collect(),
+        }
+    }
+
+    /// `sample` as the plugin sees it.
+    pub fn borrow<'a>(&'a self, sample: &'a EvaluatedSample) -> FfiSample<'a> {
+        FfiSample {
+            sample_id: sample.sample_id,
+            prompt: sample.prompt.as_str().into(),
+            origin: ORIGINS.iter().position(|o| *o == sample.origin).unwrap_or(0) as u8,
+            round: sample.round,
+            outcome: outcome_code(sample.outcome),
+            choice: match sample.verdict.choice {
+                Choice::Best(i) => ROption::RSome(i as u64),
+                Choice::Tie => ROption::RNone,
+            },
+            confidence: sample.verdict.confidence,
+            raw: sample.verdict.raw.as_str().into(),
+            rejudged: sample.rejudged,
+            history: self.history.as_slice().into(),
+            proposed: self.proposed.as_slice().into(),
+            seed: sample.seed,
+        }
+    }
+}
+
+impl FfiSample<'_> {
+    /// The sample as the SDK's trait takes it.
+    pub fn to_sample(&self) -> EvaluatedSample {
+        EvaluatedSample {
+            sample_id: self.sample_id,
+            prompt: self.prompt.to_string(),
+            origin: ORIGINS.get(self.origin as usize).copied().unwrap_or(Origin::Seed),
+            round: self.round,
+            outcome: outcome_of(self.outcome),
+            verdict: Verdict {
+                choice: self.choice.into_option().map_or(Choice::Tie, |i| Choice::Best(i as usize)),
+                confidence: self.confidence,
+                raw: self.raw.to_string(),
+            },
+            rejudged: self.rejudged,
+            history: self.history.iter().map(|c| outcome_of(*c)).collect(),
+            proposed: self.proposed.iter().map(Action::from).collect(),
+            seed: self.seed,
+        }
+    }
+}
+
+/// An image the plugin returns.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiImage {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// RGB bytes, row-major.
+    pub rgb: RVec<u8>,
+}
+
+impl FfiImage {
+    /// Copies `image`.
+    pub fn new(image: &Image) -> Self {
+        FfiImage { width: image.width(), height: image.height(), rgb: image.pixels().into() }
+    }
+
+    /// The image, checked.
+    pub fn into_image(self) -> Result<Image, PluginError> {
+        Image::from_rgb(self.width, self.height, self.rgb.into_vec())
+            .map_err(|e| PluginError::Failed(format!("the plugin returned a bad image: {e}")))
+    }
+}
+
+/// A teacher request, borrowed.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiGenerateRequest<'a> {
+    /// The prompt.
+    pub prompt: RStr<'a>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Provider seed.
+    pub seed: u64,
+}
+
+impl<'a> FfiGenerateRequest<'a> {
+    /// Borrows `request`.
+    pub fn new(request: &'a GenerateRequest) -> Self {
+        FfiGenerateRequest {
+            prompt: request.prompt.as_str().into(),
+            width: request.width,
+            height: request.height,
+            seed: request.seed,
+        }
+    }
+
+    /// The request as the SDK's trait takes it.
+    pub fn to_request(&self) -> GenerateRequest {
+        GenerateRequest { prompt: self.prompt.to_string(), width: self.width, height: self.height, seed: self.seed }
+    }
+}
+
+/// A teacher's image.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiGenerated {
+    /// The image.
+    pub image: FfiImage,
+    /// The prompt actually rendered, when the provider rewrote it.
+    pub revised_prompt: ROption<RString>,
+    /// The call's cost in micro-dollars.
+    pub cost_micro_usd: u64,
+}
+
+impl From<GeneratedImage> for FfiGenerated {
+    fn from(g: GeneratedImage) -> Self {
+        FfiGenerated {
+            image: FfiImage::new(&g.image),
+            revised_prompt: g.revised_prompt.map(RString::from).into(),
+            cost_micro_usd: g.cost.micro_usd,
+        }
+    }
+}
+
+impl FfiGenerated {
+    /// The SDK's form.
+    pub fn into_generated(self) -> Result<GeneratedImage, PluginError> {
+        Ok(GeneratedImage {
+            image: self.image.into_image()?,
+            revised_prompt: self.revised_prompt.into_option().map(RString::into_string),
+            cost: Cost { micro_usd: self.cost_micro_usd },
+        })
+    }
+}
+
+/// A plugin's call limits.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct FfiLimits {
+    /// Calls in flight at once.
+    pub concurrency: u32,
+    /// Calls per minute, if limited.
+    pub requests_per_minute: ROption<u32>,
+}
+
+impl From<Limits> for FfiLimits {
+    fn from(l: Limits) -> Self {
+        FfiLimits { concurrency: l.concurrency, requests_per_minute: l.requests_per_minute.into() }
+    }
+}
+
+impl From<FfiLimits> for Limits {
+    fn from(l: FfiLimits) -> Self {
+        Limits { concurrency: l.concurrency.max(1), requests_per_minute: l.requests_per_minute.into_option() }
+    }
+}
+
+/// An image lent to a judge.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiImageRef<'a> {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// RGB bytes.
+    pub rgb: RSlice<'a, u8>,
+}
+
+impl<'a> FfiImageRef<'a> {
+    /// Borrows `image`.
+    pub fn new(image: &'a Image) -> Self {
+        FfiImageRef { width: image.width(), height: image.height(), rgb: image.pixels().into() }
+    }
+
+    /// An owned copy.
+    pub fn to_image(&self) -> Result<Image, PluginError> {
+        Image::from_rgb(self.width, self.height, self.rgb.to_vec())
+            .map_err(|e| PluginError::InvalidInput(e.to_string()))
+    }
+}
+
+/// A judge's verdict.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiVerdict {
+    /// The preferred image, or none for a tie.
+    pub choice: ROption<u64>,
+    /// Confidence in `[0, 1]`.
+    pub confidence: f32,
+    /// Raw reply.
+    pub raw: RString,
+}
+
+impl From<Verdict> for FfiVerdict {
+    fn from(v: Verdict) -> Self {
+        let choice = match v.choice {
+            Choice::Best(i) => ROption::RSome(i as u64),
+            Choice::Tie => ROption::RNone,
+        };
+        FfiVerdict { choice, confidence: v.confidence, raw: v.raw.into() }
+    }
+}
+
+impl From<FfiVerdict> for Verdict {
+    fn from(v: FfiVerdict) -> Self {
+        Verdict {
+            choice: v.choice.into_option().map_or(Choice::Tie, |i| Choice::Best(i as usize)),
+            confidence: v.confidence,
+            raw: v.raw.into_string(),
+        }
+    }
+}
+
+/// An HTTP request from a plugin to the host.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiHttpRequest<'a> {
+    /// Method.
+    pub method: RStr<'a>,
+    /// URL.
+    pub url: RStr<'a>,
+    /// Headers.
+    pub headers: RVec<Tuple2<RString, RString>>,
+    /// Body.
+    pub body: RSlice<'a, u8>,
+}
+
+impl<'a> FfiHttpRequest<'a> {
+    /// Borrows `request`.
+    pub fn new(request: &'a HttpRequest) -> Self {
+        FfiHttpRequest {
+            method: request.method.as_str().into(),
+            url: request.url.as_str().into(),
+            headers: request.headers.iter().map(|(k, v)| Tuple2(k.as_str().into(), v.as_str().into())).collect(),
+            body: request.body.as_slice().into(),
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_request(&self) -> HttpRequest {
+        HttpRequest {
+            method: self.method.to_string(),
+            url: self.url.to_string(),
+            headers: self.headers.iter().map(|Tuple2(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: self.body.to_vec(),
+        }
+    }
+}
+
+/// The host's reply to an [`FfiHttpRequest`].
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiHttpResponse {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: RVec<Tuple2<RString, RString>>,
+    /// Body.
+    pub body: RVec<u8>,
+}
+
+impl From<HttpResponse> for FfiHttpResponse {
+    fn from(r: HttpResponse) -> Self {
+        FfiHttpResponse {
+            status: r.status,
+            headers: r.headers.into_iter().map(|(k, v)| Tuple2(k.into(), v.into())).collect(),
+            body: r.body.into(),
+        }
+    }
+}
+
+impl From<FfiHttpResponse> for HttpResponse {
+    fn from(r: FfiHttpResponse) -> Self {
+        HttpResponse {
+            status: r.status,
+            headers: r.headers.into_iter().map(|Tuple2(k, v)| (k.into_string(), v.into_string())).collect(),
+            body: r.body.into_vec(),
+        }
+    }
+}
