@@ -147,12 +147,12 @@ fn teacher(base: &str, scenario: &str, extra: serde_json::Value) -> Box<dyn Teac
     if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
         config.extend(extra.clone());
     }
-    Registry::builtin().teacher("openai", config, &evolve_sdk::PluginContext::new("t", 0)).unwrap()
+    Registry::builtin().teacher(&"openai".into(), config, &evolve_sdk::PluginContext::new("t", 0)).unwrap()
 }
 
 fn judge(base: &str, scenario: &str) -> Box<dyn Judge> {
     let config = json!({ "base_url": format!("{base}/s/{scenario}/v1"), "model": "test", "constraint": "none" });
-    Registry::builtin().judge("openai", config, &evolve_sdk::PluginContext::new("j", 0)).unwrap()
+    Registry::builtin().judge(&"openai".into(), config, &evolve_sdk::PluginContext::new("j", 0)).unwrap()
 }
 
 fn request() -> GenerateRequest {
@@ -220,7 +220,7 @@ fn judge_replies_are_parsed_or_refused() {
 
     // Ollama's native protocol.
     let config = json!({ "base_url": format!("{base}/ollama"), "model": "qwen2.5vl" });
-    let ollama = Registry::builtin().judge("ollama", config, &evolve_sdk::PluginContext::new("o", 0)).unwrap();
+    let ollama = Registry::builtin().judge(&"ollama".into(), config, &evolve_sdk::PluginContext::new("o", 0)).unwrap();
     let verdict = rt.block_on(ollama.compare(&compare)).unwrap();
     assert_eq!(verdict.choice, evolve_sdk::Choice::Best(0));
     let prompts = rt.block_on(ollama.expand(&ExpandRequest { prompt: "a red circle".into(), n: 2, seed: 0 })).unwrap();

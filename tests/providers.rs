@@ -154,7 +154,7 @@ async fn route(State(p): State<Arc<Provider>>, request: Request) -> Response {
 
 fn teacher(registry: &Registry, plugin: &str, config: Value) -> Box<dyn Teacher> {
     registry
-        .teacher(plugin, config, &evolve_sdk::PluginContext::new(plugin, 0))
+        .teacher(&plugin.into(), config, &evolve_sdk::PluginContext::new(plugin, 0))
         .unwrap_or_else(|e| panic!("{plugin}: {e}"))
 }
 
@@ -230,6 +230,6 @@ fn each_provider_protocol_is_followed_to_the_image() {
 
     // A missing key fails at construction, naming the variable, never showing a value.
     let missing = json!({ "model": "x", "api_key": { "env": "EVOLVE_TEST_NO_SUCH_KEY" } });
-    let error = registry.teacher("replicate", missing, &evolve_sdk::PluginContext::new("r", 0)).err().unwrap();
+    let error = registry.teacher(&"replicate".into(), missing, &evolve_sdk::PluginContext::new("r", 0)).err().unwrap();
     assert!(error.to_string().contains("EVOLVE_TEST_NO_SUCH_KEY"), "{error}");
 }

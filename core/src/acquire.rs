@@ -190,8 +190,8 @@ mod tests {
                     [judge]\nplugin = \"shapes\"\n[eval]\nplugin = \"shapes\"\n[prompts]\ngenerate = 600\n";
         let experiment = crate::experiment::parse(text, Path::new("p.toml"), &registry).unwrap();
         let ctx = evolve_sdk::PluginContext::new("judge", 1);
-        let judge = registry.judge("shapes", serde_json::json!({}), &ctx).unwrap();
-        let evaluator = registry.evaluator("shapes", serde_json::json!({}), &ctx).unwrap();
+        let judge = registry.judge(&"shapes".into(), serde_json::json!({}), &ctx).unwrap();
+        let evaluator = registry.evaluator(&"shapes".into(), serde_json::json!({}), &ctx).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let prompts = runtime
             .block_on(seed_prompts(&experiment, Path::new("."), judge.as_ref(), Some(evaluator.as_ref()), usize::MAX))

@@ -17,7 +17,10 @@
 //! | evaluator | [`Evaluator`] | a held-out prompt suite and a scorer for its images |
 //!
 //! A plugin crate depends on this crate only, never on the host. The same trait
-//! implementation can be registered as a built-in (see [`register_plugin!`]).
+//! implementation can be registered as a built-in ([`register_plugin!`]), exported as a native
+//! library (`export_native_plugin!`, feature `native`) or as a wasm component
+//! (`export_wasm_plugin!`, target `wasm32-wasip2`, WIT world in `sdk/wit/plugin.wit`); the three
+//! macros take the same arguments. External plugins reach the network through [`host::http`].
 //!
 //! ```
 //! use evolve_sdk::prelude::*;

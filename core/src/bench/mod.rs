@@ -2,10 +2,12 @@
 //! scripts can read. Speeds are compared as ratios against a reference measured in the same run.
 
 pub mod data_efficiency;
+pub mod plugin_overhead;
 pub mod train_throughput;
 
 /// The benchmarks this build has, with one line on each.
-pub const AVAILABLE: [(&str, &str); 2] = [
+pub const AVAILABLE: [(&str, &str); 3] = [
     ("train-throughput", "images/s of a DiT training step, candle vs PyTorch eager, same shapes"),
     ("data-efficiency", "ShapesEval vs teacher calls at equal steps: uniform prompts vs the director"),
+    ("plugin-overhead", "cost of one operator call: built-in vs native library vs wasm component"),
 ];

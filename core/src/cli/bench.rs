@@ -1,7 +1,7 @@
 //! `evolve bench`: run a benchmark and print its figures.
 
 use anyhow::{Context, bail};
-use evolve_core::bench::{AVAILABLE, data_efficiency, train_throughput};
+use evolve_core::bench::{AVAILABLE, data_efficiency, plugin_overhead, train_throughput};
 use evolve_core::registry::Registry;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,6 +21,7 @@ pub fn run(name: &str, python: Option<PathBuf>, cases: &[String], data: DataSett
     match name {
         "train-throughput" => train(python, cases),
         "data-efficiency" => data_efficiency(data),
+        "plugin-overhead" => plugin_overhead(),
         other => {
             let list: Vec<String> = AVAILABLE.iter().map(|(n, d)| format!("  {n}: {d}")).collect();
             bail!("no benchmark `{other}` in this build; available:\n{}", list.join("\n"))
@@ -83,5 +84,26 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     for f in figures {
         println!("{f}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugin_overhead() -> anyhow::Result<ExitCode> {
+    let root = std::env::current_dir().context("no current directory")?;
+    if !root.join("tests/plugins/probe").is_dir() {
+        bail!("run `evolve bench plugin-overhead` from the repository root (it builds the probe plugins)");
+    }
+    eprintln!("building the probe plugins (native and wasm32-wasip2, release)...");
+    let files = plugin_overhead::build_plugins(&root).map_err(anyhow::Error::msg)?;
+    let registry = Registry::builtin();
+    let o = plugin_overhead::measure(&registry, &files, 15, 20_000).map_err(anyhow::Error::msg)?;
+    println!("{:<10} {:>12} {:>10}", "way in", "ns / call", "vs built-in");
+    for (name, ns) in [("built-in", o.builtin_ns), ("native", o.native_ns), ("wasm", o.wasm_ns)] {
+        println!("{name:<10} {ns:>12.0} {:>10.1}x", ns / o.builtin_ns);
+    }
+    println!("plugin-overhead builtin ns/call: {:.0}", o.builtin_ns);
+    println!("plugin-overhead native ns/call: {:.0}", o.native_ns);
+    println!("plugin-overhead wasm ns/call: {:.0}", o.wasm_ns);
+    println!("plugin-overhead native extra ns/call: {:.0}", o.native_ns - o.builtin_ns);
+    println!("plugin-overhead wasm extra ns/call: {:.0}", o.wasm_ns - o.builtin_ns);
     Ok(ExitCode::SUCCESS)
 }

@@ -178,8 +178,10 @@ enum Command {
     /// train-throughput: images/s of a training step, evolve vs PyTorch eager (needs
     /// bench/setup-torch.sh). data-efficiency: ShapesEval vs teacher calls, uniform prompts vs
     /// the director, at equal training steps (about 45 minutes on 2 CPU cores by default).
+    /// plugin-overhead: cost of one operator call, built-in vs native vs wasm (builds the probe
+    /// plugins with cargo; run from the repository root).
     Bench {
-        /// Which benchmark: train-throughput or data-efficiency.
+        /// Which benchmark: train-throughput, data-efficiency or plugin-overhead.
         name: String,
         /// Python with PyTorch for reference measurements (default: bench/.venv/bin/python,
         /// else python3).

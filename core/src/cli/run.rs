@@ -52,6 +52,9 @@ fn print_json(outcome: &RunOutcome) {
             "event": "finished", "run_dir": outcome.run_dir, "steps": outcome.steps, "rounds": outcome.rounds,
             "teacher_calls": outcome.calls, "cost_usd": outcome.cost.usd(), "active": outcome.active,
             "trainer_busy": outcome.busy, "interrupted": outcome.interrupted, "eval": eval, "teachers": teachers,
+            "quarantined": outcome.quarantined.iter()
+                .map(|(instance, reason)| serde_json::json!({ "instance": instance, "reason": reason }))
+                .collect::<Vec<_>>(),
         })
     );
 }
@@ -73,6 +76,9 @@ fn print_text(experiment_path: &Path, outcome: &RunOutcome) {
         outcome.active,
         outcome.busy * 100.0
     );
+    for (instance, reason) in &outcome.quarantined {
+        println!("quarantined {instance}: {reason}");
+    }
     println!("report: {}", outcome.run_dir.join("report/index.html").display());
     if outcome.interrupted {
         println!(

@@ -114,6 +114,8 @@ pub struct RunOutcome {
     pub eval: Option<EvalReport>,
     /// Whether the run was interrupted (Ctrl-C) rather than finished.
     pub interrupted: bool,
+    /// Plugin instances quarantined during the run, and why.
+    pub quarantined: Vec<(String, String)>,
 }
 
 /// The experiment's plugins, built.
@@ -353,6 +355,7 @@ impl Director {
             active: run.ledger.active_count().map_err(StoreError::from)?,
             busy: last.busy,
             teachers: run.ledger.teacher_records().map_err(StoreError::from)?,
+            quarantined: run.ledger.faults().map_err(StoreError::from)?,
             eval: None,
             interrupted,
         };

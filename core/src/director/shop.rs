@@ -173,6 +173,11 @@ impl Shop {
             }
             Err(error) => {
                 budget().release(reservation);
+                if let evolve_sdk::PluginError::Quarantined(reason) = &error {
+                    // The run goes on with the other teachers; the fault is on record.
+                    let instance = format!("teacher.{}", slot.label);
+                    lock(&self.run).ledger.record_fault(&instance, None, reason).map_err(StoreError::from)?;
+                }
                 Ok(Bought::Failed(error.to_string()))
             }
         }

@@ -60,8 +60,11 @@ pub fn load(plugin: &PluginRef) -> Result<Arc<ExternalPlugin>, LoadError> {
     Ok(external)
 }
 
+/// A plugin file found in a folder, and whether it loaded.
+pub type Scanned = (PluginRef, Result<Arc<ExternalPlugin>, LoadError>);
+
 /// Every plugin file in `dir` (`.wasm` components and native libraries), loaded or not.
-pub fn scan(dir: &Path) -> Result<Vec<(PluginRef, Result<Arc<ExternalPlugin>, LoadError>)>, LoadError> {
+pub fn scan(dir: &Path) -> Result<Vec<Scanned>, LoadError> {
     let entries = std::fs::read_dir(dir).map_err(|e| LoadError(format!("cannot list {}: {e}", dir.display())))?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();

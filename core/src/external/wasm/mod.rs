@@ -66,6 +66,24 @@ impl WasmComponent {
         Sandboxed::new(&self.component, settings, &format!("{}/{instance}", self.label))
     }
 
+    /// Instantiates the component and builds its plugin object with `create` (the kind's
+    /// `instance.create`).
+    fn build(
+        &self,
+        config: &serde_json::Value,
+        ctx: &PluginContext,
+        settings: &PluginSettings,
+        create: impl FnOnce(&mut sandbox::Live, &str, &types::Context) -> wasmtime::Result<Created>,
+    ) -> Result<Sandboxed, PluginError> {
+        let sandbox = self.instantiate(settings, &ctx.instance)?;
+        let (json, wit_ctx) = (config.to_string(), context(ctx));
+        sandbox.call(|live| {
+            let created = create(live, &json, &wit_ctx)?;
+            Ok(created.map(|resource| live.resource = Some(resource)))
+        })?;
+        Ok(sandbox)
+    }
+
     /// Builds an operator.
     pub fn operator(
         &self,
@@ -73,12 +91,9 @@ impl WasmComponent {
         ctx: &PluginContext,
         settings: &PluginSettings,
     ) -> Result<Box<dyn Operator>, PluginError> {
-        let sandbox = self.instantiate(settings, &ctx.instance)?;
-        let (json, wit_ctx) = (config.to_string(), context(ctx));
-        let resource = sandbox.call(|live| {
-            live.plugin.evolve_plugin_operator().instance().call_create(&mut live.store, &json, &wit_ctx)
+        let sandbox = self.build(config, ctx, settings, |live, json, c| {
+            live.plugin.evolve_plugin_operator().instance().call_create(&mut live.store, json, c)
         })?;
-        sandbox.call(|live| Ok(Ok(live.resource = Some(resource))))?;
         Ok(Box::new(WasmOperator(sandbox)))
     }
 
@@ -89,12 +104,9 @@ impl WasmComponent {
         ctx: &PluginContext,
         settings: &PluginSettings,
     ) -> Result<Box<dyn Teacher>, PluginError> {
-        let sandbox = self.instantiate(settings, &ctx.instance)?;
-        let (json, wit_ctx) = (config.to_string(), context(ctx));
-        let resource = sandbox.call(|live| {
-            live.plugin.evolve_plugin_teacher().instance().call_create(&mut live.store, &json, &wit_ctx)
+        let sandbox = self.build(config, ctx, settings, |live, json, c| {
+            live.plugin.evolve_plugin_teacher().instance().call_create(&mut live.store, json, c)
         })?;
-        sandbox.call(|live| Ok(Ok(live.resource = Some(resource))))?;
         Ok(Box::new(WasmTeacher(Arc::new(sandbox))))
     }
 
@@ -105,14 +117,15 @@ impl WasmComponent {
         ctx: &PluginContext,
         settings: &PluginSettings,
     ) -> Result<Box<dyn Judge>, PluginError> {
-        let sandbox = self.instantiate(settings, &ctx.instance)?;
-        let (json, wit_ctx) = (config.to_string(), context(ctx));
-        let resource = sandbox
-            .call(|live| live.plugin.evolve_plugin_judge().instance().call_create(&mut live.store, &json, &wit_ctx))?;
-        sandbox.call(|live| Ok(Ok(live.resource = Some(resource))))?;
+        let sandbox = self.build(config, ctx, settings, |live, json, c| {
+            live.plugin.evolve_plugin_judge().instance().call_create(&mut live.store, json, c)
+        })?;
         Ok(Box::new(WasmJudge(Arc::new(sandbox))))
     }
 }
+
+/// What a kind's `instance.create` returns.
+type Created = Result<wasmtime::component::ResourceAny, types::PluginError>;
 
 /// The plugin object of a live instance (set right after `create`).
 fn resource(live: &sandbox::Live) -> wasmtime::Result<wasmtime::component::ResourceAny> {

@@ -145,10 +145,12 @@ impl Sandboxed {
         &self,
         f: impl FnOnce(&mut Live) -> wasmtime::Result<Result<R, types::PluginError>>,
     ) -> Result<R, PluginError> {
+        let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Checked under the lock: a call that waited on a faulting one must not enter the
+        // (now poisoned) instance.
         if let Some(reason) = self.fault.get() {
             return Err(PluginError::Quarantined(reason.clone()));
         }
-        let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         begin_call(&mut live.store);
         match f(&mut live) {
             Ok(Ok(value)) => Ok(value),
