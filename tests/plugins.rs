@@ -241,6 +241,23 @@ fn network_goes_only_to_allowed_hosts() {
 }
 
 #[test]
+fn a_wasm_plugin_reads_only_granted_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret.txt");
+    std::fs::write(&file, "12345").unwrap();
+    let config = serde_json::json!({ "behaviour": "read", "path": file.display().to_string() });
+    let read = |settings: PluginSettings| {
+        let registry = Registry::builtin().with_settings(&settings);
+        let op = registry.operator(&wasm(&files().probe_wasm), config.clone(), &PluginContext::new("r", 0)).unwrap();
+        op.decide(&typical_sample()).unwrap_err().to_string()
+    };
+    let denied = read(settings());
+    assert!(denied.contains("cannot read"), "{denied}");
+    let granted = read(PluginSettings { read_dirs: vec![dir.path().to_path_buf()], ..settings() });
+    assert_eq!(granted, "read 5 bytes");
+}
+
+#[test]
 fn a_library_with_another_abi_is_refused_by_name() {
     let files = files();
     let error = load_error(native(&files.wrong_abi_native));

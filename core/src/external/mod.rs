@@ -84,6 +84,15 @@ pub fn scan(dir: &Path) -> Result<Vec<Scanned>, LoadError> {
         .collect())
 }
 
+/// Runs a blocking plugin call off the async runtime's workers (on a blocking thread), or
+/// in place when there is no runtime.
+pub(crate) async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, PluginError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::spawn_blocking(f).await.map_err(|e| PluginError::Failed(format!("plugin call: {e}"))),
+        Err(_) => Ok(f()),
+    }
+}
+
 impl ExternalPlugin {
     /// `native` or `wasm`.
     pub fn format(&self) -> &'static str {

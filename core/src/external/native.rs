@@ -4,7 +4,7 @@
 //! against; this module turns its errors into messages that name the file and both versions.
 //! Libraries are never unloaded (a plugin's statics and threads may outlive any handle).
 
-use super::capabilities;
+use super::{capabilities, off_runtime};
 use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::std_types::{RResult, RStr, RString};
 use evolve_sdk::host::HostCalls;
@@ -123,14 +123,6 @@ fn result<T, U: From<T>>(r: RResult<T, FfiError>) -> Result<U, PluginError> {
     match r {
         RResult::ROk(v) => Ok(v.into()),
         RResult::RErr(e) => Err(e.into()),
-    }
-}
-
-/// Runs a blocking plugin call off the async runtime's workers.
-async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, PluginError> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(_) => tokio::task::spawn_blocking(f).await.map_err(|e| PluginError::Failed(format!("plugin call: {e}"))),
-        Err(_) => Ok(f()),
     }
 }
 

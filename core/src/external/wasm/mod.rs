@@ -10,6 +10,7 @@ mod sandbox;
 
 pub use engine::{cache_dir, wit_version};
 
+use super::off_runtime;
 use crate::experiment::PluginSettings;
 use bindings::evolve::plugin::types;
 use bindings::exports::evolve::plugin::{judge, operator, teacher};
@@ -132,16 +133,6 @@ fn resource(live: &sandbox::Live) -> wasmtime::Result<wasmtime::component::Resou
     live.resource.ok_or_else(|| wasmtime::Error::msg("the plugin object was not built"))
 }
 
-/// Runs a blocking sandbox call off the async runtime's workers.
-async fn off_runtime<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, PluginError> + Send + 'static,
-) -> Result<T, PluginError> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(_) => tokio::task::spawn_blocking(f).await.map_err(|e| PluginError::Failed(format!("plugin call: {e}")))?,
-        Err(_) => f(),
-    }
-}
-
 struct WasmOperator(Sandboxed);
 
 impl Operator for WasmOperator {
@@ -198,7 +189,7 @@ impl Teacher for WasmTeacher {
                 live.plugin.evolve_plugin_teacher().instance().call_generate(&mut live.store, this, &wit)
             })
         })
-        .await?;
+        .await??;
         Ok(GeneratedImage {
             image: from_wit_image(generated.image)?,
             revised_prompt: generated.revised_prompt,
@@ -233,7 +224,7 @@ impl Judge for WasmJudge {
                 live.plugin.evolve_plugin_judge().instance().call_compare(&mut live.store, this, &prompt, &images, seed)
             })
         })
-        .await?;
+        .await??;
         Ok(Verdict {
             choice: match verdict.choice {
                 judge::Choice::Best(i) => Choice::Best(i as usize),
@@ -253,7 +244,7 @@ impl Judge for WasmJudge {
                 live.plugin.evolve_plugin_judge().instance().call_expand(&mut live.store, this, &prompt, n, seed)
             })
         })
-        .await
+        .await?
     }
 
     async fn mutate(&self, request: &MutateRequest) -> Result<String, PluginError> {
@@ -265,7 +256,7 @@ impl Judge for WasmJudge {
                 live.plugin.evolve_plugin_judge().instance().call_mutate(&mut live.store, this, &recent, seed)
             })
         })
-        .await
+        .await?
     }
 }
 

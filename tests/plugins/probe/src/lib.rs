@@ -20,6 +20,8 @@ pub enum Behaviour {
     Panic,
     /// GET `url` through the host and report the status.
     Fetch,
+    /// Read the file at `path` and report its length.
+    Read,
 }
 
 /// The probe's config.
@@ -33,6 +35,9 @@ pub struct ProbeConfig {
     /// For `fetch`: the URL.
     #[serde(default)]
     pub url: Option<String>,
+    /// For `read`: the file.
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 fn expand() -> Behaviour {
@@ -67,6 +72,13 @@ impl Operator for Probe {
                 let url = self.0.url.clone().unwrap_or_default();
                 let reply = host::http(&HttpRequest::get(url))?;
                 Err(PluginError::Failed(format!("fetched: HTTP {}", reply.status)))
+            }
+            Behaviour::Read => {
+                let path = self.0.path.clone().unwrap_or_default();
+                match std::fs::read(&path) {
+                    Ok(bytes) => Err(PluginError::Failed(format!("read {} bytes", bytes.len()))),
+                    Err(e) => Err(PluginError::Failed(format!("cannot read {path}: {e}"))),
+                }
             }
         }
     }
