@@ -352,6 +352,10 @@ fn plugins_lists_a_folder_and_caches_compiled_components() {
     assert!(list.iter().any(|e| e["error"].as_str().is_some_and(|m| m.contains("incompatible plugin ABI"))));
     let cached = std::fs::read_dir(cache.join("wasm")).unwrap().count();
     assert_eq!(cached, 1, "one compiled component in the cache");
+    // The schema a plugin ships, as `evolve schema` prints it for a file.
+    let output = evolve().arg("schema").arg(&files.wasm_operator).env("EVOLVE_CACHE_DIR", &cache).output().unwrap();
+    let schema: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(schema["properties"]["constraints"].is_object(), "{schema}");
 }
 
 #[test]

@@ -64,7 +64,8 @@ enum Command {
     },
     /// Print the JSON Schema of experiment files, or of one plugin's config.
     Schema {
-        /// A plugin name, or KIND/NAME when several kinds share the name (e.g. judge/shapes).
+        /// A plugin name, KIND/NAME when several kinds share the name (e.g. judge/shapes), or
+        /// the path of an external plugin file (.wasm or a native library).
         plugin: Option<String>,
     },
     /// List the plugins this build can use, and the external plugins in a folder.
