@@ -170,6 +170,34 @@ call_timeout_ms = 300
     assert!(stdout.contains("quarantined"), "{stdout}");
 }
 
+#[test]
+fn a_wasm_teacher_and_a_native_judge_answer_through_their_interfaces() {
+    let files = files();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let ctx = PluginContext::new("t", 0);
+    let teacher = registry().teacher(&wasm(&files.flat_teacher_wasm), serde_json::json!({ "micro_usd": 40 }), &ctx);
+    let teacher = teacher.unwrap();
+    let request = evolve_sdk::GenerateRequest { prompt: "a red circle".into(), width: 24, height: 16, seed: 1 };
+    assert_eq!(teacher.price(&request).micro_usd, 40);
+    assert_eq!(teacher.limits().concurrency, 1, "one wasm instance serves one call at a time");
+    let generated = rt.block_on(teacher.generate(&request)).unwrap();
+    assert_eq!((generated.image.width(), generated.image.height()), (24, 16));
+    assert_eq!(generated.revised_prompt.as_deref(), Some("a red circle (flat)"));
+    assert_eq!(generated.cost.micro_usd, 40);
+    let empty = evolve_sdk::GenerateRequest { prompt: String::new(), ..request };
+    assert!(matches!(rt.block_on(teacher.generate(&empty)), Err(PluginError::InvalidInput(_))));
+
+    let judge = registry().judge(&native(&files.tally_judge_native), serde_json::json!({}), &ctx).unwrap();
+    let images = vec![evolve_sdk::Image::filled(4, 4, [10, 0, 0]), evolve_sdk::Image::filled(4, 4, [200, 0, 0])];
+    let compare = evolve_sdk::CompareRequest { prompt: "red".into(), images, seed: 0 };
+    let verdict = rt.block_on(judge.compare(&compare)).unwrap();
+    assert_eq!(verdict.choice, evolve_sdk::Choice::Best(1));
+    let expand = evolve_sdk::ExpandRequest { prompt: "a cat".into(), n: 2, seed: 0 };
+    assert_eq!(rt.block_on(judge.expand(&expand)).unwrap(), vec!["a cat #0", "a cat #1"]);
+    let mutate = evolve_sdk::MutateRequest { recent: vec!["x".into(), "y".into()], seed: 0 };
+    assert_eq!(rt.block_on(judge.mutate(&mutate)).unwrap(), "something new after 2 prompts");
+}
+
 // ---------------------------------------------------------------- hostile plugins
 
 #[test]

@@ -25,6 +25,10 @@ pub struct PluginFiles {
     pub probe_wasm: PathBuf,
     /// `tests/plugins/wrong-abi-native` (a root module of evolve's name with another layout).
     pub wrong_abi_native: PathBuf,
+    /// `tests/plugins/flat-teacher-wasm` (a wasm teacher).
+    pub flat_teacher_wasm: PathBuf,
+    /// `tests/plugins/tally-judge-native` (a native judge).
+    pub tally_judge_native: PathBuf,
     /// A native library of this workspace that is not a plugin (the wasm example built for
     /// the host, whose export is wasm-only).
     pub not_a_plugin: PathBuf,
@@ -35,8 +39,13 @@ pub struct PluginFiles {
 pub fn build_plugins(root: &Path) -> Result<PluginFiles, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let target_dir = root.join("target").join("plugins");
-    let native = ["evolve-example-native-teacher", "evolve-example-wasm-operator", "evolve-probe-native"];
-    let wasm = ["evolve-example-wasm-operator", "evolve-probe-wasm"];
+    let native = [
+        "evolve-example-native-teacher",
+        "evolve-example-wasm-operator",
+        "evolve-probe-native",
+        "evolve-tally-judge-native",
+    ];
+    let wasm = ["evolve-example-wasm-operator", "evolve-probe-wasm", "evolve-flat-teacher-wasm"];
     let runs: [(&[&str], Option<&str>); 3] =
         [(&native, None), (&["evolve-wrong-abi-native"], None), (&wasm, Some("wasm32-wasip2"))];
     for (packages, target) in runs {
@@ -66,6 +75,8 @@ pub fn build_plugins(root: &Path) -> Result<PluginFiles, String> {
         probe_native: lib("evolve_probe_native"),
         probe_wasm: component("evolve_probe_wasm"),
         wrong_abi_native: lib("evolve_wrong_abi_native"),
+        flat_teacher_wasm: component("evolve_flat_teacher_wasm"),
+        tally_judge_native: lib("evolve_tally_judge_native"),
         not_a_plugin: lib("evolve_example_wasm_operator"),
     })
 }
