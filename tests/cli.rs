@@ -115,9 +115,10 @@ fn missing_file_is_a_clear_error() {
 }
 
 /// Every example is valid, apart from plugins whose issues have not landed in this build.
+/// (examples/plugins/ names plugin files that are built first: tests/plugins.rs checks it.)
 #[test]
 fn examples_are_valid_up_to_unregistered_plugins() {
-    for example in examples() {
+    for example in examples().into_iter().filter(|e| !e.starts_with(root().join("examples/plugins"))) {
         let out = evolve(&["check", example.to_str().expect("utf-8 path")]);
         if out.status.success() {
             continue;

@@ -387,6 +387,13 @@ fn plugins_lists_a_folder_and_caches_compiled_components() {
 }
 
 #[test]
+fn the_plugin_example_experiment_is_valid_once_the_plugins_are_built() {
+    files();
+    let output = evolve().args(["check", "examples/plugins/evolve.toml"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
 fn check_validates_an_external_plugins_config_against_its_schema() {
     let files = files();
     let dir = tempfile::tempdir().unwrap();

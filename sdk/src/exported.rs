@@ -66,9 +66,9 @@ macro_rules! __declare_exported_plugin {
                 ctx: &$crate::PluginContext,
             ) -> ::std::result::Result<$crate::exported::Built, $crate::PluginError> {
                 let config: $config = $crate::decode_config(value)?;
+                // Typed, so that a closure returning a bare `Ok(..)` infers its error type.
                 let plugin: ::std::result::Result<_, $crate::PluginError> = ($build)(config, ctx);
-                let plugin = plugin?;
-                Ok($crate::exported::Built::$kind(::std::boxed::Box::new(plugin)))
+                Ok($crate::exported::Built::$kind(::std::boxed::Box::new(plugin?)))
             }
         }
     };

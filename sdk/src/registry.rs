@@ -90,9 +90,9 @@ macro_rules! register_plugin {
                 config_schema: $crate::config_schema::<$config>,
                 constructor: $crate::Constructor::$kind(|value, ctx| {
                     let config: $config = $crate::decode_config(value)?;
-                let plugin: ::std::result::Result<_, $crate::PluginError> = ($build)(config, ctx);
-                let plugin = plugin?;
-                    Ok(::std::boxed::Box::new(plugin))
+                    // Typed, so that a closure returning a bare `Ok(..)` infers its error type.
+                    let plugin: ::std::result::Result<_, $crate::PluginError> = ($build)(config, ctx);
+                    Ok(::std::boxed::Box::new(plugin?))
                 }),
             }
         }
