@@ -78,12 +78,6 @@ impl From<&str> for PluginRef {
     }
 }
 
-impl PartialEq<&str> for PluginRef {
-    fn eq(&self, other: &&str) -> bool {
-        matches!(self, PluginRef::Name(n) if n == other)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

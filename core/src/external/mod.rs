@@ -94,14 +94,6 @@ pub(crate) async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send 
 }
 
 impl ExternalPlugin {
-    /// `native` or `wasm`.
-    pub fn format(&self) -> &'static str {
-        match self.code {
-            Code::Native(_) => "native",
-            Code::Wasm(_) => "wasm",
-        }
-    }
-
     /// Builds an operator instance.
     pub fn operator(
         &self,

@@ -88,10 +88,7 @@ extern "C" fn host_log(level: u8, message: RStr<'_>) {
 impl NativeLibrary {
     fn create(&self, config: &serde_json::Value, ctx: &PluginContext) -> Result<FfiPlugin, PluginError> {
         let json = config.to_string();
-        match (self.module.create())(json.as_str().into(), FfiContext::from(ctx)) {
-            RResult::ROk(plugin) => Ok(plugin),
-            RResult::RErr(e) => Err(e.into()),
-        }
+        result((self.module.create())(json.as_str().into(), FfiContext::from(ctx)))
     }
 
     /// Builds an operator.
@@ -119,11 +116,9 @@ impl NativeLibrary {
     }
 }
 
-fn result<T, U: From<T>>(r: RResult<T, FfiError>) -> Result<U, PluginError> {
-    match r {
-        RResult::ROk(v) => Ok(v.into()),
-        RResult::RErr(e) => Err(e.into()),
-    }
+/// A plugin's answer as the SDK's result.
+fn result<T>(r: RResult<T, FfiError>) -> Result<T, PluginError> {
+    r.into_result().map_err(PluginError::from)
 }
 
 struct NativeOperator(OperatorBox);
@@ -131,10 +126,7 @@ struct NativeOperator(OperatorBox);
 impl Operator for NativeOperator {
     fn decide(&self, sample: &EvaluatedSample) -> Result<Vec<Action>, PluginError> {
         let parts = SampleParts::new(sample);
-        match self.0.decide(&parts.borrow(sample)) {
-            RResult::ROk(actions) => Ok(actions.iter().map(Action::from).collect()),
-            RResult::RErr(e) => Err(e.into()),
-        }
+        Ok(result(self.0.decide(&parts.borrow(sample)))?.iter().map(Action::from).collect())
     }
 }
 
@@ -147,10 +139,10 @@ impl Teacher for NativeTeacher {
     }
 
     fn price(&self, request: &GenerateRequest) -> Cost {
-        match self.0.price(&FfiGenerateRequest::new(request)) {
-            RResult::ROk(micro_usd) => Cost { micro_usd },
-            RResult::RErr(e) => {
-                tracing::warn!(error = %PluginError::from(e), "native teacher could not price a request; counted as free");
+        match result(self.0.price(&FfiGenerateRequest::new(request))) {
+            Ok(micro_usd) => Cost { micro_usd },
+            Err(error) => {
+                tracing::warn!(%error, "native teacher could not price a request; counted as free");
                 Cost::ZERO
             }
         }
@@ -159,10 +151,7 @@ impl Teacher for NativeTeacher {
     async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {
         let (inner, request) = (Arc::clone(&self.0), request.clone());
         let reply = off_runtime(move || inner.generate(&FfiGenerateRequest::new(&request))).await?;
-        match reply {
-            RResult::ROk(generated) => generated.into_generated(),
-            RResult::RErr(e) => Err(e.into()),
-        }
+        result(reply)?.into_generated()
     }
 }
 
@@ -178,25 +167,23 @@ impl Judge for NativeJudge {
         let (inner, request) = (Arc::clone(&self.0), request.clone());
         off_runtime(move || {
             let images: Vec<FfiImageRef<'_>> = request.images.iter().map(FfiImageRef::new).collect();
-            result::<_, Verdict>(inner.compare(request.prompt.as_str().into(), images.as_slice().into(), request.seed))
+            result(inner.compare(request.prompt.as_str().into(), images.as_slice().into(), request.seed))
         })
         .await?
+        .map(Verdict::from)
     }
 
     async fn expand(&self, request: &ExpandRequest) -> Result<Vec<String>, PluginError> {
         let (inner, request) = (Arc::clone(&self.0), request.clone());
         let reply =
             off_runtime(move || inner.expand(request.prompt.as_str().into(), request.n as u64, request.seed)).await?;
-        match reply {
-            RResult::ROk(prompts) => Ok(prompts.into_iter().map(RString::into_string).collect()),
-            RResult::RErr(e) => Err(e.into()),
-        }
+        Ok(result(reply)?.into_iter().map(RString::into_string).collect())
     }
 
     async fn mutate(&self, request: &MutateRequest) -> Result<String, PluginError> {
         let (inner, request) = (Arc::clone(&self.0), request.clone());
         let recent: Vec<RString> = request.recent.iter().map(|p| RString::from(p.as_str())).collect();
         let reply = off_runtime(move || inner.mutate(recent.as_slice().into(), request.seed)).await?;
-        result::<RString, RString>(reply).map(RString::into_string)
+        result(reply).map(RString::into_string)
     }
 }

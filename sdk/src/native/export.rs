@@ -72,7 +72,7 @@ fn guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, FfiError> 
 }
 
 /// The text of a panic payload.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -41,7 +41,8 @@ impl From<PluginError> for FfiError {
             PluginError::Transient { message, retry_after } => (2, message, retry_after),
             PluginError::Failed(m) => (3, m, None),
             PluginError::Unsupported(m) => (4, m, None),
-            PluginError::Quarantined(m) => (5, m, None),
+            // Only the host quarantines; a plugin passing the variant on is just failing.
+            PluginError::Quarantined(m) => (3, m, None),
         };
         let retry_after_ms = retry.map(|d| d.as_millis() as u64).into();
         FfiError { kind, message: message.into(), retry_after_ms }

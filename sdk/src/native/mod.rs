@@ -25,7 +25,7 @@ mod export;
 pub mod ffi;
 pub mod module;
 
-pub use export::{lib_header, panic_message};
+pub use export::lib_header;
 pub use module::{FfiHost, FfiPlugin, JudgeBox, OperatorBox, PluginModule, PluginModuleRef, TeacherBox};
 
 #[doc(hidden)]

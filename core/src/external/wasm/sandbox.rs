@@ -125,12 +125,8 @@ impl Sandboxed {
             }
             Ok(UpdateDeadline::Continue(1))
         });
-        let mut linker = Linker::new(engine);
-        let wired = wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s));
-        wired.map_err(|e| PluginError::Failed(format!("cannot link the wasm plugin: {}", first_line(&e))))?;
         begin_call(&mut store);
-        let plugin = bindings::Plugin::instantiate(&mut store, component, &linker)
+        let plugin = bindings::Plugin::instantiate(&mut store, component, linker()?)
             .map_err(|e| PluginError::Failed(format!("cannot instantiate the wasm plugin: {}", fault(&store, &e))))?;
         Ok(Sandboxed {
             label: label.to_string(),
@@ -163,6 +159,19 @@ impl Sandboxed {
             }
         }
     }
+}
+
+/// The host's imports (WASI and the `host` interface), wired once for every instance.
+fn linker() -> Result<&'static Linker<HostState>, PluginError> {
+    static LINKER: OnceLock<Result<Linker<HostState>, String>> = OnceLock::new();
+    let linker = LINKER.get_or_init(|| {
+        let mut linker = Linker::new(engine()?);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s))
+            .map_err(|e| format!("cannot link wasm plugins: {}", first_line(&e)))?;
+        Ok(linker)
+    });
+    linker.as_ref().map_err(|e| PluginError::Failed(e.clone()))
 }
 
 fn begin_call(store: &mut Store<HostState>) {
