@@ -18,6 +18,7 @@ use super::fused::{bias_add, gated_add, ln_modulate};
 use super::layers::{Attention, FeedForward, Linear, chunk_last};
 use super::ops::gelu_tanh;
 use super::params::{Init, ParamStore};
+use super::stack::{StackGrads, TransformerStack, block::BlockParams};
 use candle_core::{Device, Result, Tensor};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -88,8 +89,21 @@ pub struct Dit {
     caption_2: Linear,
     null_caption: Tensor,
     blocks: Vec<Block>,
+    stack: TransformerStack,
     final_table: Tensor,
     proj_out: Linear,
+}
+
+/// How [`Dit::forward_with`] runs the transformer blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockPath {
+    /// Composed candle ops, differentiated by candle's autograd (any device).
+    Candle,
+    /// The fused CPU stack ([`TransformerStack`]); `train` keeps activations for backward.
+    Stack {
+        /// Whether a backward pass follows.
+        train: bool,
+    },
 }
 
 /// Sinusoidal embedding of `timesteps` into `dim` features (cos first, as PixArt).
@@ -159,6 +173,17 @@ impl Dit {
                 scale_shift_table: p.get(&format!("{name}.scale_shift_table"), &[6, h], table_init)?,
             });
         }
+        let stack = TransformerStack::new(
+            (0..shape.depth)
+                .map(|i| {
+                    BlockParams::try_from_fn(|name| {
+                        let full = format!("transformer_blocks.{i}.{name}");
+                        p.tensor(&full).ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {full}")))
+                    })
+                })
+                .collect::<Result<_>>()?,
+            shape.heads,
+        );
         let final_table = p.get("scale_shift_table", &[2, h], table_init)?;
         let proj_out = Linear::with_init(p, "proj_out", h, patch * patch * c_in, Init::Zeros)?;
         let pos = pos_embedding(shape.image_size / patch, h, p.device())?.to_dtype(p.dtype())?;
@@ -174,6 +199,7 @@ impl Dit {
             caption_2,
             null_caption,
             blocks,
+            stack,
             final_table,
             proj_out,
         })
@@ -215,8 +241,27 @@ impl Dit {
         self.caption_2.forward(&gelu_tanh(&self.caption_1.forward(&caption)?)?)
     }
 
-    /// Predicts the noise in `x` (B, C, H, W) at `timesteps` given projected captions `y`.
+    /// The fastest block path for `x`: the fused stack on CPU in f32, candle's ops elsewhere.
+    pub fn fast_path(x: &Tensor, train: bool) -> BlockPath {
+        if TransformerStack::supports(x) { BlockPath::Stack { train } } else { BlockPath::Candle }
+    }
+
+    /// Predicts the noise in `x` (B, C, H, W) at `timesteps` given projected captions `y`,
+    /// through candle's ops (the reference path).
     pub fn forward(&self, x: &Tensor, timesteps: &[f64], y: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_with(x, timesteps, y, BlockPath::Candle)?.0)
+    }
+
+    /// [`Dit::forward`] with the blocks run as `path` says; after a backward pass through the
+    /// result, the returned [`StackGrads`] holds the blocks' gradients (empty for `Candle`,
+    /// whose gradients candle's autograd returns itself).
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        timesteps: &[f64],
+        y: &Tensor,
+        path: BlockPath,
+    ) -> Result<(Tensor, StackGrads)> {
         let (b, _, _, _) = x.dims4()?;
         let h = self.shape.hidden;
         let w = self.patch_proj.reshape((h, ()))?;
@@ -227,8 +272,22 @@ impl Dit {
 
         let t_freq = timestep_embedding(timesteps, 256, x.device())?.to_dtype(x.dtype())?;
         let e_t = self.time_2.forward(&self.time_1.forward(&t_freq)?.silu()?)?;
-        let t6 = self.t_block.forward(&e_t.silu()?)?.reshape((b, 6, h))?;
+        let t6 = self.t_block.forward(&e_t.silu()?)?;
+        let (x, grads) = match path {
+            BlockPath::Candle => (self.blocks_candle(x, &t6.reshape((b, 6, h))?, y)?, StackGrads::default()),
+            BlockPath::Stack { train } => self.stack.forward(&x, &t6, y, train)?,
+        };
 
+        let m = self.final_table.unsqueeze(0)?.broadcast_add(&e_t.unsqueeze(1)?)?;
+        let (shift, scale) = (m.narrow(1, 0, 1)?, m.narrow(1, 1, 1)?);
+        let x = ln_modulate(&x, &shift, &scale, 1e-6)?;
+        let out = self.proj_out.forward(&x)?;
+        Ok((self.unpatchify(&out)?, grads))
+    }
+
+    /// The blocks through candle's ops; `t6` is (B, 6, C).
+    fn blocks_candle(&self, mut x: Tensor, t6: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let (b, _, h) = t6.dims3()?;
         for block in &self.blocks {
             let m = t6.broadcast_add(&block.scale_shift_table.unsqueeze(0)?)?;
             let m = chunk_last(&m.reshape((b, 1, 6 * h))?, 6)?;
@@ -240,11 +299,6 @@ impl Dit {
             let normed = ln_modulate(&x, shift_mlp, scale_mlp, 1e-6)?;
             x = gated_add(&x, &block.ff.forward(&normed)?, gate_mlp)?;
         }
-
-        let m = self.final_table.unsqueeze(0)?.broadcast_add(&e_t.unsqueeze(1)?)?;
-        let (shift, scale) = (m.narrow(1, 0, 1)?, m.narrow(1, 1, 1)?);
-        let x = ln_modulate(&x, &shift, &scale, 1e-6)?;
-        let out = self.proj_out.forward(&x)?;
-        self.unpatchify(&out)
+        Ok(x)
     }
 }

@@ -24,16 +24,19 @@ pub mod layers;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod stack;
 #[cfg(test)]
 mod tests;
 pub mod text;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use diffusion::{Diffusion, Sampler, Schedule};
-use dit::{Dit, DitShape};
+use dit::{BlockPath, Dit, DitShape};
 use evolve_sdk::{BaseModel, Image, PluginContext, PluginError, SampleRequest, SplitMix64, StepStats, TrainBatch};
 use optim::{AdamW, OptimConfig};
 use params::{ParamStore, normals};
+use stack::StackGrads;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -268,9 +271,10 @@ impl DitModel {
             .map_err(failed)
     }
 
-    /// The training loss on `batch` with this step's noise, timesteps and caption dropout,
-    /// advancing the model's random stream.
-    pub fn loss(&mut self, batch: &TrainBatch) -> Result<Tensor, PluginError> {
+    /// The training loss on `batch` with this step's noise, timesteps and caption dropout, and
+    /// its gradients for every parameter, advancing the model's random stream. `path` picks
+    /// how the transformer blocks run (default: [`Dit::fast_path`]).
+    pub fn gradients(&mut self, batch: &TrainBatch, path: Option<BlockPath>) -> Result<(f32, GradStore), PluginError> {
         let b = batch.images.len();
         if b == 0 || b != batch.prompts.len() {
             return Err(PluginError::InvalidInput(format!("{} images for {} prompts", b, batch.prompts.len())));
@@ -281,15 +285,26 @@ impl DitModel {
         let mut rng = self.rng.clone();
         let noise = self.noise(&mut rng, b)?;
         self.rng = rng;
-        let run = || -> candle_core::Result<Tensor> {
+        let path = path.unwrap_or_else(|| Dit::fast_path(&x0, true));
+        let run = || -> candle_core::Result<(Tensor, StackGrads)> {
             let caption = self.text.encode(&batch.prompts)?;
             let y = self.dit.project_caption(&caption, &keep)?;
             let x_t = self.diffusion.add_noise(&x0, &noise, &timesteps)?;
             let t: Vec<f64> = timesteps.iter().map(|&t| t as f64).collect();
-            let predicted = self.dit.forward(&x_t, &t, &y)?;
-            ops::mse(&predicted, &noise)
+            let (predicted, stack_grads) = self.dit.forward_with(&x_t, &t, &y, path)?;
+            Ok((ops::mse(&predicted, &noise)?, stack_grads))
         };
-        run().map_err(failed)
+        let (loss, stack_grads) = run().map_err(failed)?;
+        let value = loss.to_dtype(DType::F32).and_then(|l| l.to_scalar::<f32>()).map_err(failed)?;
+        if !value.is_finite() {
+            return Err(PluginError::Failed(format!(
+                "training diverged: loss {value} at step {}",
+                self.optim.step + 1
+            )));
+        }
+        let mut grads = loss.backward().map_err(failed)?;
+        stack_grads.add_to(&mut grads);
+        Ok((value, grads))
     }
 
     /// Swaps the training weights and the EMA weights (twice restores them).
@@ -319,6 +334,7 @@ impl DitModel {
         let guidance = request.guidance.map(f64::from).unwrap_or(self.config.guidance);
         let steps = request.steps.unwrap_or(self.config.sample_steps) as usize;
         let guided = guidance != 1.0;
+        let path = Dit::fast_path(&x, false);
         // The weights are trainable variables, so every op records its inputs for backprop.
         // Sampling never backpropagates: detaching each step's prediction lets that step's
         // activations go, instead of keeping the whole sampler trajectory's graph alive
@@ -336,11 +352,11 @@ impl DitModel {
             self.diffusion.sample(self.config.sampler, steps, x, |x, t| {
                 let eps = if guided {
                     let both = Tensor::cat(&[x, x], 0)?;
-                    let eps = self.dit.forward(&both, &vec![t as f64; 2 * b], &y)?.detach();
+                    let eps = self.dit.forward_with(&both, &vec![t as f64; 2 * b], &y, path)?.0.detach();
                     let (cond, uncond) = (eps.narrow(0, 0, b)?, eps.narrow(0, b, b)?);
                     (&uncond + ((&cond - &uncond)? * guidance)?)?
                 } else {
-                    self.dit.forward(x, &vec![t as f64; b], &y)?
+                    self.dit.forward_with(x, &vec![t as f64; b], &y, path)?.0
                 };
                 Ok(eps.detach())
             })
@@ -352,15 +368,7 @@ impl DitModel {
 
 impl BaseModel for DitModel {
     fn train_step(&mut self, batch: &TrainBatch) -> Result<StepStats, PluginError> {
-        let loss = self.loss(batch)?;
-        let value = loss.to_dtype(DType::F32).and_then(|l| l.to_scalar::<f32>()).map_err(failed)?;
-        if !value.is_finite() {
-            return Err(PluginError::Failed(format!(
-                "training diverged: loss {value} at step {}",
-                self.optim.step + 1
-            )));
-        }
-        let grads = loss.backward().map_err(failed)?;
+        let (value, grads) = self.gradients(batch, None)?;
         let info = self.optim.step(self.params.vars(), &grads).map_err(failed)?;
         Ok(StepStats {
             step: self.optim.step,

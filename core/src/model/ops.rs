@@ -249,7 +249,7 @@ pub fn fast_tanh_f32(x: f32) -> f32 {
     p / q
 }
 
-fn gelu_value<T: Float>(x: T) -> T {
+pub(crate) fn gelu_value<T: Float>(x: T) -> T {
     let (c, k, half) = (
         T::from(SQRT_2_OVER_PI).unwrap_or_else(T::zero),
         T::from(GELU_C).unwrap_or_else(T::zero),
@@ -258,7 +258,7 @@ fn gelu_value<T: Float>(x: T) -> T {
     half * x * (T::one() + tanh(c * (x + k * x * x * x)))
 }
 
-fn gelu_derivative<T: Float>(x: T) -> T {
+pub(crate) fn gelu_derivative<T: Float>(x: T) -> T {
     let (c, k, half) = (
         T::from(SQRT_2_OVER_PI).unwrap_or_else(T::zero),
         T::from(GELU_C).unwrap_or_else(T::zero),

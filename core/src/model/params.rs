@@ -72,6 +72,11 @@ impl ParamStore {
         Ok(value)
     }
 
+    /// The parameter `name`, if it exists.
+    pub fn tensor(&self, name: &str) -> Option<Tensor> {
+        self.vars.get(name).map(|v| v.as_tensor().clone())
+    }
+
     /// Every parameter, in name order.
     pub fn vars(&self) -> &BTreeMap<String, Var> {
         &self.vars
