@@ -233,6 +233,7 @@ fn tanh<T: Float>(x: T) -> T {
 
 /// Rational minimax approximation of tanh on [-7.9, 7.9] (the form Eigen uses for floats);
 /// within a few ulp of `tanhf`, tested.
+#[inline]
 pub fn fast_tanh_f32(x: f32) -> f32 {
     let x = x.clamp(-7.905_311, 7.905_311);
     let x2 = x * x;

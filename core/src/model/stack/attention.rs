@@ -6,6 +6,7 @@
 //! multi-threaded product spends more on hand-offs than on arithmetic.
 
 use super::kernels::{Mat, MatMut, SharedPtr, matmul, threads};
+use super::simd::{self, multiversion};
 use rayon::prelude::*;
 
 /// The sizes of one attention call.
@@ -37,23 +38,31 @@ impl AttnShape {
         1.0 / (self.head_dim as f32).sqrt()
     }
 
-    /// Head `h` of sample `b` in a `(batch * n, width)` buffer: `(offset, rows)`.
+    /// Where head `h` of sample `b` starts in a `(batch * n, width)` buffer.
     fn head(&self, b: usize, h: usize, n: usize) -> usize {
         b * n * self.width() + h * self.head_dim
     }
 }
 
-/// `softmax(scale * s)` of each row of width `n`, in place.
-fn softmax_rows(s: &mut [f32], n: usize, scale: f32) {
-    for row in s.chunks_mut(n) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0;
-        for v in row.iter_mut() {
-            *v = ((*v - max) * scale).exp();
-            sum += *v;
+multiversion! {
+    /// `softmax(scale * s)` of each row of width `n`, in place.
+    pub fn softmax_rows(s: &mut [f32], n: usize, scale: f32) {
+        for row in s.chunks_mut(n) {
+            let max = simd::max(row);
+            row.iter_mut().for_each(|v| *v = simd::exp((*v - max) * scale));
+            let inv = 1.0 / simd::sum(row);
+            row.iter_mut().for_each(|v| *v *= inv);
         }
-        let inv = 1.0 / sum;
-        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+multiversion! {
+    /// Softmax's backward in place: `ds = scale * p * (dp - Σ dp * p)` per row of width `n`.
+    pub fn softmax_backward_rows(ds: &mut [f32], p: &[f32], n: usize, scale: f32) {
+        for (dsr, pr) in ds.chunks_mut(n).zip(p.chunks(n)) {
+            let dot = simd::dot(dsr, pr);
+            dsr.iter_mut().zip(pr).for_each(|(g, &p)| *g = scale * p * (*g - dot));
+        }
     }
 }
 
@@ -111,10 +120,7 @@ pub fn backward(
         // dP = dO V^T, then dS = scale * P * (dP - rowsum(dP * P))
         let mut ds = vec![0.0f32; n * m];
         matmul(MatMut::new(&mut ds, n, m), doh, vh.t(), false, threads(false));
-        for (dsr, pr) in ds.chunks_mut(m).zip(p.chunks(m)) {
-            let dot: f32 = dsr.iter().zip(pr).map(|(a, b)| a * b).sum();
-            dsr.iter_mut().zip(pr).for_each(|(g, &p)| *g = scale * p * (*g - dot));
-        }
+        softmax_backward_rows(&mut ds, p, m, scale);
         let dsm = Mat::new(&ds, n, m);
         let dqh = unsafe { MatMut::shared(dq_ptr, s.head(b, h, n), n, d, w) };
         matmul(dqh, dsm, kh, false, threads(false));

@@ -13,6 +13,7 @@ use super::kernels::{
     InputGrad, Modulation, add_into, gated_residual, gated_residual_backward, gelu, gelu_backward, layer_norm_affine,
     layer_norm_affine_backward, linear, linear_backward, ln_modulate, ln_modulate_backward,
 };
+use super::pool::Buf;
 
 macro_rules! block_params {
     ($($field:ident: $name:literal),* $(,)?) => {
@@ -93,48 +94,48 @@ impl BlockDims {
 
 /// What the backward pass needs of one block's forward pass.
 pub struct Saved {
-    mods: [Vec<f32>; 6],
-    xhat1: Vec<f32>,
-    rstd1: Vec<f32>,
-    n1: Vec<f32>,
-    q1: Vec<f32>,
-    k1: Vec<f32>,
-    v1: Vec<f32>,
-    p1: Vec<f32>,
-    a1: Vec<f32>,
-    o1: Vec<f32>,
-    x1: Vec<f32>,
-    q2xhat: Vec<f32>,
-    q2rstd: Vec<f32>,
-    q2n: Vec<f32>,
-    k2xhat: Vec<f32>,
-    k2rstd: Vec<f32>,
-    k2n: Vec<f32>,
-    v2: Vec<f32>,
-    p2: Vec<f32>,
-    a2: Vec<f32>,
-    xhat2: Vec<f32>,
-    rstd2: Vec<f32>,
-    n2: Vec<f32>,
-    h: Vec<f32>,
-    g: Vec<f32>,
-    f: Vec<f32>,
+    mods: [Buf; 6],
+    xhat1: Buf,
+    rstd1: Buf,
+    n1: Buf,
+    q1: Buf,
+    k1: Buf,
+    v1: Buf,
+    p1: Buf,
+    a1: Buf,
+    o1: Buf,
+    x1: Buf,
+    q2xhat: Buf,
+    q2rstd: Buf,
+    q2n: Buf,
+    k2xhat: Buf,
+    k2rstd: Buf,
+    k2n: Buf,
+    v2: Buf,
+    p2: Buf,
+    a2: Buf,
+    xhat2: Buf,
+    rstd2: Buf,
+    n2: Buf,
+    h: Buf,
+    g: Buf,
+    f: Buf,
 }
 
-fn zeros(n: usize) -> Vec<f32> {
-    vec![0.0; n]
+fn scratch(n: usize) -> Buf {
+    Buf::scratch(n)
 }
 
-fn lin(x: &[f32], w: &[f32], b: &[f32], rows: usize, inputs: usize) -> Vec<f32> {
-    let mut y = zeros(rows * b.len());
+fn lin(x: &[f32], w: &[f32], b: &[f32], rows: usize, inputs: usize) -> Buf {
+    let mut y = scratch(rows * b.len());
     linear(x, w, b, rows, inputs, &mut y);
     y
 }
 
 /// The six modulation rows per sample, `t6 (B, 6C) + table (6, C)`, as six `(B, C)` buffers.
-fn modulations(t6: &[f32], table: &[f32], batch: usize, c: usize) -> [Vec<f32>; 6] {
+fn modulations(t6: &[f32], table: &[f32], batch: usize, c: usize) -> [Buf; 6] {
     std::array::from_fn(|j| {
-        let mut m = zeros(batch * c);
+        let mut m = scratch(batch * c);
         for b in 0..batch {
             let src = &t6[b * 6 * c + j * c..b * 6 * c + (j + 1) * c];
             m[b * c..(b + 1) * c].iter_mut().zip(src).zip(&table[j * c..(j + 1) * c]).for_each(|((o, t), s)| {
@@ -146,44 +147,45 @@ fn modulations(t6: &[f32], table: &[f32], batch: usize, c: usize) -> [Vec<f32>; 
 }
 
 /// Per-head LayerNorm with a shared affine map over `x`'s rows of `head_dim`.
-fn head_norm(x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (mut out, mut xhat, mut rstd) = (zeros(x.len()), zeros(x.len()), zeros(x.len() / w.len()));
+fn head_norm(x: &[f32], w: &[f32], b: &[f32]) -> (Buf, Buf, Buf) {
+    let (mut out, mut xhat, mut rstd) = (scratch(x.len()), scratch(x.len()), scratch(x.len() / w.len()));
     layer_norm_affine(x, w, b, &mut out, &mut xhat, &mut rstd);
     (out, xhat, rstd)
 }
 
 /// Runs the block on `x` (B*N, C) with `t6` (B, 6C) and the projected caption `y` (B*L, C).
-pub fn forward(p: &BlockParams<Vec<f32>>, d: BlockDims, x: &[f32], t6: &[f32], y: &[f32]) -> (Vec<f32>, Saved) {
+pub fn forward(p: &BlockParams<Vec<f32>>, d: BlockDims, x: &[f32], t6: &[f32], y: &[f32]) -> (Buf, Saved) {
     let (c, n) = (d.width, d.tokens);
     let (rows, caption_rows) = (d.batch * n, d.batch * d.caption_len);
     let mods = modulations(t6, &p.table, d.batch, c);
 
-    let (mut n1, mut xhat1, mut rstd1) = (zeros(rows * c), zeros(rows * c), zeros(rows));
+    let (mut n1, mut xhat1, mut rstd1) = (scratch(rows * c), scratch(rows * c), scratch(rows));
     ln_modulate(x, Modulation { shift: &mods[0], scale: &mods[1] }, n, c, &mut n1, &mut xhat1, &mut rstd1);
-    let (q1, k1, v1) = (lin(&n1, &p.q1w, &p.q1b, rows, c), lin(&n1, &p.k1w, &p.k1b, rows, c), lin(&n1, &p.v1w, &p.v1b, rows, c));
+    let (q1, k1, v1) =
+        (lin(&n1, &p.q1w, &p.q1b, rows, c), lin(&n1, &p.k1w, &p.k1b, rows, c), lin(&n1, &p.v1w, &p.v1b, rows, c));
     let self_attn = d.attn(n);
-    let (mut p1, mut a1) = (zeros(self_attn.probs_len()), zeros(rows * c));
+    let (mut p1, mut a1) = (scratch(self_attn.probs_len()), scratch(rows * c));
     attention::forward(self_attn, &q1, &k1, &v1, &mut p1, &mut a1);
     let o1 = lin(&a1, &p.o1w, &p.o1b, rows, c);
-    let mut x1 = zeros(rows * c);
+    let mut x1 = scratch(rows * c);
     gated_residual(x, &o1, &mods[2], n, c, &mut x1);
 
     let (q2n, q2xhat, q2rstd) = head_norm(&lin(&x1, &p.q2w, &p.q2b, rows, c), &p.nqw, &p.nqb);
     let (k2n, k2xhat, k2rstd) = head_norm(&lin(y, &p.k2w, &p.k2b, caption_rows, c), &p.nkw, &p.nkb);
     let v2 = lin(y, &p.v2w, &p.v2b, caption_rows, c);
     let cross_attn = d.attn(d.caption_len);
-    let (mut p2, mut a2) = (zeros(cross_attn.probs_len()), zeros(rows * c));
+    let (mut p2, mut a2) = (scratch(cross_attn.probs_len()), scratch(rows * c));
     attention::forward(cross_attn, &q2n, &k2n, &v2, &mut p2, &mut a2);
     let mut x2 = lin(&a2, &p.o2w, &p.o2b, rows, c);
     add_into(&mut x2, &x1);
 
-    let (mut n2, mut xhat2, mut rstd2) = (zeros(rows * c), zeros(rows * c), zeros(rows));
+    let (mut n2, mut xhat2, mut rstd2) = (scratch(rows * c), scratch(rows * c), scratch(rows));
     ln_modulate(&x2, Modulation { shift: &mods[3], scale: &mods[4] }, n, c, &mut n2, &mut xhat2, &mut rstd2);
     let h = lin(&n2, &p.f1w, &p.f1b, rows, c);
-    let mut g = zeros(h.len());
+    let mut g = scratch(h.len());
     gelu(&h, &mut g);
     let f = lin(&g, &p.f2w, &p.f2b, rows, d.ff_width);
-    let mut x3 = zeros(rows * c);
+    let mut x3 = scratch(rows * c);
     gated_residual(&x2, &f, &mods[5], n, c, &mut x3);
 
     let saved = Saved {
@@ -228,32 +230,33 @@ pub fn backward(
     dx3: &[f32],
     dy: &mut [f32],
     dt6: &mut [f32],
-) -> (Vec<f32>, BlockParams<Vec<f32>>) {
+) -> (Buf, BlockParams<Buf>) {
     let (c, n) = (d.width, d.tokens);
     let (rows, caption_rows) = (d.batch * n, d.batch * d.caption_len);
-    let mut gr = p.map(|v| zeros(v.len()));
-    let mut dmods: [Vec<f32>; 6] = std::array::from_fn(|_| zeros(d.batch * c));
+    let mut gr = p.map(|v| scratch(v.len()));
+    gr.table.fill(0.0);
+    let mut dmods: [Buf; 6] = std::array::from_fn(|_| scratch(d.batch * c));
 
     // x3 = x2 + gate2 * FF(n2)
-    let mut df = zeros(rows * c);
+    let mut df = scratch(rows * c);
     gated_residual_backward(dx3, &s.f, &s.mods[5], n, c, &mut df, &mut dmods[5]);
-    let mut dh = zeros(rows * d.ff_width);
+    let mut dh = scratch(rows * d.ff_width);
     linear_backward(&s.g, &p.f2w, &df, rows, &mut gr.f2w, &mut gr.f2b, InputGrad::Write(&mut dh));
     gelu_backward(&s.h, &mut dh);
     let mut dn2 = df;
     linear_backward(&s.n2, &p.f1w, &dh, rows, &mut gr.f1w, &mut gr.f1b, InputGrad::Write(&mut dn2));
-    let mut dx = dx3.to_vec();
+    let mut dx = Buf::copy_of(dx3);
     let [_, _, _, dshift2, dscale2, _] = &mut dmods;
     ln_modulate_backward(&dn2, &s.xhat2, &s.rstd2, &s.mods[4], n, c, &mut dx, dshift2, dscale2);
 
     // x2 = x1 + CrossAttn(x1, y)
     let mut da2 = dn2;
     linear_backward(&s.a2, &p.o2w, &dx, rows, &mut gr.o2w, &mut gr.o2b, InputGrad::Write(&mut da2));
-    let (mut dq2n, mut dk2n, mut dv2) = (zeros(rows * c), zeros(caption_rows * c), zeros(caption_rows * c));
+    let (mut dq2n, mut dk2n, mut dv2) = (scratch(rows * c), scratch(caption_rows * c), scratch(caption_rows * c));
     attention::backward(d.attn(d.caption_len), &s.q2n, &s.k2n, &s.v2, &s.p2, &da2, &mut dq2n, &mut dk2n, &mut dv2);
     let mut dq2 = da2;
     layer_norm_affine_backward(&dq2n, &s.q2xhat, &s.q2rstd, &p.nqw, &mut dq2, &mut gr.nqw, &mut gr.nqb);
-    let mut dk2 = zeros(caption_rows * c);
+    let mut dk2 = scratch(caption_rows * c);
     layer_norm_affine_backward(&dk2n, &s.k2xhat, &s.k2rstd, &p.nkw, &mut dk2, &mut gr.nkw, &mut gr.nkb);
     linear_backward(y, &p.k2w, &dk2, caption_rows, &mut gr.k2w, &mut gr.k2b, InputGrad::Add(dy));
     linear_backward(y, &p.v2w, &dv2, caption_rows, &mut gr.v2w, &mut gr.v2b, InputGrad::Add(dy));
@@ -264,7 +267,7 @@ pub fn backward(
     gated_residual_backward(&dx, &s.o1, &s.mods[2], n, c, &mut do1, &mut dmods[2]);
     let mut da1 = dq2;
     linear_backward(&s.a1, &p.o1w, &do1, rows, &mut gr.o1w, &mut gr.o1b, InputGrad::Write(&mut da1));
-    let (mut dq1, mut dk1, mut dv1) = (do1, zeros(rows * c), zeros(rows * c));
+    let (mut dq1, mut dk1, mut dv1) = (do1, scratch(rows * c), scratch(rows * c));
     attention::backward(d.attn(n), &s.q1, &s.k1, &s.v1, &s.p1, &da1, &mut dq1, &mut dk1, &mut dv1);
     let mut dn1 = da1;
     linear_backward(&s.n1, &p.q1w, &dq1, rows, &mut gr.q1w, &mut gr.q1b, InputGrad::Write(&mut dn1));

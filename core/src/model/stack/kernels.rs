@@ -7,7 +7,7 @@
 //! and add the partial sums in order, so results do not depend on thread scheduling: a resumed
 //! run reproduces the uninterrupted one bit for bit.
 
-use crate::model::ops::{gelu_derivative, gelu_value};
+use super::simd::{self, multiversion};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -182,6 +182,27 @@ pub fn column_sums(x: &[f32], cols: usize, out: &mut [f32]) {
     column_sums_of(x, cols, out, |row, acc| acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v));
 }
 
+/// `out[c] = Σ_r a[r, c] * b[r, c]`, in a fixed order.
+pub fn column_sums_of2(a: &[f32], b: &[f32], cols: usize, out: &mut [f32]) {
+    let rows = a.len() / cols.max(1);
+    let part_rows = rows.div_ceil(REDUCE_PARTS).max(1);
+    let partials: Vec<Vec<f32>> = a
+        .par_chunks(part_rows * cols)
+        .zip(b.par_chunks(part_rows * cols))
+        .map(|(pa, pb)| {
+            let mut acc = vec![0.0f32; cols];
+            for (ra, rb) in pa.chunks(cols).zip(pb.chunks(cols)) {
+                acc.iter_mut().zip(ra).zip(rb).for_each(|((s, x), y)| *s += x * y);
+            }
+            acc
+        })
+        .collect();
+    out.fill(0.0);
+    for p in partials {
+        out.iter_mut().zip(&p).for_each(|(o, v)| *o += v);
+    }
+}
+
 /// Adds up `per_row(row, acc)` over the rows of `x` into `out`, over a fixed partition.
 fn column_sums_of(x: &[f32], cols: usize, out: &mut [f32], per_row: impl Fn(&[f32], &mut [f32]) + Sync) {
     let rows = x.len() / cols.max(1);
@@ -201,22 +222,19 @@ fn column_sums_of(x: &[f32], cols: usize, out: &mut [f32], per_row: impl Fn(&[f3
 }
 
 /// Mean and reciprocal standard deviation of a row.
+#[inline(always)]
 fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = simd::sum(x) / n;
+    let var = simd::sum_sq_dev(x, mean) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
 /// `dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))`, added into `dx` or written.
+#[inline(always)]
 fn norm_backward_row(xhat: &[f32], dxhat: &[f32], rstd: f32, dx: &mut [f32], accumulate: bool) {
     let n = xhat.len() as f32;
-    let (mut s1, mut s2) = (0.0f32, 0.0f32);
-    for (&h, &g) in xhat.iter().zip(dxhat) {
-        s1 += g;
-        s2 += g * h;
-    }
-    let (m1, m2) = (s1 / n, s2 / n);
+    let (m1, m2) = (simd::sum(dxhat) / n, simd::dot(dxhat, xhat) / n);
     for ((d, &h), &g) in dx.iter_mut().zip(xhat).zip(dxhat) {
         let v = rstd * (g - m1 - h * m2);
         *d = if accumulate { *d + v } else { v };
@@ -233,25 +251,42 @@ pub struct Modulation<'a> {
 
 /// `out = LN(x) * (1 + scale_b) + shift_b` over rows of width `c`, `tokens` rows per sample;
 /// keeps `xhat` and `rstd` for the backward pass.
-pub fn ln_modulate(x: &[f32], m: Modulation, tokens: usize, c: usize, out: &mut [f32], xhat: &mut [f32], rstd: &mut [f32]) {
+pub fn ln_modulate(
+    x: &[f32],
+    m: Modulation,
+    tokens: usize,
+    c: usize,
+    out: &mut [f32],
+    xhat: &mut [f32],
+    rstd: &mut [f32],
+) {
     let per = tokens * c;
     out.par_chunks_mut(per)
         .zip(xhat.par_chunks_mut(per))
         .zip(rstd.par_chunks_mut(tokens))
+        .zip(x.par_chunks(per))
         .enumerate()
-        .for_each(|(b, ((out, xhat), rstd))| {
+        .for_each(|(b, (((out, xhat), rstd), x))| {
             let (shift, scale) = (&m.shift[b * c..(b + 1) * c], &m.scale[b * c..(b + 1) * c]);
-            for (t, r) in rstd.iter_mut().enumerate() {
-                let row = &x[b * per + t * c..b * per + (t + 1) * c];
-                let (mean, rs) = row_stats(row, 1e-6);
-                *r = rs;
-                let (o, h) = (&mut out[t * c..(t + 1) * c], &mut xhat[t * c..(t + 1) * c]);
-                for i in 0..c {
-                    h[i] = (row[i] - mean) * rs;
-                    o[i] = h[i] * (1.0 + scale[i]) + shift[i];
-                }
-            }
+            ln_modulate_sample(x, shift, scale, out, xhat, rstd);
         });
+}
+
+multiversion! {
+    /// [`ln_modulate`] of one sample's rows.
+    pub fn ln_modulate_sample(x: &[f32], shift: &[f32], scale: &[f32], out: &mut [f32], xhat: &mut [f32], rstd: &mut [f32]) {
+        let c = shift.len();
+        for (t, r) in rstd.iter_mut().enumerate() {
+            let row = &x[t * c..(t + 1) * c];
+            let (mean, rs) = row_stats(row, 1e-6);
+            *r = rs;
+            let (o, h) = (&mut out[t * c..(t + 1) * c], &mut xhat[t * c..(t + 1) * c]);
+            for i in 0..c {
+                h[i] = (row[i] - mean) * rs;
+                o[i] = h[i] * (1.0 + scale[i]) + shift[i];
+            }
+        }
+    }
 }
 
 /// Backward of [`ln_modulate`]: adds the input gradient into `dx` and writes the per-sample
@@ -269,48 +304,67 @@ pub fn ln_modulate_backward(
     dscale: &mut [f32],
 ) {
     let per = tokens * c;
-    dx.par_chunks_mut(per)
-        .zip(dshift.par_chunks_mut(c))
-        .zip(dscale.par_chunks_mut(c))
-        .enumerate()
-        .for_each(|(b, ((dx, dshift), dscale))| {
-            let scale = &scale[b * c..(b + 1) * c];
-            dshift.fill(0.0);
-            dscale.fill(0.0);
-            let mut dxhat = vec![0.0f32; c];
-            for t in 0..tokens {
-                let at = b * per + t * c;
-                let (g, h) = (&dout[at..at + c], &xhat[at..at + c]);
-                for i in 0..c {
-                    dshift[i] += g[i];
-                    dscale[i] += g[i] * h[i];
-                    dxhat[i] = g[i] * (1.0 + scale[i]);
-                }
-                norm_backward_row(h, &dxhat, rstd[b * tokens + t], &mut dx[t * c..(t + 1) * c], true);
+    dx.par_chunks_mut(per).zip(dshift.par_chunks_mut(c)).zip(dscale.par_chunks_mut(c)).enumerate().for_each(
+        |(b, ((dx, dshift), dscale))| {
+            let at = b * per..(b + 1) * per;
+            let (dout, xhat, rstd) = (&dout[at.clone()], &xhat[at], &rstd[b * tokens..(b + 1) * tokens]);
+            ln_modulate_backward_sample(dout, xhat, rstd, &scale[b * c..(b + 1) * c], dx, dshift, dscale);
+        },
+    );
+}
+
+multiversion! {
+    /// [`ln_modulate_backward`] of one sample's rows.
+    pub fn ln_modulate_backward_sample(
+        dout: &[f32],
+        xhat: &[f32],
+        rstd: &[f32],
+        scale: &[f32],
+        dx: &mut [f32],
+        dshift: &mut [f32],
+        dscale: &mut [f32],
+    ) {
+        let c = scale.len();
+        dshift.fill(0.0);
+        dscale.fill(0.0);
+        let mut dxhat = vec![0.0f32; c];
+        for (t, &rs) in rstd.iter().enumerate() {
+            let (g, h) = (&dout[t * c..(t + 1) * c], &xhat[t * c..(t + 1) * c]);
+            for i in 0..c {
+                dshift[i] += g[i];
+                dscale[i] += g[i] * h[i];
+                dxhat[i] = g[i] * (1.0 + scale[i]);
             }
-        });
+            norm_backward_row(h, &dxhat, rs, &mut dx[t * c..(t + 1) * c], true);
+        }
+    }
 }
 
 /// Affine LayerNorm over rows of width `w.len()` (the per-head Q/K norm); keeps `xhat`, `rstd`.
 pub fn layer_norm_affine(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], xhat: &mut [f32], rstd: &mut [f32]) {
-    let d = w.len();
-    let task = d * ROWS_PER_TASK;
+    let task = w.len() * ROWS_PER_TASK;
     out.par_chunks_mut(task)
         .zip(xhat.par_chunks_mut(task))
         .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
         .zip(x.par_chunks(task))
-        .for_each(|(((out, xhat), rstd), x)| {
-            for (r, rs) in rstd.iter_mut().enumerate() {
-                let row = &x[r * d..(r + 1) * d];
-                let (mean, s) = row_stats(row, 1e-6);
-                *rs = s;
-                for i in 0..d {
-                    let h = (row[i] - mean) * s;
-                    xhat[r * d + i] = h;
-                    out[r * d + i] = h * w[i] + b[i];
-                }
+        .for_each(|(((out, xhat), rstd), x)| layer_norm_affine_rows(x, w, b, out, xhat, rstd));
+}
+
+multiversion! {
+    /// [`layer_norm_affine`] of a run of rows.
+    pub fn layer_norm_affine_rows(x: &[f32], w: &[f32], b: &[f32], out: &mut [f32], xhat: &mut [f32], rstd: &mut [f32]) {
+        let d = w.len();
+        for (r, rs) in rstd.iter_mut().enumerate() {
+            let row = &x[r * d..(r + 1) * d];
+            let (mean, s) = row_stats(row, 1e-6);
+            *rs = s;
+            for i in 0..d {
+                let h = (row[i] - mean) * s;
+                xhat[r * d + i] = h;
+                out[r * d + i] = h * w[i] + b[i];
             }
-        });
+        }
+    }
 }
 
 /// Backward of [`layer_norm_affine`]: writes `dx`, `dw`, `db`.
@@ -325,34 +379,50 @@ pub fn layer_norm_affine_backward(
 ) {
     let d = w.len();
     column_sums(dout, d, db);
-    let pairs: Vec<f32> = dout.par_iter().zip(xhat.par_iter()).map(|(g, h)| g * h).collect();
-    column_sums(&pairs, d, dw);
+    column_sums_of2(dout, xhat, d, dw);
     let task = d * ROWS_PER_TASK;
-    dx.par_chunks_mut(task).zip(dout.par_chunks(task)).zip(xhat.par_chunks(task)).enumerate().for_each(
-        |(chunk, ((dx, g), h))| {
-            let mut dxhat = vec![0.0f32; d];
-            for r in 0..dx.len() / d {
-                let (gr, hr) = (&g[r * d..(r + 1) * d], &h[r * d..(r + 1) * d]);
-                dxhat.iter_mut().zip(gr).zip(w).for_each(|((o, &g), &w)| *o = g * w);
-                let rs = rstd[chunk * ROWS_PER_TASK + r];
-                norm_backward_row(hr, &dxhat, rs, &mut dx[r * d..(r + 1) * d], false);
-            }
-        },
-    );
+    dx.par_chunks_mut(task)
+        .zip(dout.par_chunks(task))
+        .zip(xhat.par_chunks(task))
+        .zip(rstd.par_chunks(ROWS_PER_TASK))
+        .for_each(|(((dx, g), h), rstd)| layer_norm_affine_backward_rows(g, h, rstd, w, dx));
+}
+
+multiversion! {
+    /// [`layer_norm_affine_backward`]'s input gradient for a run of rows.
+    pub fn layer_norm_affine_backward_rows(g: &[f32], h: &[f32], rstd: &[f32], w: &[f32], dx: &mut [f32]) {
+        let d = w.len();
+        let mut dxhat = vec![0.0f32; d];
+        for (r, &rs) in rstd.iter().enumerate() {
+            let (gr, hr) = (&g[r * d..(r + 1) * d], &h[r * d..(r + 1) * d]);
+            dxhat.iter_mut().zip(gr).zip(w).for_each(|((o, &g), &w)| *o = g * w);
+            norm_backward_row(hr, &dxhat, rs, &mut dx[r * d..(r + 1) * d], false);
+        }
+    }
 }
 
 /// `g = GELU_tanh(h)` elementwise.
 pub fn gelu(h: &[f32], g: &mut [f32]) {
-    g.par_chunks_mut(4096).zip(h.par_chunks(4096)).for_each(|(g, h)| {
-        g.iter_mut().zip(h).for_each(|(g, &h)| *g = gelu_value(h));
-    });
+    g.par_chunks_mut(4096).zip(h.par_chunks(4096)).for_each(|(g, h)| gelu_run(h, g));
+}
+
+multiversion! {
+    /// [`gelu`] of a run of values.
+    pub fn gelu_run(h: &[f32], g: &mut [f32]) {
+        g.iter_mut().zip(h).for_each(|(g, &h)| *g = simd::gelu(h));
+    }
 }
 
 /// `dh = dg * GELU_tanh'(h)`, in place over `dg`.
 pub fn gelu_backward(h: &[f32], dg: &mut [f32]) {
-    dg.par_chunks_mut(4096).zip(h.par_chunks(4096)).for_each(|(dg, h)| {
-        dg.iter_mut().zip(h).for_each(|(d, &h)| *d *= gelu_derivative(h));
-    });
+    dg.par_chunks_mut(4096).zip(h.par_chunks(4096)).for_each(|(dg, h)| gelu_backward_run(h, dg));
+}
+
+multiversion! {
+    /// [`gelu_backward`] of a run of values.
+    pub fn gelu_backward_run(h: &[f32], dg: &mut [f32]) {
+        dg.iter_mut().zip(h).for_each(|(d, &h)| *d *= simd::gelu_derivative(h));
+    }
 }
 
 /// `out = x + gate_b * f` (per-sample gate rows of width `c`, `tokens` rows each).

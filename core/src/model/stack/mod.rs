@@ -14,6 +14,8 @@
 pub mod attention;
 pub mod block;
 pub mod kernels;
+pub mod pool;
+pub mod simd;
 #[cfg(test)]
 mod tests;
 
@@ -95,7 +97,7 @@ impl CustomOp3 for StackOp {
         if t6.len() != d.batch * 6 * d.width || y.len() != d.batch * d.caption_len * d.width {
             bail!("evolve stack: t6 must be (B, 6C) and y (B, L, C)");
         }
-        let mut x = x.to_vec();
+        let mut x = pool::Buf::copy_of(x);
         let mut tape = Vec::with_capacity(if self.train { self.weights.len() } else { 0 });
         for w in &self.weights {
             let (next, saved) = block::forward(w, d, &x, t6, y);
@@ -107,7 +109,7 @@ impl CustomOp3 for StackOp {
         if self.train {
             *self.tape.lock().unwrap_or_else(PoisonError::into_inner) = Some(tape);
         }
-        Ok((CpuStorage::F32(x), l1.shape().clone()))
+        Ok((CpuStorage::F32(x.into_vec()), l1.shape().clone()))
     }
 
     fn bwd(
@@ -123,20 +125,20 @@ impl CustomOp3 for StackOp {
         };
         let d = dims(x.layout(), y.layout(), self.heads, self.ff_width())?;
         let y_values = to_vec(y)?;
-        let mut dx = to_vec(grad_res)?;
+        let mut dx = pool::Buf::copy_of(&to_vec(grad_res)?);
         let (mut dy, mut dt6) = (vec![0.0f32; y_values.len()], vec![0.0f32; t6.elem_count()]);
         let mut grads = self.grads.0.lock().unwrap_or_else(PoisonError::into_inner);
         for ((w, saved), handles) in self.weights.iter().zip(&tape).zip(&self.handles).rev() {
             let (next, g) = block::backward(w, d, saved, &y_values, &dx, &mut dy, &mut dt6);
             dx = next;
             for ((_, grad), (_, param)) in g.into_named().into_iter().zip(handles.clone().into_named()) {
-                let grad = Tensor::from_vec(grad, param.shape(), param.device())?;
+                let grad = Tensor::from_vec(grad.into_vec(), param.shape(), param.device())?;
                 grads.push((param, grad));
             }
         }
         let device = x.device();
         Ok((
-            Some(Tensor::from_vec(dx, x.shape(), device)?),
+            Some(Tensor::from_vec(dx.into_vec(), x.shape(), device)?),
             Some(Tensor::from_vec(dt6, t6.shape(), device)?),
             Some(Tensor::from_vec(dy, y.shape(), device)?),
         ))
@@ -158,11 +160,7 @@ impl TransformerStack {
     /// caption `y` (B, L, C). With `train`, activations are kept for one backward pass, whose
     /// parameter gradients the returned [`StackGrads`] collects.
     pub fn forward(&self, x: &Tensor, t6: &Tensor, y: &Tensor, train: bool) -> Result<(Tensor, StackGrads)> {
-        let weights = self
-            .blocks
-            .iter()
-            .map(|b| b.try_map(to_vec))
-            .collect::<Result<Vec<_>>>()?;
+        let weights = self.blocks.iter().map(|b| b.try_map(to_vec)).collect::<Result<Vec<_>>>()?;
         let grads = StackGrads::default();
         let op = StackOp {
             weights,

@@ -7,7 +7,16 @@ use candle_core::{DType, Device, Tensor, Var};
 use evolve_sdk::SplitMix64;
 
 fn shape() -> DitShape {
-    DitShape { image_size: 8, in_channels: 3, patch: 2, hidden: 32, depth: 2, heads: 4, caption_channels: 16, caption_len: 5 }
+    DitShape {
+        image_size: 8,
+        in_channels: 3,
+        patch: 2,
+        hidden: 32,
+        depth: 2,
+        heads: 4,
+        caption_channels: 16,
+        caption_len: 5,
+    }
 }
 
 fn random(shape: &[usize], seed: u64, scale: f64) -> Tensor {
@@ -92,7 +101,12 @@ fn the_stack_gradients_match_finite_differences() {
     let mut grads = loss.backward().unwrap();
     stack_grads.add_to(&mut grads);
     let mut rng = SplitMix64::new(17);
-    for name in ["transformer_blocks.0.attn1.to_q.weight", "transformer_blocks.1.attn2.norm_k.weight", "transformer_blocks.0.scale_shift_table", "transformer_blocks.1.ff.net.0.proj.bias"] {
+    for name in [
+        "transformer_blocks.0.attn1.to_q.weight",
+        "transformer_blocks.1.attn2.norm_k.weight",
+        "transformer_blocks.0.scale_shift_table",
+        "transformer_blocks.1.ff.net.0.proj.bias",
+    ] {
         let var = &p.vars()[name];
         let g = values(grads.get(var).unwrap());
         let base = values(var.as_tensor());
@@ -102,8 +116,7 @@ fn the_stack_gradients_match_finite_differences() {
                 let mut v = base.clone();
                 v[i] += delta;
                 var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
-                let value = objective(&dit, &c, BlockPath::Stack { train: false }).0.to_scalar::<f32>().unwrap() as f64;
-                value
+                objective(&dit, &c, BlockPath::Stack { train: false }).0.to_scalar::<f32>().unwrap() as f64
             };
             let step = 1e-2;
             let numeric = ((eval(step) - eval(-step)) / (2.0 * step as f64)) as f32;
