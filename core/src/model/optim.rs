@@ -2,7 +2,7 @@
 //! resumes), linear warm-up, global gradient-norm clipping and an EMA of the weights.
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Result, Tensor, Var};
+use candle_core::{DType, Result, Tensor, Var, WithDType};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -118,50 +118,83 @@ impl AdamW {
     }
 
     /// One update of every variable from `grads`, then the EMA: one fused pass per parameter
-    /// over plain buffers (a dozen tensor operations each, otherwise).
+    /// over plain buffers in the parameter's own precision (a dozen tensor operations each,
+    /// otherwise).
     pub fn step(&mut self, vars: &BTreeMap<String, Var>, grads: &GradStore) -> Result<StepInfo> {
         self.step += 1;
         let c = self.config;
         let lr = c.lr_at(self.step);
-        let mut flat: Vec<(&String, &Var, Vec<f64>)> = Vec::with_capacity(vars.len());
         let mut total = 0.0;
-        for (name, var) in vars {
-            let Some(g) = grads.get(var) else { continue };
-            let g: Vec<f64> = g.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-            total += g.iter().map(|v| v * v).sum::<f64>();
-            flat.push((name, var, g));
+        for var in vars.values() {
+            if let Some(g) = grads.get(var) {
+                total += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            }
         }
         let grad_norm = total.sqrt();
         let clip = if c.grad_clip > 0.0 && grad_norm > c.grad_clip { c.grad_clip / grad_norm } else { 1.0 };
-        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
-        let correction1 = 1.0 - b1.powi(self.step as i32);
-        let correction2 = 1.0 - b2.powi(self.step as i32);
-        let decay = 1.0 - lr * c.weight_decay;
-        let ema_decay = self.ema_decay_at(self.step);
-        for (name, var, g) in flat {
+        let (b1, b2) = (0.9f64, 0.999f64);
+        let update = Update {
+            clip,
+            lr,
+            b1,
+            b2,
+            correction1: 1.0 - b1.powi(self.step as i32),
+            correction2: 1.0 - b2.powi(self.step as i32),
+            decay: 1.0 - lr * c.weight_decay,
+            ema_decay: self.ema_decay_at(self.step),
+        };
+        for (name, var) in vars {
+            let Some(g) = grads.get(var) else { continue };
             let (Some(m), Some(v), Some(e)) = (self.m.get_mut(name), self.v.get_mut(name), self.ema.get_mut(name))
             else {
                 continue;
             };
-            let (dtype, shape) = (var.dtype(), var.shape().clone());
-            let read = |t: &Tensor| -> Result<Vec<f64>> { t.to_dtype(DType::F64)?.flatten_all()?.to_vec1() };
-            let (mut pv, mut mv, mut vv, mut ev) = (read(var.as_tensor())?, read(m)?, read(v)?, read(e)?);
-            for i in 0..pv.len() {
-                let gi = g[i] * clip;
-                mv[i] = b1 * mv[i] + (1.0 - b1) * gi;
-                vv[i] = b2 * vv[i] + (1.0 - b2) * gi * gi;
-                let update = (mv[i] / correction1) / ((vv[i] / correction2).sqrt() + eps);
-                pv[i] = pv[i] * decay - lr * update;
-                ev[i] = ema_decay * ev[i] + (1.0 - ema_decay) * pv[i];
+            match var.dtype() {
+                DType::F32 => update.apply::<f32>(var, g, m, v, e)?,
+                _ => update.apply::<f64>(var, g, m, v, e)?,
             }
-            let write = |values: Vec<f64>| -> Result<Tensor> {
-                Tensor::from_vec(values, shape.clone(), var.device())?.to_dtype(dtype)
-            };
-            var.set(&write(pv)?)?;
-            *m = write(mv)?;
-            *v = write(vv)?;
-            *e = write(ev)?;
         }
         Ok(StepInfo { learning_rate: lr, grad_norm })
+    }
+}
+
+/// The constants of one AdamW step.
+struct Update {
+    clip: f64,
+    lr: f64,
+    b1: f64,
+    b2: f64,
+    correction1: f64,
+    correction2: f64,
+    decay: f64,
+    ema_decay: f64,
+}
+
+impl Update {
+    /// Updates one parameter, its moments `m`, `v` and its average `e`, computing in `T`'s
+    /// buffers (f64 arithmetic per element).
+    fn apply<T: WithDType>(&self, var: &Var, g: &Tensor, m: &mut Tensor, v: &mut Tensor, e: &mut Tensor) -> Result<()> {
+        let (dtype, shape) = (var.dtype(), var.shape().clone());
+        let read = |t: &Tensor| -> Result<Vec<T>> { t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>() };
+        let g = read(g)?;
+        let (mut pv, mut mv, mut vv, mut ev) = (read(var.as_tensor())?, read(m)?, read(v)?, read(e)?);
+        let eps = 1e-8;
+        for i in 0..pv.len() {
+            let gi = g[i].to_f64() * self.clip;
+            let mi = self.b1 * mv[i].to_f64() + (1.0 - self.b1) * gi;
+            let vi = self.b2 * vv[i].to_f64() + (1.0 - self.b2) * gi * gi;
+            let step = (mi / self.correction1) / ((vi / self.correction2).sqrt() + eps);
+            let pi = pv[i].to_f64() * self.decay - self.lr * step;
+            let ei = self.ema_decay * ev[i].to_f64() + (1.0 - self.ema_decay) * pi;
+            (mv[i], vv[i], pv[i], ev[i]) = (T::from_f64(mi), T::from_f64(vi), T::from_f64(pi), T::from_f64(ei));
+        }
+        let write = |values: Vec<T>| -> Result<Tensor> {
+            Tensor::from_vec(values, shape.clone(), var.device())?.to_dtype(dtype)
+        };
+        var.set(&write(pv)?)?;
+        *m = write(mv)?;
+        *v = write(vv)?;
+        *e = write(ev)?;
+        Ok(())
     }
 }
