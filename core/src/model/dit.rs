@@ -173,19 +173,15 @@ impl Dit {
                 scale_shift_table: p.get(&format!("{name}.scale_shift_table"), &[6, h], table_init)?,
             });
         }
-        let stack = TransformerStack::new(
-            (0..shape.depth)
-                .map(|i| {
-                    BlockParams::try_from_fn(|name| {
-                        let full = format!("transformer_blocks.{i}.{name}");
-                        p.tensor(&full).ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {full}")))
-                    })
-                })
-                .collect::<Result<_>>()?,
-            shape.heads,
-        );
         let final_table = p.get("scale_shift_table", &[2, h], table_init)?;
         let proj_out = Linear::with_init(p, "proj_out", h, patch * patch * c_in, Init::Zeros)?;
+        let named =
+            |name: &str| p.tensor(name).ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {name}")));
+        let stack_blocks = (0..shape.depth)
+            .map(|i| BlockParams::try_from_fn(|name| named(&format!("transformer_blocks.{i}.{name}"))))
+            .collect::<Result<_>>()?;
+        let output = [named("scale_shift_table")?, named("proj_out.weight")?, named("proj_out.bias")?];
+        let stack = TransformerStack::new(stack_blocks, output, shape.heads);
         let pos = pos_embedding(shape.image_size / patch, h, p.device())?.to_dtype(p.dtype())?;
         Ok(Dit {
             shape,
@@ -273,15 +269,16 @@ impl Dit {
         let t_freq = timestep_embedding(timesteps, 256, x.device())?.to_dtype(x.dtype())?;
         let e_t = self.time_2.forward(&self.time_1.forward(&t_freq)?.silu()?)?;
         let t6 = self.t_block.forward(&e_t.silu()?)?;
-        let (x, grads) = match path {
-            BlockPath::Candle => (self.blocks_candle(x, &t6.reshape((b, 6, h))?, y)?, StackGrads::default()),
-            BlockPath::Stack { train } => self.stack.forward(&x, &t6, y, train)?,
+        let (out, grads) = match path {
+            BlockPath::Candle => {
+                let x = self.blocks_candle(x, &t6.reshape((b, 6, h))?, y)?;
+                let m = self.final_table.unsqueeze(0)?.broadcast_add(&e_t.unsqueeze(1)?)?;
+                let (shift, scale) = (m.narrow(1, 0, 1)?, m.narrow(1, 1, 1)?);
+                let x = ln_modulate(&x, &shift, &scale, 1e-6)?;
+                (self.proj_out.forward(&x)?, StackGrads::default())
+            }
+            BlockPath::Stack { train } => self.stack.forward(&x, &Tensor::cat(&[&t6, &e_t], 1)?, y, train)?,
         };
-
-        let m = self.final_table.unsqueeze(0)?.broadcast_add(&e_t.unsqueeze(1)?)?;
-        let (shift, scale) = (m.narrow(1, 0, 1)?, m.narrow(1, 1, 1)?);
-        let x = ln_modulate(&x, &shift, &scale, 1e-6)?;
-        let out = self.proj_out.forward(&x)?;
         Ok((self.unpatchify(&out)?, grads))
     }
 

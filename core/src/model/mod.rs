@@ -8,7 +8,8 @@
 //! | [`bmm`] | batched matrix products for attention, parallel over the batch |
 //! | [`fused`] | fused adaLN modulation, gated residual, affine and bias kernels |
 //! | [`layers`] | linear, attention (with QK norm), feed-forward |
-//! | [`dit`] | the transformer |
+//! | [`dit`] | the transformer (reference path through candle's ops, any device) |
+//! | [`stack`] | the transformer trunk (blocks, final layer) as one CPU op with a hand-written backward |
 //! | [`text`] | tokenizer and text encoder |
 //! | [`diffusion`] | noise schedules and samplers |
 //! | [`optim`] | AdamW, warm-up, clipping, EMA |

@@ -3,6 +3,8 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var, WithDType};
+use num_traits::Float;
+use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -171,23 +173,40 @@ struct Update {
 }
 
 impl Update {
-    /// Updates one parameter, its moments `m`, `v` and its average `e`, computing in `T`'s
-    /// buffers (f64 arithmetic per element).
-    fn apply<T: WithDType>(&self, var: &Var, g: &Tensor, m: &mut Tensor, v: &mut Tensor, e: &mut Tensor) -> Result<()> {
+    /// Updates one parameter, its moments `m`, `v` and its average `e`, in `T` arithmetic over
+    /// plain buffers, in parallel chunks.
+    fn apply<T: WithDType + Float>(
+        &self,
+        var: &Var,
+        g: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        e: &mut Tensor,
+    ) -> Result<()> {
         let (dtype, shape) = (var.dtype(), var.shape().clone());
         let read = |t: &Tensor| -> Result<Vec<T>> { t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>() };
         let g = read(g)?;
         let (mut pv, mut mv, mut vv, mut ev) = (read(var.as_tensor())?, read(m)?, read(v)?, read(e)?);
-        let eps = 1e-8;
-        for i in 0..pv.len() {
-            let gi = g[i].to_f64() * self.clip;
-            let mi = self.b1 * mv[i].to_f64() + (1.0 - self.b1) * gi;
-            let vi = self.b2 * vv[i].to_f64() + (1.0 - self.b2) * gi * gi;
-            let step = (mi / self.correction1) / ((vi / self.correction2).sqrt() + eps);
-            let pi = pv[i].to_f64() * self.decay - self.lr * step;
-            let ei = self.ema_decay * ev[i].to_f64() + (1.0 - self.ema_decay) * pi;
-            (mv[i], vv[i], pv[i], ev[i]) = (T::from_f64(mi), T::from_f64(vi), T::from_f64(pi), T::from_f64(ei));
-        }
+        let k = |x: f64| T::from_f64(x);
+        let (clip, lr, b1, b2, c1, c2) =
+            (k(self.clip), k(self.lr), k(self.b1), k(self.b2), k(self.correction1), k(self.correction2));
+        let (decay, ed, eps, one) = (k(self.decay), k(self.ema_decay), k(1e-8), T::one());
+        const CHUNK: usize = 1 << 14;
+        pv.par_chunks_mut(CHUNK)
+            .zip(mv.par_chunks_mut(CHUNK))
+            .zip(vv.par_chunks_mut(CHUNK))
+            .zip(ev.par_chunks_mut(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .for_each(|((((p, m), v), e), g)| {
+                for i in 0..p.len() {
+                    let gi = g[i] * clip;
+                    m[i] = b1 * m[i] + (one - b1) * gi;
+                    v[i] = b2 * v[i] + (one - b2) * gi * gi;
+                    let step = (m[i] / c1) / ((v[i] / c2).sqrt() + eps);
+                    p[i] = p[i] * decay - lr * step;
+                    e[i] = ed * e[i] + (one - ed) * p[i];
+                }
+            });
         let write = |values: Vec<T>| -> Result<Tensor> {
             Tensor::from_vec(values, shape.clone(), var.device())?.to_dtype(dtype)
         };

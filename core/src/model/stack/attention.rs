@@ -8,6 +8,7 @@
 use super::kernels::{Mat, MatMut, SharedPtr, matmul, threads};
 use super::simd::{self, multiversion};
 use rayon::prelude::*;
+use std::marker::PhantomData;
 
 /// The sizes of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -25,10 +26,6 @@ pub struct AttnShape {
 }
 
 impl AttnShape {
-    fn width(&self) -> usize {
-        self.heads * self.head_dim
-    }
-
     /// Elements of the attention probabilities kept for the backward pass.
     pub fn probs_len(&self) -> usize {
         self.batch * self.heads * self.queries * self.keys
@@ -36,11 +33,6 @@ impl AttnShape {
 
     fn scale(&self) -> f32 {
         1.0 / (self.head_dim as f32).sqrt()
-    }
-
-    /// Where head `h` of sample `b` starts in a `(batch * n, width)` buffer.
-    fn head(&self, b: usize, h: usize, n: usize) -> usize {
-        b * n * self.width() + h * self.head_dim
     }
 }
 
@@ -66,65 +58,110 @@ multiversion! {
     }
 }
 
+/// Heads inside a `(batch * rows, stride)` buffer: head `h` of sample `b` is `head_dim` columns
+/// from column `offset + h * head_dim` of that sample's rows. Q, K and V computed by one fused
+/// projection are three such views of one buffer.
+#[derive(Clone, Copy)]
+pub struct Heads<'a> {
+    data: &'a [f32],
+    stride: usize,
+    offset: usize,
+}
+
+impl<'a> Heads<'a> {
+    /// Heads of a dense `(batch * rows, width)` buffer.
+    pub fn dense(data: &'a [f32], width: usize) -> Self {
+        Heads { data, stride: width, offset: 0 }
+    }
+
+    /// The `index`-th of `parts` column blocks of width `width` (e.g. K of a fused QKV buffer).
+    pub fn part(data: &'a [f32], width: usize, parts: usize, index: usize) -> Self {
+        Heads { data, stride: width * parts, offset: width * index }
+    }
+
+    fn get(&self, s: &AttnShape, b: usize, h: usize, rows: usize) -> Mat<'a> {
+        let start = b * rows * self.stride + self.offset + h * s.head_dim;
+        Mat::strided(self.data, start, rows, s.head_dim, self.stride)
+    }
+}
+
+/// Writable heads (see [`Heads`]); parallel tasks each write their own (sample, head).
+pub struct HeadsMut<'a> {
+    ptr: SharedPtr,
+    len: usize,
+    stride: usize,
+    offset: usize,
+    _buffer: PhantomData<&'a mut [f32]>,
+}
+
+impl<'a> HeadsMut<'a> {
+    /// Heads of a dense `(batch * rows, width)` buffer.
+    pub fn dense(data: &'a mut [f32], width: usize) -> Self {
+        HeadsMut { ptr: SharedPtr::of(data), len: data.len(), stride: width, offset: 0, _buffer: PhantomData }
+    }
+
+    /// The three column blocks of a `(batch * rows, 3 * width)` buffer (disjoint by construction).
+    pub fn thirds(data: &'a mut [f32], width: usize) -> [Self; 3] {
+        let (ptr, len) = (SharedPtr::of(data), data.len());
+        std::array::from_fn(|i| HeadsMut { ptr, len, stride: 3 * width, offset: i * width, _buffer: PhantomData })
+    }
+
+    /// The view of head `h` of sample `b`.
+    ///
+    /// # Safety
+    /// No other live view may cover the same (sample, head) of this buffer.
+    unsafe fn get(&self, s: &AttnShape, b: usize, h: usize, rows: usize) -> MatMut {
+        let start = b * rows * self.stride + self.offset + h * s.head_dim;
+        assert!(rows == 0 || start + (rows - 1) * self.stride + s.head_dim <= self.len, "heads out of bounds");
+        // SAFETY: bounded by the assert; exclusivity is the caller's contract.
+        unsafe { MatMut::shared(self.ptr, start, rows, s.head_dim, self.stride) }
+    }
+}
+
 /// `out = softmax(q k^T / sqrt(d)) v` per head; keeps the probabilities in `probs`.
-pub fn forward(s: AttnShape, q: &[f32], k: &[f32], v: &[f32], probs: &mut [f32], out: &mut [f32]) {
-    let (n, m, d, w) = (s.queries, s.keys, s.head_dim, s.width());
-    assert!(out.len() >= s.batch * n * w && probs.len() >= s.probs_len(), "attention buffers too small");
-    let out_ptr = SharedPtr::of(out);
+pub fn forward(s: AttnShape, q: Heads, k: Heads, v: Heads, probs: &mut [f32], out: HeadsMut) {
+    let (n, m) = (s.queries, s.keys);
     probs[..s.probs_len()].par_chunks_mut(n * m).enumerate().for_each(|(task, p)| {
         let (b, h) = (task / s.heads, task % s.heads);
-        let qh = Mat::strided(q, s.head(b, h, n), n, d, w);
-        let kh = Mat::strided(k, s.head(b, h, m), m, d, w);
-        let vh = Mat::strided(v, s.head(b, h, m), m, d, w);
+        let (qh, kh, vh) = (q.get(&s, b, h, n), k.get(&s, b, h, m), v.get(&s, b, h, m));
         matmul(MatMut::new(p, n, m), qh, kh.t(), false, threads(false));
         softmax_rows(p, m, s.scale());
-        // SAFETY: task (b, h) writes rows b*n..(b+1)*n, columns h*d..(h+1)*d of `out`, which
-        // the assert above bounds; no two tasks share a (b, h).
-        let dst = unsafe { MatMut::shared(out_ptr, s.head(b, h, n), n, d, w) };
+        // SAFETY: only task (b, h) writes head h of sample b.
+        let dst = unsafe { out.get(&s, b, h, n) };
         matmul(dst, Mat::new(p, n, m), vh, false, threads(false));
     });
 }
 
+/// The gradients of [`forward`] with respect to its inputs.
+pub struct Grads<'a> {
+    /// Of the queries.
+    pub q: HeadsMut<'a>,
+    /// Of the keys.
+    pub k: HeadsMut<'a>,
+    /// Of the values.
+    pub v: HeadsMut<'a>,
+}
+
 /// Gradients of [`forward`] with respect to `q`, `k` and `v` (all overwritten).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(
-    s: AttnShape,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    probs: &[f32],
-    dout: &[f32],
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-) {
-    let (n, m, d, w) = (s.queries, s.keys, s.head_dim, s.width());
-    assert!(
-        dq.len() >= s.batch * n * w && dk.len() >= s.batch * m * w && dv.len() >= s.batch * m * w,
-        "attention gradient buffers too small"
-    );
-    let (dq_ptr, dk_ptr, dv_ptr) = (SharedPtr::of(dq), SharedPtr::of(dk), SharedPtr::of(dv));
+pub fn backward(s: AttnShape, q: Heads, k: Heads, v: Heads, probs: &[f32], dout: Heads, grads: Grads) {
+    let (n, m) = (s.queries, s.keys);
     let scale = s.scale();
     probs[..s.probs_len()].par_chunks(n * m).enumerate().for_each(|(task, p)| {
         let (b, h) = (task / s.heads, task % s.heads);
-        let qh = Mat::strided(q, s.head(b, h, n), n, d, w);
-        let kh = Mat::strided(k, s.head(b, h, m), m, d, w);
-        let vh = Mat::strided(v, s.head(b, h, m), m, d, w);
-        let doh = Mat::strided(dout, s.head(b, h, n), n, d, w);
+        let (qh, kh, vh) = (q.get(&s, b, h, n), k.get(&s, b, h, m), v.get(&s, b, h, m));
+        let doh = dout.get(&s, b, h, n);
         let pm = Mat::new(p, n, m);
+        // SAFETY (all three views): only task (b, h) writes head h of sample b.
+        let (dqh, dkh, dvh) = unsafe { (grads.q.get(&s, b, h, n), grads.k.get(&s, b, h, m), grads.v.get(&s, b, h, m)) };
         // dV = P^T dO
-        // SAFETY (all three views): task (b, h) owns rows of sample b and columns of head h of
-        // each gradient buffer, bounded by the assert above; tasks never share a (b, h).
-        let dvh = unsafe { MatMut::shared(dv_ptr, s.head(b, h, m), m, d, w) };
         matmul(dvh, pm.t(), doh, false, threads(false));
         // dP = dO V^T, then dS = scale * P * (dP - rowsum(dP * P))
         let mut ds = vec![0.0f32; n * m];
         matmul(MatMut::new(&mut ds, n, m), doh, vh.t(), false, threads(false));
         softmax_backward_rows(&mut ds, p, m, scale);
         let dsm = Mat::new(&ds, n, m);
-        let dqh = unsafe { MatMut::shared(dq_ptr, s.head(b, h, n), n, d, w) };
         matmul(dqh, dsm, kh, false, threads(false));
-        let dkh = unsafe { MatMut::shared(dk_ptr, s.head(b, h, m), m, d, w) };
         matmul(dkh, dsm.t(), qh, false, threads(false));
     });
 }

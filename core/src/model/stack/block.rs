@@ -8,7 +8,7 @@
 //! x3 = x2 + gate2 * FF(LN(x2) * (1 + scale2) + shift2)
 //! ```
 
-use super::attention::{self, AttnShape};
+use super::attention::{self, AttnShape, Heads, HeadsMut};
 use super::kernels::{
     InputGrad, Modulation, add_into, gated_residual, gated_residual_backward, gelu, gelu_backward, layer_norm_affine,
     layer_norm_affine_backward, linear, linear_backward, ln_modulate, ln_modulate_backward,
@@ -98,9 +98,8 @@ pub struct Saved {
     xhat1: Buf,
     rstd1: Buf,
     n1: Buf,
-    q1: Buf,
-    k1: Buf,
-    v1: Buf,
+    qkv_w: Buf,
+    qkv1: Buf,
     p1: Buf,
     a1: Buf,
     o1: Buf,
@@ -132,6 +131,17 @@ fn lin(x: &[f32], w: &[f32], b: &[f32], rows: usize, inputs: usize) -> Buf {
     y
 }
 
+/// The parts laid end to end.
+fn concat(parts: &[&[f32]]) -> Buf {
+    let mut out = scratch(parts.iter().map(|p| p.len()).sum());
+    let mut at = 0;
+    for p in parts {
+        out[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+    }
+    out
+}
+
 /// The six modulation rows per sample, `t6 (B, 6C) + table (6, C)`, as six `(B, C)` buffers.
 fn modulations(t6: &[f32], table: &[f32], batch: usize, c: usize) -> [Buf; 6] {
     std::array::from_fn(|j| {
@@ -161,11 +171,13 @@ pub fn forward(p: &BlockParams<Vec<f32>>, d: BlockDims, x: &[f32], t6: &[f32], y
 
     let (mut n1, mut xhat1, mut rstd1) = (scratch(rows * c), scratch(rows * c), scratch(rows));
     ln_modulate(x, Modulation { shift: &mods[0], scale: &mods[1] }, n, c, &mut n1, &mut xhat1, &mut rstd1);
-    let (q1, k1, v1) =
-        (lin(&n1, &p.q1w, &p.q1b, rows, c), lin(&n1, &p.k1w, &p.k1b, rows, c), lin(&n1, &p.v1w, &p.v1b, rows, c));
+    // Q, K and V in one product: one (rows, 3C) GEMM runs faster than three (rows, C) ones.
+    let (qkv_w, qkv_b) = (concat(&[&p.q1w, &p.k1w, &p.v1w]), concat(&[&p.q1b, &p.k1b, &p.v1b]));
+    let qkv1 = lin(&n1, &qkv_w, &qkv_b, rows, c);
     let self_attn = d.attn(n);
     let (mut p1, mut a1) = (scratch(self_attn.probs_len()), scratch(rows * c));
-    attention::forward(self_attn, &q1, &k1, &v1, &mut p1, &mut a1);
+    let [q1, k1, v1] = std::array::from_fn(|i| Heads::part(&qkv1, c, 3, i));
+    attention::forward(self_attn, q1, k1, v1, &mut p1, HeadsMut::dense(&mut a1, c));
     let o1 = lin(&a1, &p.o1w, &p.o1b, rows, c);
     let mut x1 = scratch(rows * c);
     gated_residual(x, &o1, &mods[2], n, c, &mut x1);
@@ -175,7 +187,8 @@ pub fn forward(p: &BlockParams<Vec<f32>>, d: BlockDims, x: &[f32], t6: &[f32], y
     let v2 = lin(y, &p.v2w, &p.v2b, caption_rows, c);
     let cross_attn = d.attn(d.caption_len);
     let (mut p2, mut a2) = (scratch(cross_attn.probs_len()), scratch(rows * c));
-    attention::forward(cross_attn, &q2n, &k2n, &v2, &mut p2, &mut a2);
+    let (q2, k2, v2h) = (Heads::dense(&q2n, c), Heads::dense(&k2n, c), Heads::dense(&v2, c));
+    attention::forward(cross_attn, q2, k2, v2h, &mut p2, HeadsMut::dense(&mut a2, c));
     let mut x2 = lin(&a2, &p.o2w, &p.o2b, rows, c);
     add_into(&mut x2, &x1);
 
@@ -193,9 +206,8 @@ pub fn forward(p: &BlockParams<Vec<f32>>, d: BlockDims, x: &[f32], t6: &[f32], y
         xhat1,
         rstd1,
         n1,
-        q1,
-        k1,
-        v1,
+        qkv_w,
+        qkv1,
         p1,
         a1,
         o1,
@@ -253,7 +265,13 @@ pub fn backward(
     let mut da2 = dn2;
     linear_backward(&s.a2, &p.o2w, &dx, rows, &mut gr.o2w, &mut gr.o2b, InputGrad::Write(&mut da2));
     let (mut dq2n, mut dk2n, mut dv2) = (scratch(rows * c), scratch(caption_rows * c), scratch(caption_rows * c));
-    attention::backward(d.attn(d.caption_len), &s.q2n, &s.k2n, &s.v2, &s.p2, &da2, &mut dq2n, &mut dk2n, &mut dv2);
+    let grads = attention::Grads {
+        q: HeadsMut::dense(&mut dq2n, c),
+        k: HeadsMut::dense(&mut dk2n, c),
+        v: HeadsMut::dense(&mut dv2, c),
+    };
+    let (q2, k2, v2) = (Heads::dense(&s.q2n, c), Heads::dense(&s.k2n, c), Heads::dense(&s.v2, c));
+    attention::backward(d.attn(d.caption_len), q2, k2, v2, &s.p2, Heads::dense(&da2, c), grads);
     let mut dq2 = da2;
     layer_norm_affine_backward(&dq2n, &s.q2xhat, &s.q2rstd, &p.nqw, &mut dq2, &mut gr.nqw, &mut gr.nqb);
     let mut dk2 = scratch(caption_rows * c);
@@ -267,12 +285,20 @@ pub fn backward(
     gated_residual_backward(&dx, &s.o1, &s.mods[2], n, c, &mut do1, &mut dmods[2]);
     let mut da1 = dq2;
     linear_backward(&s.a1, &p.o1w, &do1, rows, &mut gr.o1w, &mut gr.o1b, InputGrad::Write(&mut da1));
-    let (mut dq1, mut dk1, mut dv1) = (do1, scratch(rows * c), scratch(rows * c));
-    attention::backward(d.attn(n), &s.q1, &s.k1, &s.v1, &s.p1, &da1, &mut dq1, &mut dk1, &mut dv1);
+    let mut dqkv = scratch(rows * 3 * c);
+    let [dq, dk, dv] = HeadsMut::thirds(&mut dqkv, c);
+    let [q1, k1, v1] = std::array::from_fn(|i| Heads::part(&s.qkv1, c, 3, i));
+    let grads = attention::Grads { q: dq, k: dk, v: dv };
+    attention::backward(d.attn(n), q1, k1, v1, &s.p1, Heads::dense(&da1, c), grads);
     let mut dn1 = da1;
-    linear_backward(&s.n1, &p.q1w, &dq1, rows, &mut gr.q1w, &mut gr.q1b, InputGrad::Write(&mut dn1));
-    linear_backward(&s.n1, &p.k1w, &dk1, rows, &mut gr.k1w, &mut gr.k1b, InputGrad::Add(&mut dn1));
-    linear_backward(&s.n1, &p.v1w, &dv1, rows, &mut gr.v1w, &mut gr.v1b, InputGrad::Add(&mut dn1));
+    let (mut dw, mut db) = (scratch(3 * c * c), scratch(3 * c));
+    linear_backward(&s.n1, &s.qkv_w, &dqkv, rows, &mut dw, &mut db, InputGrad::Write(&mut dn1));
+    for (i, (gw, gb)) in
+        [(&mut gr.q1w, &mut gr.q1b), (&mut gr.k1w, &mut gr.k1b), (&mut gr.v1w, &mut gr.v1b)].into_iter().enumerate()
+    {
+        gw.copy_from_slice(&dw[i * c * c..(i + 1) * c * c]);
+        gb.copy_from_slice(&db[i * c..(i + 1) * c]);
+    }
     let [dshift1, dscale1, ..] = &mut dmods;
     ln_modulate_backward(&dn1, &s.xhat1, &s.rstd1, &s.mods[1], n, c, &mut dx, dshift1, dscale1);
 
