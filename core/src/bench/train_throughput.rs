@@ -29,6 +29,15 @@ pub const CASES: [Case; 2] = [
     Case { name: "mid", preset: Preset::Mid, image: 32, batch: 16, steps: 4 },
 ];
 
+/// Alternating rounds of both sides per case; the figures are the medians.
+pub const ROUNDS: usize = 3;
+
+/// The median of `values` (the upper one of an even count).
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// Images per second of `case` in candle.
 pub fn measure_candle(case: &Case) -> Result<f64, String> {
     let config = DitConfig { preset: case.preset, ..serde_json::from_str("{}").map_err(|e| e.to_string())? };

@@ -44,10 +44,23 @@ fn train(python: Option<PathBuf>, only: &[String]) -> anyhow::Result<ExitCode> {
     println!("{:<6} {:>6} {:>6} {:>12} {:>12} {:>8}", "case", "image", "batch", "candle img/s", "torch img/s", "ratio");
     let mut figures = vec![];
     for case in cases {
-        // Interleaved per case so both sides see the same machine load.
-        let candle = train_throughput::measure_candle(case).map_err(anyhow::Error::msg)?;
-        eprintln!("{}: evolve (candle) {candle:.1} img/s; measuring the PyTorch reference...", case.name);
-        let torch = train_throughput::measure_torch(case, Path::new(&python), &script).map_err(anyhow::Error::msg)?;
+        // Alternated, several rounds, medians: both sides see the same machine load, and one
+        // noisy round (this machine swings by 15%) does not decide the ratio.
+        let (mut candles, mut torches) = (vec![], vec![]);
+        for round in 1..=train_throughput::ROUNDS {
+            let candle = train_throughput::measure_candle(case).map_err(anyhow::Error::msg)?;
+            let torch =
+                train_throughput::measure_torch(case, Path::new(&python), &script).map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "{} round {round}/{}: evolve {candle:.1} img/s, torch {torch:.1} img/s ({:.2})",
+                case.name,
+                train_throughput::ROUNDS,
+                candle / torch
+            );
+            candles.push(candle);
+            torches.push(torch);
+        }
+        let (candle, torch) = (train_throughput::median(&mut candles), train_throughput::median(&mut torches));
         let ratio = candle / torch;
         println!(
             "{:<6} {:>6} {:>6} {:>12.1} {:>12.1} {:>8.2}",
