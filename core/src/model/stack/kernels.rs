@@ -179,39 +179,29 @@ pub fn linear_backward(x: &[f32], w: &[f32], dy: &[f32], rows: usize, dw: &mut [
 
 /// `out[c] = Σ_r x[r, c]` over rows of width `cols`, in a fixed order.
 pub fn column_sums(x: &[f32], cols: usize, out: &mut [f32]) {
-    column_sums_of(x, cols, out, |row, acc| acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v));
+    sum_rows(x.len() / cols.max(1), out, |r, acc| {
+        acc.iter_mut().zip(&x[r * cols..(r + 1) * cols]).for_each(|(s, v)| *s += v);
+    });
 }
 
 /// `out[c] = Σ_r a[r, c] * b[r, c]`, in a fixed order.
 pub fn column_sums_of2(a: &[f32], b: &[f32], cols: usize, out: &mut [f32]) {
-    let rows = a.len() / cols.max(1);
-    let part_rows = rows.div_ceil(REDUCE_PARTS).max(1);
-    let partials: Vec<Vec<f32>> = a
-        .par_chunks(part_rows * cols)
-        .zip(b.par_chunks(part_rows * cols))
-        .map(|(pa, pb)| {
-            let mut acc = vec![0.0f32; cols];
-            for (ra, rb) in pa.chunks(cols).zip(pb.chunks(cols)) {
-                acc.iter_mut().zip(ra).zip(rb).for_each(|((s, x), y)| *s += x * y);
-            }
-            acc
-        })
-        .collect();
-    out.fill(0.0);
-    for p in partials {
-        out.iter_mut().zip(&p).for_each(|(o, v)| *o += v);
-    }
+    sum_rows(a.len() / cols.max(1), out, |r, acc| {
+        let at = r * cols..(r + 1) * cols;
+        acc.iter_mut().zip(&a[at.clone()]).zip(&b[at]).for_each(|((s, x), y)| *s += x * y);
+    });
 }
 
-/// Adds up `per_row(row, acc)` over the rows of `x` into `out`, over a fixed partition.
-fn column_sums_of(x: &[f32], cols: usize, out: &mut [f32], per_row: impl Fn(&[f32], &mut [f32]) + Sync) {
-    let rows = x.len() / cols.max(1);
+/// Adds up `row(r, acc)` for `r` in `0..rows` into `out`, over a fixed partition of the rows
+/// whose partial sums are added in order.
+fn sum_rows(rows: usize, out: &mut [f32], row: impl Fn(usize, &mut [f32]) + Sync) {
+    let cols = out.len();
     let part_rows = rows.div_ceil(REDUCE_PARTS).max(1);
-    let partials: Vec<Vec<f32>> = x
-        .par_chunks(part_rows * cols)
+    let partials: Vec<Vec<f32>> = (0..rows.div_ceil(part_rows))
+        .into_par_iter()
         .map(|part| {
             let mut acc = vec![0.0f32; cols];
-            part.chunks(cols).for_each(|row| per_row(row, &mut acc));
+            (part * part_rows..((part + 1) * part_rows).min(rows)).for_each(|r| row(r, &mut acc));
             acc
         })
         .collect();
