@@ -118,13 +118,27 @@ impl<'a> HeadsMut<'a> {
     }
 }
 
+/// A dense row-major copy of `a`'s transpose.
+fn transposed(a: Mat) -> Vec<f32> {
+    let (rows, cols) = (a.rows(), a.cols());
+    let mut out = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = a.at(r, c);
+        }
+    }
+    out
+}
+
 /// `out = softmax(q k^T / sqrt(d)) v` per head; keeps the probabilities in `probs`.
 pub fn forward(s: AttnShape, q: Heads, k: Heads, v: Heads, probs: &mut [f32], out: HeadsMut) {
     let (n, m) = (s.queries, s.keys);
     probs[..s.probs_len()].par_chunks_mut(n * m).enumerate().for_each(|(task, p)| {
         let (b, h) = (task / s.heads, task % s.heads);
         let (qh, kh, vh) = (q.get(&s, b, h, n), k.get(&s, b, h, m), v.get(&s, b, h, m));
-        matmul(MatMut::new(p, n, m), qh, kh.t(), false, threads(false));
+        // K^T packed row-major first: the product reads a transposed strided view slowly.
+        let kt = transposed(kh);
+        matmul(MatMut::new(p, n, m), qh, Mat::new(&kt, s.head_dim, m), false, threads(false));
         softmax_rows(p, m, s.scale());
         // SAFETY: only task (b, h) writes head h of sample b.
         let dst = unsafe { out.get(&s, b, h, n) };

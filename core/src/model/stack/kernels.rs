@@ -40,6 +40,22 @@ impl<'a> Mat<'a> {
         m
     }
 
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Element `(r, c)`.
+    #[inline]
+    pub fn at(&self, r: usize, c: usize) -> f32 {
+        self.data[self.offset + r * self.rs + c * self.cs]
+    }
+
     /// The transpose (a change of strides, no copy).
     pub fn t(self) -> Self {
         Mat { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
