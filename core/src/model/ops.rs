@@ -250,7 +250,7 @@ pub fn fast_tanh_f32(x: f32) -> f32 {
     p / q
 }
 
-pub(crate) fn gelu_value<T: Float>(x: T) -> T {
+fn gelu_value<T: Float>(x: T) -> T {
     let (c, k, half) = (
         T::from(SQRT_2_OVER_PI).unwrap_or_else(T::zero),
         T::from(GELU_C).unwrap_or_else(T::zero),
@@ -259,7 +259,7 @@ pub(crate) fn gelu_value<T: Float>(x: T) -> T {
     half * x * (T::one() + tanh(c * (x + k * x * x * x)))
 }
 
-pub(crate) fn gelu_derivative<T: Float>(x: T) -> T {
+fn gelu_derivative<T: Float>(x: T) -> T {
     let (c, k, half) = (
         T::from(SQRT_2_OVER_PI).unwrap_or_else(T::zero),
         T::from(GELU_C).unwrap_or_else(T::zero),

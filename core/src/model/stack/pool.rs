@@ -25,9 +25,8 @@ static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 fn take(len: usize) -> Option<Vec<f32>> {
     let mut guard = POOL.lock().unwrap_or_else(PoisonError::into_inner);
     let pool = guard.as_mut()?;
-    // Best fit, wasting at most half of a buffer.
-    let (&size, _) = pool.free.range(len..=len.saturating_mul(2)).find(|(_, v)| !v.is_empty())?;
-    let list = pool.free.get_mut(&size)?;
+    // Best fit, wasting at most half of a buffer (empty lists are removed, so the first fits).
+    let (&size, list) = pool.free.range_mut(len..=len.saturating_mul(2)).next()?;
     let buf = list.pop()?;
     if list.is_empty() {
         pool.free.remove(&size);

@@ -113,7 +113,8 @@ pub fn exp(x: f32) -> f32 {
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_C: f32 = 0.044_715;
 
-/// GELU with the tanh approximation.
+/// GELU with the tanh approximation: the f32 form of `ops`' generic kernel, written out so
+/// that loops over it vectorise (the generic one converts through `Option`s).
 #[inline(always)]
 pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + fast_tanh_f32(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
