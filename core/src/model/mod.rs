@@ -13,8 +13,10 @@
 //! | [`text`] | tokenizer and text encoder |
 //! | [`diffusion`] | noise schedules and samplers |
 //! | [`optim`] | AdamW, warm-up, clipping, EMA |
+//! | [`buffers`] | CPU tensors' elements as slices, written in place |
 
 pub mod bmm;
+pub mod buffers;
 pub mod checkpoint;
 pub mod diffusion;
 pub mod dit;

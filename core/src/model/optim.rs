@@ -1,8 +1,9 @@
 //! Optimisation pieces candle-nn does not have: AdamW with inspectable state (for exact
 //! resumes), linear warm-up, global gradient-norm clipping and an EMA of the weights.
 
+use super::buffers::{self, Element};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Result, Tensor, Var, WithDType};
+use candle_core::{DType, Result, Tensor, Var};
 use num_traits::Float;
 use rayon::prelude::*;
 use schemars::JsonSchema;
@@ -129,7 +130,7 @@ impl AdamW {
         let mut total = 0.0;
         for var in vars.values() {
             if let Some(g) = grads.get(var) {
-                total += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+                total += sum_of_squares(g)?;
             }
         }
         let grad_norm = total.sqrt();
@@ -173,9 +174,9 @@ struct Update {
 }
 
 impl Update {
-    /// Updates one parameter, its moments `m`, `v` and its average `e`, in `T` arithmetic over
-    /// plain buffers, in parallel chunks.
-    fn apply<T: WithDType + Float>(
+    /// Updates one parameter, its moments `m`, `v` and its average `e`, in `T` arithmetic, in
+    /// place where they are CPU buffers, else through host copies.
+    fn apply<T: Element + Float>(
         &self,
         var: &Var,
         g: &Tensor,
@@ -183,19 +184,39 @@ impl Update {
         v: &mut Tensor,
         e: &mut Tensor,
     ) -> Result<()> {
+        let g = g.contiguous()?;
+        if buffers::can_open::<T>(&[var.as_tensor(), m, v, e, &g]) {
+            return buffers::with_buffers_mut::<T>(&[var.as_tensor(), m, v, e, &g], &mut |s| {
+                if let [p, m, v, e, g] = s {
+                    self.update(p, m, v, e, g);
+                }
+            });
+        }
         let (dtype, shape) = (var.dtype(), var.shape().clone());
         let read = |t: &Tensor| -> Result<Vec<T>> { t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>() };
-        let g = read(g)?;
+        let g = read(&g)?;
         let (mut pv, mut mv, mut vv, mut ev) = (read(var.as_tensor())?, read(m)?, read(v)?, read(e)?);
-        let k = |x: f64| T::from_f64(x);
+        self.update(&mut pv, &mut mv, &mut vv, &mut ev, &g);
+        let write = |values: Vec<T>| -> Result<Tensor> {
+            Tensor::from_vec(values, shape.clone(), var.device())?.to_dtype(dtype)
+        };
+        var.set(&write(pv)?)?;
+        *m = write(mv)?;
+        *v = write(vv)?;
+        *e = write(ev)?;
+        Ok(())
+    }
+
+    /// The AdamW and EMA arithmetic over one parameter's buffers, in parallel chunks.
+    fn update<T: Float + Send + Sync>(&self, p: &mut [T], m: &mut [T], v: &mut [T], e: &mut [T], g: &[T]) {
+        let k = |x: f64| T::from(x).unwrap_or_else(T::nan);
         let (clip, lr, b1, b2, c1, c2) =
             (k(self.clip), k(self.lr), k(self.b1), k(self.b2), k(self.correction1), k(self.correction2));
         let (decay, ed, eps, one) = (k(self.decay), k(self.ema_decay), k(1e-8), T::one());
-        const CHUNK: usize = 1 << 14;
-        pv.par_chunks_mut(CHUNK)
-            .zip(mv.par_chunks_mut(CHUNK))
-            .zip(vv.par_chunks_mut(CHUNK))
-            .zip(ev.par_chunks_mut(CHUNK))
+        p.par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(e.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .for_each(|((((p, m), v), e), g)| {
                 for i in 0..p.len() {
@@ -207,13 +228,38 @@ impl Update {
                     e[i] = ed * e[i] + (one - ed) * p[i];
                 }
             });
-        let write = |values: Vec<T>| -> Result<Tensor> {
-            Tensor::from_vec(values, shape.clone(), var.device())?.to_dtype(dtype)
-        };
-        var.set(&write(pv)?)?;
-        *m = write(mv)?;
-        *v = write(vv)?;
-        *e = write(ev)?;
-        Ok(())
+    }
+}
+
+/// Elements per parallel task of the optimiser's passes.
+const CHUNK: usize = 1 << 14;
+
+/// `Σ g²` in f64: over fixed chunks in parallel, then the chunks' sums in order, so the result
+/// does not depend on the thread count.
+fn sum_of_squares(g: &Tensor) -> Result<f64> {
+    fn chunked<T: Float + Send + Sync>(x: &[T]) -> f64 {
+        let partial: Vec<f64> = x
+            .par_chunks(CHUNK)
+            .map(|c| {
+                let mut acc = [0.0f64; 8];
+                for (i, v) in c.iter().enumerate() {
+                    let v = v.to_f64().unwrap_or(f64::NAN);
+                    acc[i % 8] += v * v;
+                }
+                acc.iter().sum::<f64>()
+            })
+            .collect();
+        partial.iter().sum()
+    }
+    let g = g.contiguous()?;
+    let mut total = None;
+    if buffers::can_open::<f32>(&[&g]) {
+        buffers::with_buffers_mut::<f32>(&[&g], &mut |s| total = s.first().map(|x| chunked(x)))?;
+    } else if buffers::can_open::<f64>(&[&g]) {
+        buffers::with_buffers_mut::<f64>(&[&g], &mut |s| total = s.first().map(|x| chunked(x)))?;
+    }
+    match total {
+        Some(t) => Ok(t),
+        None => g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>(),
     }
 }

@@ -1,6 +1,7 @@
-//! Row kernels written so the compiler vectorises them, compiled twice: for the baseline CPU
-//! and for AVX2+FMA, picked at run time (the release build targets baseline x86-64, whose
-//! 4-lane SSE2 code ran these kernels at a third of AVX2 speed).
+//! Row kernels written so the compiler vectorises them, compiled three times: for the baseline
+//! CPU, for AVX2+FMA and for AVX-512, the widest the CPU has picked at run time (the release
+//! build targets baseline x86-64, whose 4-lane SSE2 code ran these kernels at a third of AVX2
+//! speed).
 //!
 //! Float reductions do not vectorise as written (`sum()` is one serial chain of additions),
 //! so [`sum`] and [`dot`] keep 16 independent partial sums, in a fixed order: results depend
@@ -17,9 +18,17 @@ macro_rules! multiversion {
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+                fn avx512($($arg: $ty),*) {
+                    body($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) {
                     body($($arg),*)
+                }
+                if $crate::model::stack::simd::has_avx512() {
+                    // SAFETY: the CPU has the features `avx512` was compiled for.
+                    return unsafe { avx512($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU has the features `avx2` was compiled for.
@@ -31,6 +40,18 @@ macro_rules! multiversion {
     };
 }
 pub(crate) use multiversion;
+
+/// Whether the CPU has the AVX-512 subsets the widest variant of [`multiversion`] uses.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+}
 
 const LANES: usize = 16;
 
