@@ -6,6 +6,7 @@
 //! multi-threaded product spends more on hand-offs than on arithmetic.
 
 use super::kernels::{Mat, MatMut, SharedPtr, matmul, threads};
+use super::pool::Buf;
 use super::simd::{self, multiversion};
 use rayon::prelude::*;
 use std::marker::PhantomData;
@@ -118,10 +119,11 @@ impl<'a> HeadsMut<'a> {
     }
 }
 
-/// A dense row-major copy of `a`'s transpose.
-fn transposed(a: Mat) -> Vec<f32> {
+/// A dense row-major copy of `a`'s transpose, in a pooled buffer. The products read a
+/// transposed strided view (a head of K or V) slowly; packing it first measured faster.
+fn transposed(a: Mat) -> Buf {
     let (rows, cols) = (a.rows(), a.cols());
-    let mut out = vec![0.0f32; rows * cols];
+    let mut out = Buf::scratch(rows * cols);
     for r in 0..rows {
         for c in 0..cols {
             out[c * rows + r] = a.at(r, c);
@@ -171,8 +173,9 @@ pub fn backward(s: AttnShape, q: Heads, k: Heads, v: Heads, probs: &[f32], dout:
         // dV = P^T dO
         matmul(dvh, pm.t(), doh, false, threads(false));
         // dP = dO V^T, then dS = scale * P * (dP - rowsum(dP * P))
-        let mut ds = vec![0.0f32; n * m];
-        matmul(MatMut::new(&mut ds, n, m), doh, vh.t(), false, threads(false));
+        let vt = transposed(vh);
+        let mut ds = Buf::scratch(n * m);
+        matmul(MatMut::new(&mut ds, n, m), doh, Mat::new(&vt, s.head_dim, m), false, threads(false));
         softmax_backward_rows(&mut ds, p, m, scale);
         let dsm = Mat::new(&ds, n, m);
         matmul(dqh, dsm, kh, false, threads(false));
