@@ -7,6 +7,7 @@
 //! and add the partial sums in order, so results do not depend on thread scheduling: a resumed
 //! run reproduces the uninterrupted one bit for bit.
 
+use super::pool::Buf;
 use super::simd::{self, multiversion};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -183,7 +184,7 @@ pub fn linear_backward(x: &[f32], w: &[f32], dy: &[f32], rows: usize, dw: &mut [
     let outputs = db.len();
     let inputs = w.len() / outputs.max(1);
     let dy_m = Mat::new(dy, rows, outputs);
-    matmul(MatMut::new(dw, outputs, inputs), dy_m.t(), Mat::new(x, rows, inputs), false, threads(true));
+    weight_grad(dy, x, rows, dw);
     column_sums(dy, outputs, db);
     let (dx, accumulate) = match dx {
         InputGrad::Skip => return,
@@ -192,6 +193,30 @@ pub fn linear_backward(x: &[f32], w: &[f32], dy: &[f32], rows: usize, dw: &mut [
     };
     matmul(MatMut::new(dx, rows, inputs), dy_m, Mat::new(w, outputs, inputs), accumulate, threads(true));
 }
+
+/// `dw = dy^T x` as two half-products over the rows run side by side, then added (always two
+/// halves, so the result does not depend on the thread count). Why: the `gemm` crate divides
+/// one product's output among threads, which suits a weight's gradient (long inner dimension,
+/// small output) poorly; the halves measured 5-15% faster on the default preset's shapes and
+/// no slower on the mid preset's.
+fn weight_grad(dy: &[f32], x: &[f32], rows: usize, dw: &mut [f32]) {
+    let (outputs, inputs) = (dy.len() / rows.max(1), x.len() / rows.max(1));
+    let half = rows / 2;
+    let product = |dw: &mut [f32], from: usize, to: usize| {
+        let dy_part = Mat::new(&dy[from * outputs..to * outputs], to - from, outputs);
+        let x_part = Mat::new(&x[from * inputs..to * inputs], to - from, inputs);
+        matmul(MatMut::new(dw, outputs, inputs), dy_part.t(), x_part, false, threads(true));
+    };
+    if half < MIN_HALF_ROWS {
+        return product(dw, 0, rows);
+    }
+    let mut upper = Buf::scratch(dw.len());
+    rayon::join(|| product(dw, 0, half), || product(&mut upper, half, rows));
+    add_into(dw, &upper);
+}
+
+/// Below this many rows per half, [`weight_grad`] runs one product.
+const MIN_HALF_ROWS: usize = 256;
 
 /// `out[c] = Σ_r x[r, c]` over rows of width `cols`, in a fixed order.
 pub fn column_sums(x: &[f32], cols: usize, out: &mut [f32]) {
