@@ -124,9 +124,12 @@ impl<'a> HeadsMut<'a> {
 fn transposed(a: Mat) -> Buf {
     let (rows, cols) = (a.rows(), a.cols());
     let mut out = Buf::scratch(rows * cols);
+    if out.is_empty() {
+        return out;
+    }
     for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = a.at(r, c);
+        for (dst, v) in out[r..].iter_mut().step_by(rows.max(1)).zip(a.row(r)) {
+            *dst = v;
         }
     }
     out

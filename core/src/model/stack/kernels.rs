@@ -57,6 +57,12 @@ impl<'a> Mat<'a> {
         self.data[self.offset + r * self.rs + c * self.cs]
     }
 
+    /// The elements of row `r`, in order.
+    pub fn row(&self, r: usize) -> impl Iterator<Item = f32> + '_ {
+        let start = self.offset + r * self.rs;
+        self.data[start..].iter().step_by(self.cs.max(1)).take(self.cols).copied()
+    }
+
     /// The transpose (a change of strides, no copy).
     pub fn t(self) -> Self {
         Mat { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
