@@ -7,7 +7,7 @@
 //! than the update's arithmetic.
 
 use candle_core::{CpuStorage, Error, InplaceOp1, Layout, Result, Tensor, WithDType};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 
 /// An element type whose CPU storage can be opened as a slice.
 pub trait Element: WithDType {
@@ -61,14 +61,14 @@ pub fn with_buffers_mut<T: Element>(tensors: &[&Tensor], f: &mut BuffersFn<'_, T
         f(&mut []);
         return Ok(());
     };
-    let op = Opener { tensors, depth: Cell::new(0), opened: RefCell::new(vec![]), f: RefCell::new(f) };
+    let op = Opener { tensors, opened: RefCell::new(vec![]), f: RefCell::new(f) };
     first.inplace_op1(&op)
 }
 
-/// The in-place op that opens `tensors[depth]` and then the next one, or runs `f` at the end.
+/// The in-place op that opens the next of `tensors` (the one after those `opened`), or runs `f`
+/// once all are open.
 struct Opener<'a, 'f, T> {
     tensors: &'a [&'a Tensor],
-    depth: Cell<usize>,
     opened: RefCell<Vec<(*mut T, usize)>>,
     f: RefCell<&'f mut BuffersFn<'f, T>>,
 }
@@ -83,9 +83,11 @@ impl<T: Element> InplaceOp1 for Opener<'_, '_, T> {
         let (start, len) = (layout.start_offset(), layout.shape().elem_count());
         let slice =
             vec.get_mut(start..start + len).ok_or_else(|| Error::Msg("buffers: layout out of bounds".into()))?;
-        self.opened.borrow_mut().push((slice.as_mut_ptr(), slice.len()));
-        let next = self.depth.get() + 1;
-        self.depth.set(next);
+        let next = {
+            let mut opened = self.opened.borrow_mut();
+            opened.push((slice.as_mut_ptr(), slice.len()));
+            opened.len()
+        };
         if let Some(tensor) = self.tensors.get(next) {
             return tensor.inplace_op1(self);
         }

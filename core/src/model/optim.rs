@@ -237,29 +237,39 @@ const CHUNK: usize = 1 << 14;
 /// `Σ g²` in f64: over fixed chunks in parallel, then the chunks' sums in order, so the result
 /// does not depend on the thread count.
 fn sum_of_squares(g: &Tensor) -> Result<f64> {
-    fn chunked<T: Float + Send + Sync>(x: &[T]) -> f64 {
-        let partial: Vec<f64> = x
-            .par_chunks(CHUNK)
-            .map(|c| {
-                let mut acc = [0.0f64; 8];
-                for (i, v) in c.iter().enumerate() {
-                    let v = v.to_f64().unwrap_or(f64::NAN);
-                    acc[i % 8] += v * v;
-                }
-                acc.iter().sum::<f64>()
-            })
-            .collect();
-        partial.iter().sum()
-    }
     let g = g.contiguous()?;
-    let mut total = None;
-    if buffers::can_open::<f32>(&[&g]) {
-        buffers::with_buffers_mut::<f32>(&[&g], &mut |s| total = s.first().map(|x| chunked(x)))?;
-    } else if buffers::can_open::<f64>(&[&g]) {
-        buffers::with_buffers_mut::<f64>(&[&g], &mut |s| total = s.first().map(|x| chunked(x)))?;
-    }
-    match total {
-        Some(t) => Ok(t),
+    let in_place = match g.dtype() {
+        DType::F32 => sum_of_squares_in_place::<f32>(&g)?,
+        DType::F64 => sum_of_squares_in_place::<f64>(&g)?,
+        _ => None,
+    };
+    match in_place {
+        Some(total) => Ok(total),
         None => g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>(),
     }
+}
+
+/// [`sum_of_squares`] over `g`'s own buffer, or `None` where it cannot be opened.
+fn sum_of_squares_in_place<T: Element + Float>(g: &Tensor) -> Result<Option<f64>> {
+    if !buffers::can_open::<T>(&[g]) {
+        return Ok(None);
+    }
+    let mut total = 0.0;
+    buffers::with_buffers_mut::<T>(&[g], &mut |s| {
+        if let [x] = s {
+            let partial: Vec<f64> = x
+                .par_chunks(CHUNK)
+                .map(|c| {
+                    let mut acc = [0.0f64; 8];
+                    for (i, v) in c.iter().enumerate() {
+                        let v = v.to_f64().unwrap_or(f64::NAN);
+                        acc[i % 8] += v * v;
+                    }
+                    acc.iter().sum::<f64>()
+                })
+                .collect();
+            total = partial.iter().sum();
+        }
+    })?;
+    Ok(Some(total))
 }

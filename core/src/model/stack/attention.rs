@@ -128,7 +128,7 @@ fn transposed(a: Mat) -> Buf {
         return out;
     }
     for r in 0..rows {
-        for (dst, v) in out[r..].iter_mut().step_by(rows.max(1)).zip(a.row(r)) {
+        for (dst, v) in out[r..].iter_mut().step_by(rows).zip(a.row(r)) {
             *dst = v;
         }
     }
