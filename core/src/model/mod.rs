@@ -1,6 +1,7 @@
 //! The built-in base model `dit`: a PixArt-alpha diffusion transformer in candle with a small
-//! trainable text encoder, trained with DDPM epsilon prediction and sampled with DDIM or
-//! DPM-Solver++(2M) and classifier-free guidance.
+//! trainable text encoder, trained on the 1000-step DDPM process (clean-image or noise
+//! prediction, min-SNR-γ weighted) and sampled with DDIM or DPM-Solver++(2M) and
+//! classifier-free guidance.
 //!
 //! | module | what |
 //! |---|---|
@@ -34,7 +35,7 @@ pub mod text;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
-use diffusion::{Diffusion, Sampler, Schedule};
+use diffusion::{Diffusion, Prediction, Sampler, Schedule};
 use dit::{BlockPath, Dit, DitShape};
 use evolve_sdk::{BaseModel, Image, PluginContext, PluginError, SampleRequest, SplitMix64, StepStats, TrainBatch};
 use optim::{AdamW, OptimConfig};
@@ -103,6 +104,15 @@ pub struct DitConfig {
     /// Noise schedule.
     #[serde(default)]
     pub schedule: Schedule,
+    /// What the transformer predicts: `sample` (the clean image; the default, which learns
+    /// pixel-space objects far faster) or `epsilon` (the noise; PixArt-alpha's checkpoints).
+    /// See [`Prediction`].
+    #[serde(default = "prediction")]
+    pub prediction: Prediction,
+    /// γ of the min-SNR-γ loss weighting ([`Diffusion::loss_weight`]); `inf` turns it off.
+    #[serde(default = "min_snr_gamma")]
+    #[schemars(range(min = 0.0))]
+    pub min_snr_gamma: f64,
     /// Sampler for generation.
     #[serde(default)]
     pub sampler: Sampler,
@@ -122,6 +132,12 @@ pub struct DitConfig {
 
 fn dropout() -> f64 {
     0.1
+}
+fn prediction() -> Prediction {
+    Prediction::Sample
+}
+fn min_snr_gamma() -> f64 {
+    5.0
 }
 fn sample_steps() -> u32 {
     20
@@ -187,6 +203,9 @@ struct TrainerState {
     step: u64,
     rng: u64,
     shape: DitShape,
+    /// Absent from checkpoints written before sample prediction existed: those predict noise.
+    #[serde(default)]
+    prediction: Prediction,
 }
 
 impl DitModel {
@@ -200,6 +219,12 @@ impl DitModel {
     ) -> Result<Self, PluginError> {
         let shape = config.shape(image_size as usize);
         shape.validate().map_err(PluginError::InvalidConfig)?;
+        if config.min_snr_gamma.is_nan() || config.min_snr_gamma <= 0.0 {
+            return Err(PluginError::InvalidConfig(format!(
+                "min_snr_gamma is {}; it must be positive (inf turns the weighting off)",
+                config.min_snr_gamma
+            )));
+        }
         let mut params = ParamStore::new(seed, dtype, device);
         let dit = Dit::new(&mut params, shape).map_err(failed)?;
         let text_heads = (shape.caption_channels / 32).max(1);
@@ -295,7 +320,16 @@ impl DitModel {
             let x_t = self.diffusion.add_noise(&x0, &noise, &timesteps)?;
             let t: Vec<f64> = timesteps.iter().map(|&t| t as f64).collect();
             let (predicted, stack_grads) = self.dit.forward_with(&x_t, &t, &y, path)?;
-            Ok((ops::mse(&predicted, &noise)?, stack_grads))
+            let (prediction, gamma) = (self.config.prediction, self.config.min_snr_gamma);
+            let target = match prediction {
+                Prediction::Epsilon => &noise,
+                Prediction::Sample => &x0,
+            };
+            let weights: Vec<f64> =
+                timesteps.iter().map(|&t| self.diffusion.loss_weight(t, prediction, gamma)).collect();
+            let weights = Tensor::from_vec(weights, b, x0.device())?.to_dtype(x0.dtype())?;
+            let loss = ops::weighted_mse(&predicted, target, &weights)?;
+            Ok((loss, stack_grads))
         };
         let (loss, stack_grads) = run().map_err(failed)?;
         let value = loss.to_dtype(DType::F32).and_then(|l| l.to_scalar::<f32>()).map_err(failed)?;
@@ -320,6 +354,15 @@ impl DitModel {
             }
         }
         Ok(())
+    }
+
+    /// The transformer's `output` for `x` at `t` as the noise prediction the samplers take.
+    fn to_noise(&self, x: &Tensor, t: usize, output: Tensor) -> candle_core::Result<Tensor> {
+        let output = output.detach();
+        match self.config.prediction {
+            Prediction::Epsilon => Ok(output),
+            Prediction::Sample => self.diffusion.noise_from_sample(x, t, &output),
+        }
     }
 
     fn sample_with_current_weights(&self, request: &SampleRequest) -> Result<Vec<Image>, PluginError> {
@@ -355,11 +398,12 @@ impl DitModel {
             self.diffusion.sample(self.config.sampler, steps, x, |x, t| {
                 let eps = if guided {
                     let both = Tensor::cat(&[x, x], 0)?;
-                    let eps = self.dit.forward_with(&both, &vec![t as f64; 2 * b], &y, path)?.0.detach();
+                    let eps =
+                        self.to_noise(&both, t, self.dit.forward_with(&both, &vec![t as f64; 2 * b], &y, path)?.0)?;
                     let (cond, uncond) = (eps.narrow(0, 0, b)?, eps.narrow(0, b, b)?);
                     (&uncond + ((&cond - &uncond)? * guidance)?)?
                 } else {
-                    self.dit.forward_with(x, &vec![t as f64; b], &y, path)?.0
+                    self.to_noise(x, t, self.dit.forward_with(x, &vec![t as f64; b], &y, path)?.0)?
                 };
                 Ok(eps.detach())
             })
@@ -399,7 +443,13 @@ impl BaseModel for DitModel {
             }
         }
         checkpoint::save_tensors(&tensors, &dir.join("model.safetensors")).map_err(PluginError::Failed)?;
-        let state = TrainerState { format: 1, step: self.optim.step, rng: self.rng.state(), shape: self.shape };
+        let state = TrainerState {
+            format: 1,
+            step: self.optim.step,
+            rng: self.rng.state(),
+            shape: self.shape,
+            prediction: self.config.prediction,
+        };
         let json = serde_json::to_vec_pretty(&state).map_err(failed)?;
         crate::store::atomic_write(&dir.join("trainer.json"), &json).map_err(failed)
     }
@@ -411,6 +461,12 @@ impl BaseModel for DitModel {
             return Err(PluginError::InvalidConfig(format!(
                 "checkpoint is for {:?}, the config builds {:?}",
                 state.shape, self.shape
+            )));
+        }
+        if state.prediction != self.config.prediction {
+            return Err(PluginError::InvalidConfig(format!(
+                "checkpoint's model predicts {:?}, the config asks for {:?} (set `prediction` to match)",
+                state.prediction, self.config.prediction
             )));
         }
         let tensors = checkpoint::load_tensors(&dir.join("model.safetensors")).map_err(PluginError::Failed)?;

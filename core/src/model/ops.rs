@@ -372,6 +372,13 @@ pub fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     (a - b)?.sqr()?.mean_all()
 }
 
+/// The mean over samples of `weights[i]` times sample `i`'s mean squared error (`a`, `b`:
+/// `(B, ...)`, `weights`: `(B)`); [`mse`] for unit weights.
+pub fn weighted_mse(a: &Tensor, b: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    let per_sample = (a - b)?.sqr()?.flatten_from(1)?.mean(1)?;
+    (per_sample * weights)?.mean_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +390,19 @@ mod tests {
         let mut rng = evolve_sdk::SplitMix64::new(seed);
         let v: Vec<f64> = (0..n).map(|_| rng.next_f64() * 4.0 - 2.0).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn weighted_mse_weighs_each_sample() -> Result<()> {
+        let (a, b) = (input(&[2, 3, 4], 1), input(&[2, 3, 4], 2));
+        let ones = Tensor::new(&[1.0f64, 1.0], &Device::Cpu)?;
+        let diff = (weighted_mse(&a, &b, &ones)? - mse(&a, &b)?)?.abs()?.to_scalar::<f64>()?;
+        assert!(diff < 1e-12, "unit weights {diff}");
+        let first_only = Tensor::new(&[2.0f64, 0.0], &Device::Cpu)?;
+        let expected = mse(&a.narrow(0, 0, 1)?, &b.narrow(0, 0, 1)?)?.to_scalar::<f64>()?;
+        let got = weighted_mse(&a, &b, &first_only)?.to_scalar::<f64>()?;
+        assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+        Ok(())
     }
 
     #[test]

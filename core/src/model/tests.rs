@@ -1,5 +1,6 @@
 //! Gradient checks of every module and whole-model training properties.
 
+use super::diffusion::Prediction;
 use super::dit::{Dit, DitShape};
 use super::gradcheck::check_param_gradients;
 use super::layers::{AffineNorm, Attention, FeedForward, Linear};
@@ -110,14 +111,29 @@ fn shapes_batch(n: usize, seed: u64) -> TrainBatch {
     TrainBatch { prompts, images }
 }
 
+/// A two-block tiny model with the config's defaults.
 fn tiny_model(seed: u64) -> DitModel {
-    let config: DitConfig = serde_json::from_value(serde_json::json!({"preset": "tiny", "depth": 2})).unwrap();
+    tiny_model_from(seed, serde_json::json!({"preset": "tiny", "depth": 2}))
+}
+
+fn tiny_model_predicting(seed: u64, prediction: Prediction) -> DitModel {
+    tiny_model_from(seed, serde_json::json!({"preset": "tiny", "depth": 2, "prediction": prediction}))
+}
+
+fn tiny_model_from(seed: u64, config: serde_json::Value) -> DitModel {
+    let config: DitConfig = serde_json::from_value(config).unwrap();
     DitModel::new(config, 32, &Device::Cpu, seed, DType::F32).unwrap()
 }
 
 #[test]
 fn every_parameter_gets_a_gradient() {
-    let mut model = tiny_model(1);
+    for prediction in [Prediction::Sample, Prediction::Epsilon] {
+        every_parameter_gets_a_gradient_predicting(prediction);
+    }
+}
+
+fn every_parameter_gets_a_gradient_predicting(prediction: Prediction) {
+    let mut model = tiny_model_predicting(1, prediction);
     // Zero-initialised output layers pass no gradient upstream until they have moved once.
     for step in 0..2 {
         model.train_step(&shapes_batch(8, step)).unwrap();
@@ -127,9 +143,9 @@ fn every_parameter_gets_a_gradient() {
         if name == "text_encoder.token_embedding.weight" {
             continue; // Only the rows of words in the batch move; checked below.
         }
-        let g = grads.get(var).unwrap_or_else(|| panic!("{name}: no gradient"));
+        let g = grads.get(var).unwrap_or_else(|| panic!("{prediction:?} {name}: no gradient"));
         let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(norm > 0.0, "{name}: zero gradient");
+        assert!(norm > 0.0, "{prediction:?} {name}: zero gradient");
     }
     let emb = grads.get(&model.params().vars()["text_encoder.token_embedding.weight"]).unwrap();
     assert!(emb.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
@@ -150,6 +166,25 @@ fn resume_continues_the_exact_loss_sequence() {
     resumed.load(dir.path()).unwrap();
     got.extend(batches[3..].iter().map(|b| resumed.train_step(b).unwrap().loss));
     assert_eq!(got, expected);
+}
+
+#[test]
+fn a_non_positive_min_snr_gamma_is_refused() {
+    for gamma in [0.0, -1.0, f64::NAN] {
+        let config: DitConfig = serde_json::from_value(serde_json::json!({"preset": "tiny"})).unwrap();
+        let config = DitConfig { min_snr_gamma: gamma, ..config };
+        let err = DitModel::new(config, 32, &Device::Cpu, 0, DType::F32).err().expect("refused");
+        assert!(err.to_string().contains("min_snr_gamma"), "{err}");
+    }
+}
+
+#[test]
+fn a_checkpoint_loads_only_into_a_model_of_its_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model_predicting(3, Prediction::Epsilon).save(dir.path()).unwrap();
+    let err = tiny_model_predicting(3, Prediction::Sample).load(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("predicts Epsilon"), "{err}");
+    tiny_model_predicting(4, Prediction::Epsilon).load(dir.path()).unwrap();
 }
 
 #[test]
