@@ -107,6 +107,13 @@ pub(super) fn describe(schema: &Value) -> Option<String> {
             format!("one of {}", list.join(", "))
         });
     }
+    // schemars writes an enum whose variants have doc comments as `oneOf` single constants.
+    if let Some(options) = schema.get("oneOf").and_then(Value::as_array) {
+        let constants: Option<Vec<String>> = options.iter().map(|o| o.get("const").map(Value::to_string)).collect();
+        if let Some(list) = constants.filter(|l| !l.is_empty()) {
+            return Some(format!("one of {}", list.join(", ")));
+        }
+    }
     let types: Vec<&str> = match schema.get("type") {
         Some(Value::String(t)) => vec![t.as_str()],
         Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect(),
@@ -131,6 +138,9 @@ pub(super) fn describe(schema: &Value) -> Option<String> {
         (Some(lo), None) => parts.push(format!("at least {lo}")),
         (None, Some(hi)) => parts.push(format!("at most {hi}")),
         (None, None) => {}
+    }
+    if let Some(lo) = bound("exclusiveMinimum") {
+        parts.push(format!("greater than {lo}"));
     }
     if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
         parts.push(format!("matching /{p}/"));
@@ -162,5 +172,8 @@ mod tests {
     fn describes_ranges_and_enums() {
         assert_eq!(describe(&json!({"type": "number", "minimum": 0, "maximum": 1})).unwrap(), "a number from 0 to 1");
         assert_eq!(describe(&json!({"enum": ["a", "b"]})).unwrap(), "one of \"a\", \"b\"");
+        let documented = json!({"oneOf": [{"const": "a", "description": "A."}, {"const": "b"}]});
+        assert_eq!(describe(&documented).unwrap(), "one of \"a\", \"b\"");
+        assert_eq!(describe(&json!({"type": "number", "exclusiveMinimum": 0})).unwrap(), "a number greater than 0");
     }
 }

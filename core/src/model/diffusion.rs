@@ -40,6 +40,16 @@ pub enum Prediction {
     Sample,
 }
 
+impl Prediction {
+    /// The name configs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Prediction::Epsilon => "epsilon",
+            Prediction::Sample => "sample",
+        }
+    }
+}
+
 /// The sampler used at inference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -103,8 +113,8 @@ impl Diffusion {
     /// v loss 1 + SNR_t, so nearly clean timesteps, whose corrections are tiny, dominate. Min-SNR-γ
     /// (Hang et al., 2023) clips SNR_t at γ, giving the noisy timesteps, where layout, colour and
     /// shape are decided, their share: noise predictions are weighted `min(SNR_t, γ) / SNR_t`,
-    /// sample predictions `1 + min(SNR_t, γ)` (the clipped v loss). `γ = inf` gives the plain
-    /// losses.
+    /// sample predictions `1 + min(SNR_t, γ)` (the clipped v loss). A γ above every SNR_t (both schedules
+    /// stay below 10⁵) gives the plain losses.
     pub fn loss_weight(&self, t: usize, prediction: Prediction, gamma: f64) -> f64 {
         let snr = self.snr(t);
         match prediction {
@@ -211,7 +221,11 @@ mod tests {
         // Noise prediction: full weight where SNR < γ, less towards clean images; none clipped at inf.
         assert_eq!(d.loss_weight(noisy, Prediction::Epsilon, 5.0), 1.0);
         assert!((d.loss_weight(clean, Prediction::Epsilon, 5.0) - 5.0 / d.snr(clean)).abs() < 1e-12);
-        assert_eq!(d.loss_weight(clean, Prediction::Epsilon, f64::INFINITY), 1.0);
+        for schedule in [Schedule::Linear, Schedule::Cosine] {
+            let d = Diffusion::new(schedule);
+            assert!(d.snr(0) < 1e5, "{schedule:?}: {}", d.snr(0));
+            assert_eq!(d.loss_weight(0, Prediction::Epsilon, 1e5), 1.0);
+        }
         // Sample prediction: the v loss's 1 + SNR, its SNR clipped at γ.
         assert!((d.loss_weight(noisy, Prediction::Sample, 5.0) - (1.0 + d.snr(noisy))).abs() < 1e-12);
         assert_eq!(d.loss_weight(clean, Prediction::Sample, 5.0), 6.0);

@@ -109,9 +109,10 @@ pub struct DitConfig {
     /// See [`Prediction`].
     #[serde(default = "prediction")]
     pub prediction: Prediction,
-    /// γ of the min-SNR-γ loss weighting ([`Diffusion::loss_weight`]); `inf` turns it off.
+    /// γ of the min-SNR-γ loss weighting ([`Diffusion::loss_weight`]). 100000 or more, above
+    /// every SNR of both schedules, gives the plain (unclipped) losses.
     #[serde(default = "min_snr_gamma")]
-    #[schemars(range(min = 0.0))]
+    #[schemars(extend("exclusiveMinimum" = 0.0))]
     pub min_snr_gamma: f64,
     /// Sampler for generation.
     #[serde(default)]
@@ -221,7 +222,7 @@ impl DitModel {
         shape.validate().map_err(PluginError::InvalidConfig)?;
         if config.min_snr_gamma.is_nan() || config.min_snr_gamma <= 0.0 {
             return Err(PluginError::InvalidConfig(format!(
-                "min_snr_gamma is {}; it must be positive (inf turns the weighting off)",
+                "min_snr_gamma is {}; it must be positive (100000 or more turns the clipping off)",
                 config.min_snr_gamma
             )));
         }
@@ -465,8 +466,9 @@ impl BaseModel for DitModel {
         }
         if state.prediction != self.config.prediction {
             return Err(PluginError::InvalidConfig(format!(
-                "checkpoint's model predicts {:?}, the config asks for {:?} (set `prediction` to match)",
-                state.prediction, self.config.prediction
+                "the checkpoint's model predicts {}, the config asks for {} (set `prediction` to match)",
+                state.prediction.name(),
+                self.config.prediction.name()
             )));
         }
         let tensors = checkpoint::load_tensors(&dir.join("model.safetensors")).map_err(PluginError::Failed)?;

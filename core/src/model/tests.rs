@@ -183,7 +183,7 @@ fn a_checkpoint_loads_only_into_a_model_of_its_prediction() {
     let dir = tempfile::tempdir().unwrap();
     tiny_model_predicting(3, Prediction::Epsilon).save(dir.path()).unwrap();
     let err = tiny_model_predicting(3, Prediction::Sample).load(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("predicts Epsilon"), "{err}");
+    assert!(err.to_string().contains("predicts epsilon"), "{err}");
     tiny_model_predicting(4, Prediction::Epsilon).load(dir.path()).unwrap();
 }
 
