@@ -178,7 +178,7 @@ enum Command {
     ///
     /// train-throughput: images/s of a training step, evolve vs PyTorch eager (needs
     /// bench/setup-torch.sh). data-efficiency: ShapesEval vs teacher calls, uniform prompts vs
-    /// the director, at equal training steps (about 45 minutes on 2 CPU cores by default).
+    /// the director, at equal training steps (10-20 minutes on 2 CPU cores by default).
     /// plugin-overhead: cost of one operator call, built-in vs native vs wasm (builds the probe
     /// plugins with cargo; run from the repository root).
     Bench {

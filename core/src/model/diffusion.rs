@@ -1,6 +1,7 @@
 //! Denoising diffusion: the 1000-step DDPM forward process for training (noise or clean-image
-//! prediction, min-SNR-γ weighted) and two deterministic samplers for inference, DDIM (Song et al., 2021) and
-//! DPM-Solver++(2M) (Lu et al., 2022), both with classifier-free guidance applied by the caller.
+//! prediction, min-SNR-γ weighted) and two deterministic samplers for inference, DDIM (Song et
+//! al., 2021) and DPM-Solver++(2M) (Lu et al., 2022), both with classifier-free guidance applied
+//! by the caller.
 //!
 //! Works on any tensor of `(B, ...)`: pixels for the embedded world, VAE latents later.
 
@@ -30,6 +31,9 @@ pub enum Schedule {
 /// predictor still speckled and scattered its colour over patch-sized blocks) — clean images lie
 /// on a low-dimensional set a small network can reach, noise does not (Li & He, 2025, "Back to
 /// Basics: Let Denoising Generative Models Denoise"). The samplers take noise either way.
+///
+/// `Default` is `Epsilon`, what a checkpoint written before this choice existed predicts; the
+/// `dit` model's config defaults to `Sample`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Prediction {
@@ -113,8 +117,8 @@ impl Diffusion {
     /// v loss 1 + SNR_t, so nearly clean timesteps, whose corrections are tiny, dominate. Min-SNR-γ
     /// (Hang et al., 2023) clips SNR_t at γ, giving the noisy timesteps, where layout, colour and
     /// shape are decided, their share: noise predictions are weighted `min(SNR_t, γ) / SNR_t`,
-    /// sample predictions `1 + min(SNR_t, γ)` (the clipped v loss). A γ above every SNR_t (both schedules
-    /// stay below 10⁵) gives the plain losses.
+    /// sample predictions `1 + min(SNR_t, γ)` (the clipped v loss). A γ above every SNR_t (both
+    /// schedules stay below 10⁵) gives the plain losses.
     pub fn loss_weight(&self, t: usize, prediction: Prediction, gamma: f64) -> f64 {
         let snr = self.snr(t);
         match prediction {
@@ -218,7 +222,7 @@ mod tests {
         let d = Diffusion::new(Schedule::Linear);
         let (clean, noisy) = (0, 900);
         assert!(d.snr(clean) > 5.0 && d.snr(noisy) < 5.0);
-        // Noise prediction: full weight where SNR < γ, less towards clean images; none clipped at inf.
+        // Noise prediction: full weight where SNR < γ, less towards clean images, plain above 10⁵.
         assert_eq!(d.loss_weight(noisy, Prediction::Epsilon, 5.0), 1.0);
         assert!((d.loss_weight(clean, Prediction::Epsilon, 5.0) - 5.0 / d.snr(clean)).abs() < 1e-12);
         for schedule in [Schedule::Linear, Schedule::Cosine] {
