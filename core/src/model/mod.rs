@@ -357,7 +357,8 @@ impl DitModel {
         Ok(())
     }
 
-    /// The transformer's `output` for `x` at `t` as the noise prediction the samplers take.
+    /// The transformer's `output` for `x` at `t` as the noise prediction the samplers take,
+    /// detached from the graph (sampling never backpropagates).
     fn to_noise(&self, x: &Tensor, t: usize, output: Tensor) -> candle_core::Result<Tensor> {
         let output = output.detach();
         match self.config.prediction {
@@ -406,7 +407,7 @@ impl DitModel {
                 } else {
                     self.to_noise(x, t, self.dit.forward_with(x, &vec![t as f64; b], &y, path)?.0)?
                 };
-                Ok(eps.detach())
+                Ok(eps)
             })
         };
         let x = run().map_err(failed)?;

@@ -367,13 +367,8 @@ pub fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
     x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
 }
 
-/// Mean squared error between two tensors of the same shape.
-pub fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    (a - b)?.sqr()?.mean_all()
-}
-
 /// The mean over samples of `weights[i]` times sample `i`'s mean squared error (`a`, `b`:
-/// `(B, ...)`, `weights`: `(B)`); [`mse`] for unit weights.
+/// `(B, ...)`, `weights`: `(B)`); the plain mean squared error for unit weights.
 pub fn weighted_mse(a: &Tensor, b: &Tensor, weights: &Tensor) -> Result<Tensor> {
     let per_sample = (a - b)?.sqr()?.flatten_from(1)?.mean(1)?;
     (per_sample * weights)?.mean_all()
@@ -390,6 +385,11 @@ mod tests {
         let mut rng = evolve_sdk::SplitMix64::new(seed);
         let v: Vec<f64> = (0..n).map(|_| rng.next_f64() * 4.0 - 2.0).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// The plain mean squared error, the reference for unit weights.
+    fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        (a - b)?.sqr()?.mean_all()
     }
 
     #[test]
