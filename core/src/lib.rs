@@ -9,6 +9,7 @@
 //! - [`eval`]: scoring a model or a teacher on an evaluator's held-out suite.
 //! - [`director`]: `evolve run` — the trainer thread and the evolution rounds beside it.
 //! - [`static_train`]: `evolve train --static` — the paper's baseline without the director.
+//! - [`step_means`]: the interval means both training loops record as their metrics.
 //! - [`acquire`]: initial prompts and paid teacher images, each bought once.
 //! - [`report`]: `evolve report` — the HTML report of a run.
 //! - [`serve`]: `evolve serve` — the embedded world behind OpenAI-compatible HTTP endpoints.
@@ -25,4 +26,5 @@ pub mod report;
 pub mod run_model;
 pub mod serve;
 pub mod static_train;
+pub mod step_means;
 pub mod store;

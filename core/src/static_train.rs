@@ -6,6 +6,7 @@ use crate::eval::{EvalReport, eval_model};
 use crate::experiment::Experiment;
 use crate::registry::Registry;
 use crate::run_model::{self, HostState, RunModelError};
+use crate::step_means::{RECORD_EVERY, StepMeans};
 use crate::store::{RunDir, StoreError};
 use evolve_sdk::{BaseModel, Image, SplitMix64, TrainBatch};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -157,6 +158,7 @@ pub fn run(
     let mut rng = SplitMix64::new(state.data_rng);
     let started = Instant::now();
     let first_step = state.step;
+    let mut means = StepMeans::default();
     let checkpoint = |model: &dyn BaseModel, state: HostState| {
         run_model::save_checkpoint(run_dir, state.step, model, &serde_json::to_value(state).unwrap_or_default())
     };
@@ -169,13 +171,17 @@ pub fn run(
         let stats = model.train_step(&batch).map_err(|source| TrainError::Step { step: state.step + 1, source })?;
         state.step += 1;
         state.data_rng = rng.state();
-        if state.step.is_multiple_of(10) || state.step == total {
-            run.ledger.record_metric(state.step, "loss", stats.loss as f64).map_err(StoreError::from)?;
-            run.ledger
-                .record_metric(state.step, "learning_rate", stats.learning_rate as f64)
-                .map_err(StoreError::from)?;
-            let rate = (state.step - first_step) as f64 * batch_size as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            training.set_message(format!("loss {:.4}  {rate:.0} img/s", stats.loss));
+        means.add(&stats);
+        if state.step.is_multiple_of(RECORD_EVERY) || state.step == total {
+            if let Some(interval) = means.take() {
+                run.ledger.record_metric(state.step, "loss", interval.loss).map_err(StoreError::from)?;
+                run.ledger
+                    .record_metric(state.step, "learning_rate", interval.learning_rate)
+                    .map_err(StoreError::from)?;
+                let rate =
+                    (state.step - first_step) as f64 * batch_size as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                training.set_message(format!("loss {:.4}  {rate:.0} img/s", interval.loss));
+            }
         }
         training.set_position(state.step);
         if state.step.is_multiple_of(experiment.training.checkpoint_every) {

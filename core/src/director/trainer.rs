@@ -9,6 +9,7 @@
 use super::DirectorError;
 use crate::eval::{EvalError, EvalReport, eval_model};
 use crate::run_model::{self, HostState};
+use crate::step_means::{RECORD_EVERY, StepMeans};
 use crate::store::Ledger;
 use evolve_sdk::{BaseModel, Evaluator, Image, PluginError, SampleRequest, SplitMix64, TrainBatch};
 use std::collections::HashMap;
@@ -158,6 +159,7 @@ struct Worker {
     busy: Duration,
     trained_images: u64,
     loss: f32,
+    means: StepMeans,
     finished_at: Option<Instant>,
 }
 
@@ -182,6 +184,7 @@ impl Worker {
             busy: Duration::ZERO,
             trained_images: 0,
             loss: f32::NAN,
+            means: StepMeans::default(),
             finished_at: None,
         };
         worker.add(data);
@@ -279,13 +282,13 @@ impl Worker {
         self.busy += began.elapsed();
         self.trained_images += picks.len() as u64;
         self.loss = stats.loss;
+        self.means.add(&stats);
         let step = self.state.step;
-        if step.is_multiple_of(10) {
-            let metrics = [
-                ("loss", stats.loss as f64),
-                ("learning_rate", stats.learning_rate as f64),
-                ("grad_norm", stats.grad_norm as f64),
-            ];
+        if step.is_multiple_of(RECORD_EVERY)
+            && let Some(interval) = self.means.take()
+        {
+            let metrics =
+                [("loss", interval.loss), ("learning_rate", interval.learning_rate), ("grad_norm", interval.grad_norm)];
             for (name, value) in metrics {
                 self.ledger.record_metric(step, name, value).map_err(crate::store::StoreError::from)?;
             }
