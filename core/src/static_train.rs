@@ -172,16 +172,13 @@ pub fn run(
         state.step += 1;
         state.data_rng = rng.state();
         means.add(&stats);
-        if state.step.is_multiple_of(RECORD_EVERY) || state.step == total {
-            if let Some(interval) = means.take() {
-                run.ledger.record_metric(state.step, "loss", interval.loss).map_err(StoreError::from)?;
-                run.ledger
-                    .record_metric(state.step, "learning_rate", interval.learning_rate)
-                    .map_err(StoreError::from)?;
-                let rate =
-                    (state.step - first_step) as f64 * batch_size as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                training.set_message(format!("loss {:.4}  {rate:.0} img/s", interval.loss));
-            }
+        if (state.step.is_multiple_of(RECORD_EVERY) || state.step == total)
+            && let Some(interval) = means.take()
+        {
+            run.ledger.record_metric(state.step, "loss", interval.loss).map_err(StoreError::from)?;
+            run.ledger.record_metric(state.step, "learning_rate", interval.learning_rate).map_err(StoreError::from)?;
+            let rate = (state.step - first_step) as f64 * batch_size as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            training.set_message(format!("loss {:.4}  {rate:.0} img/s", interval.loss));
         }
         training.set_position(state.step);
         if state.step.is_multiple_of(experiment.training.checkpoint_every) {
