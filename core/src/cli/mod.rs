@@ -251,14 +251,49 @@ fn serve(world: &str, addr: std::net::SocketAddr, token_env: &str) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-/// An error with its chain of causes, one per line.
+/// An error with its chain of causes, one per line. Many errors already say their source's
+/// message (`checkpoint run/ckpt: the model predicts …`); a cause whose text the last line shown
+/// already contains is not printed again.
 pub fn render_error(error: &anyhow::Error) -> String {
     if let Some(evolve_core::experiment::ExperimentError::Invalid(diagnostics)) = error.downcast_ref() {
         return diagnostics.to_string();
     }
-    let mut out = format!("error: {error}");
+    let mut shown = error.to_string();
+    let mut out = format!("error: {shown}");
     for cause in error.chain().skip(1) {
-        out.push_str(&format!("\n  caused by: {cause}"));
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            out.push_str(&format!("\n  caused by: {text}"));
+            shown = text;
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_error;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the model predicts epsilon")]
+    struct Mismatch;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("checkpoint run/ckpt: {0}")]
+    struct Embeds(#[source] Mismatch);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open the run")]
+    struct Opaque(#[source] Mismatch);
+
+    #[test]
+    fn a_cause_already_in_the_line_above_is_not_repeated() {
+        let error = anyhow::Error::new(Embeds(Mismatch)).context("cannot resume");
+        assert_eq!(
+            render_error(&error),
+            "error: cannot resume\n  caused by: checkpoint run/ckpt: the model predicts epsilon"
+        );
+        let error = anyhow::Error::new(Opaque(Mismatch));
+        assert_eq!(render_error(&error), "error: cannot open the run\n  caused by: the model predicts epsilon");
+    }
 }
