@@ -1,6 +1,6 @@
 """PyTorch eager reference for `evolve bench train-throughput`.
 
-The same PixArt-alpha DiT as core/src/model/dit.rs (adaLN-single, self-attention, cross-attention
+The same PixArt-alpha DiT as plugins/dit/src/dit.rs (adaLN-single, self-attention, cross-attention
 with LayerNorm on Q and K, GELU-tanh MLP, caption projection, small text encoder), the same
 shapes, and the same training step (DDPM epsilon loss, backward, AdamW, EMA). Prints one line:
 `torch img/s: <value>`.

@@ -1,11 +1,11 @@
 //! # evolve-core
 //!
-//! The evolve host: everything that is compiled once and shared by every experiment.
+//! The evolve host: everything that is compiled once and shared by every experiment. It holds
+//! no model code: the built-in base model is the `evolve-dit` plugin crate.
 //!
 //! - [`registry`]: the plugins this binary can build, by kind and name.
 //! - [`experiment`]: experiment files — types, JSON Schema, validation with precise diagnostics.
 //! - [`store`]: the run directory — content-addressed image store and the SQLite run ledger.
-//! - [`model`]: the built-in `dit` base model (PixArt-alpha DiT in candle) and its training.
 //! - [`eval`]: scoring a model or a teacher on an evaluator's held-out suite.
 //! - [`director`]: `evolve run` — the trainer thread and the evolution rounds beside it.
 //! - [`static_train`]: `evolve train --static` — the paper's baseline without the director.
@@ -20,7 +20,6 @@ pub mod director;
 pub mod eval;
 pub mod experiment;
 pub mod external;
-pub mod model;
 pub mod registry;
 pub mod report;
 pub mod run_model;

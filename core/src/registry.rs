@@ -123,6 +123,7 @@ impl Registry {
         evolve_fal::link();
         evolve_stability::link();
         evolve_bfl::link();
+        evolve_dit::link();
         // Built-ins may use the SDK's host capabilities too, under the same allow-list.
         evolve_sdk::host::install(Box::new(crate::external::capabilities::NativeHost));
         Registry::from_builtins(evolve_sdk::builtin_plugins())

@@ -53,4 +53,12 @@ pub trait BaseModel: Send {
 
     /// Restores what [`save`](BaseModel::save) wrote.
     fn load(&mut self, dir: &Path) -> Result<(), PluginError>;
+
+    /// Writes the model (its EMA weights) in the format its ecosystem loads — for the built-in
+    /// `dit`, a diffusers pipeline folder — into `dir`, which exists and is empty. `evolve
+    /// export` writes into a temporary folder and renames it, so a failure leaves nothing half.
+    fn export(&self, dir: &Path) -> Result<(), PluginError> {
+        let _ = dir;
+        Err(PluginError::Unsupported("this base model has no export format".into()))
+    }
 }

@@ -1,8 +1,8 @@
 //! Training throughput of the `dit` base model against a PyTorch eager reference of the same
 //! architecture and shapes (`bench/dit_torch.py`), measured side by side.
 
-use crate::model::{DitConfig, DitModel, Preset};
-use candle_core::{DType, Device};
+use evolve_dit::candle_core::{DType, Device};
+use evolve_dit::{DitConfig, DitModel, Preset};
 use evolve_sdk::{BaseModel, Image, SplitMix64, TrainBatch};
 use std::path::Path;
 use std::process::Command;

@@ -3,6 +3,7 @@
 mod bench;
 mod check;
 mod eval;
+mod export;
 mod plugins;
 mod run;
 mod sample;
@@ -127,6 +128,19 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Write a run's model (EMA weights, latest checkpoint) in its ecosystem's format: for `dit`
+    /// with a VAE and T5, a diffusers pipeline folder (`PixArtAlphaPipeline.from_pretrained`).
+    Export {
+        /// The run directory.
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
+        /// The folder to write (refused if it exists, unless --force).
+        #[arg(long, value_name = "FOLDER")]
+        out: PathBuf,
+        /// Replace an existing --out.
+        #[arg(long)]
+        force: bool,
+    },
     /// Score a run's model (or a teacher) on the experiment's evaluation suite.
     Eval {
         /// The run directory.
@@ -216,6 +230,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sample { run, prompt, n, seed, steps, guidance, out } => {
             sample::run(&run, &prompt, n, seed, steps, guidance, &out)
         }
+        Command::Export { run, out, force } => export::run(&run, &out, force),
         Command::Eval { teacher: Some(teacher), suite, size, json, .. } => {
             eval::teacher(&teacher, suite.as_deref(), size, json)
         }

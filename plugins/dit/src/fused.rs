@@ -372,7 +372,7 @@ pub fn bias_add(y: &Tensor, bias: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gradcheck::{check_param_gradients, random_var as var};
+    use crate::gradcheck::{check_param_gradients, random_var as var};
     use candle_core::Var;
 
     fn named(vars: &[(&str, &Var)]) -> Vec<(String, Var)> {

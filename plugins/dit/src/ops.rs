@@ -117,11 +117,11 @@ macro_rules! typed {
         #[allow(unused_parens)]
         match ($($s),+) {
             ($(candle_core::CpuStorage::F32($v)),+) => {
-                $(let $v = $crate::model::ops::slice($v, $l)?;)+
+                $(let $v = $crate::ops::slice($v, $l)?;)+
                 candle_core::CpuStorage::F32($body)
             }
             ($(candle_core::CpuStorage::F64($v)),+) => {
-                $(let $v = $crate::model::ops::slice($v, $l)?;)+
+                $(let $v = $crate::ops::slice($v, $l)?;)+
                 candle_core::CpuStorage::F64($body)
             }
             _ => candle_core::bail!("evolve op: only f32 and f64 (all inputs alike) are supported"),
@@ -377,7 +377,7 @@ pub fn weighted_mse(a: &Tensor, b: &Tensor, weights: &Tensor) -> Result<Tensor> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gradcheck::check_input_gradient;
+    use crate::gradcheck::check_input_gradient;
     use candle_core::{DType, Device};
 
     fn input(shape: &[usize], seed: u64) -> Tensor {

@@ -88,7 +88,7 @@ fn dims(x: &Layout, y: &Layout, heads: usize, ff_width: usize) -> Result<BlockDi
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     match s {
-        CpuStorage::F32(v) => crate::model::ops::slice(v, l),
+        CpuStorage::F32(v) => crate::ops::slice(v, l),
         _ => bail!("evolve stack: f32 only"),
     }
 }

@@ -4,14 +4,14 @@ use super::diffusion::Prediction;
 use super::dit::{Dit, DitShape};
 use super::gradcheck::check_param_gradients;
 use super::layers::{AffineNorm, Attention, FeedForward, Linear};
-use super::params::{ParamStore, normals};
-use super::text::{SmallTextEncoder, TextEncoder};
+use super::params::{ParamBuilder, ParamStore, normals};
+use super::text::{Caption, SmallTextEncoder, TextEncoder};
 use super::{DitConfig, DitModel};
 use candle_core::{DType, Device, Tensor, Var};
 use evolve_sdk::{BaseModel, SplitMix64, TrainBatch};
 
-fn store() -> ParamStore {
-    ParamStore::new(5, DType::F64, &Device::Cpu)
+fn store() -> ParamBuilder {
+    ParamBuilder::new(5, DType::F64, &Device::Cpu)
 }
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -35,10 +35,10 @@ fn projected(out: &Tensor, seed: u64) -> candle_core::Result<Tensor> {
 
 #[test]
 fn linear_and_affine_norm_gradients() {
-    let mut p = store();
-    let lin = Linear::new(&mut p, "lin", 5, 3).unwrap();
-    let norm = AffineNorm::new(&mut p, "norm", 3, 1e-5).unwrap();
-    let vars = randomise(&p);
+    let p = store();
+    let lin = Linear::new(p.var_builder().pp("lin"), 5, 3).unwrap();
+    let norm = AffineNorm::new(p.var_builder().pp("norm"), 3, 1e-5).unwrap();
+    let vars = randomise(&p.finish());
     let x = random(&[2, 4, 5], 1);
     check_param_gradients(&vars, || projected(&norm.forward(&lin.forward(&x)?)?, 2));
 }
@@ -46,19 +46,19 @@ fn linear_and_affine_norm_gradients() {
 #[test]
 fn self_and_cross_attention_gradients() {
     for qk_norm in [false, true] {
-        let mut p = store();
-        let attn = Attention::new(&mut p, "attn", 8, 6, 2, qk_norm, false).unwrap();
-        let vars = randomise(&p);
+        let p = store();
+        let attn = Attention::new(p.var_builder().pp("attn"), 8, 6, 2, qk_norm, false).unwrap();
+        let vars = randomise(&p.finish());
         let (x, ctx) = (random(&[2, 3, 8], 3), random(&[2, 4, 6], 4));
-        check_param_gradients(&vars, || projected(&attn.forward(&x, &ctx)?, 5));
+        check_param_gradients(&vars, || projected(&attn.forward(&x, &ctx, None)?, 5));
     }
 }
 
 #[test]
 fn feed_forward_gradients() {
-    let mut p = store();
-    let ff = FeedForward::new(&mut p, "ff", 6, 4).unwrap();
-    let vars = randomise(&p);
+    let p = store();
+    let ff = FeedForward::new(p.var_builder().pp("ff"), 6, 4).unwrap();
+    let vars = randomise(&p.finish());
     let x = random(&[2, 3, 6], 6);
     check_param_gradients(&vars, || projected(&ff.forward(&x)?, 7));
 }
@@ -73,28 +73,31 @@ fn tiny_shape() -> DitShape {
         heads: 2,
         caption_channels: 8,
         caption_len: 4,
+        qk_norm: true,
+        null_caption: true,
+        learned_sigma: false,
     }
 }
 
 #[test]
 fn text_encoder_gradients() {
-    let mut p = store();
-    let enc = SmallTextEncoder::new(&mut p, 64, 4, 8, 2).unwrap();
+    let p = store();
+    let enc = SmallTextEncoder::new(p.var_builder().pp("text_encoder"), 64, 4, 8, 2).unwrap();
     let vars: Vec<(String, Var)> =
-        randomise(&p).into_iter().filter(|(n, _)| n != "text_encoder.token_embedding.weight").collect();
+        randomise(&p.finish()).into_iter().filter(|(n, _)| n != "text_encoder.token_embedding.weight").collect();
     let prompts = vec!["a red circle".to_string(), "two blue squares".to_string()];
-    check_param_gradients(&vars, || projected(&enc.encode(&prompts)?, 8));
+    check_param_gradients(&vars, || projected(&enc.encode(&prompts)?.features, 8));
 }
 
 #[test]
 fn whole_dit_gradients_including_the_null_caption() {
-    let mut p = store();
-    let dit = Dit::new(&mut p, tiny_shape()).unwrap();
-    let vars = randomise(&p);
+    let p = store();
+    let dit = Dit::new(p.var_builder(), tiny_shape()).unwrap();
+    let vars = randomise(&p.finish());
     let x = random(&[2, 3, 8, 8], 9);
     let caption = random(&[2, 4, 8], 10);
     check_param_gradients(&vars, || {
-        let y = dit.project_caption(&caption, &[true, false])?;
+        let y = dit.project_caption(&Caption { features: caption.clone(), mask: None }, &[true, false])?;
         projected(&dit.forward(&x, &[10.0, 700.0], &y)?, 11)
     });
 }

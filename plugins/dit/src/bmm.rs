@@ -131,7 +131,7 @@ pub fn bmm(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gradcheck::{check_param_gradients, random_var as var};
+    use crate::gradcheck::{check_param_gradients, random_var as var};
 
     #[test]
     fn matches_matmul_in_every_transpose_combination() {

@@ -3,27 +3,38 @@
 use super::bmm::bmm;
 use super::fused::{bias_add, row_affine};
 use super::ops::{gelu_tanh, layer_norm, scaled_softmax_last_dim};
-use super::params::{Init, ParamStore};
+use super::params::xavier_uniform;
 use candle_core::{D, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
 
 /// `y = x W^T + b`, with `W` of shape `(out, in)` as in PyTorch.
 #[derive(Clone)]
 pub struct Linear {
     weight: Tensor,
-    bias: Option<Tensor>,
+    bias: Tensor,
 }
 
 impl Linear {
-    /// A linear layer `name.weight` / `name.bias`, Xavier-uniform weights and zero bias.
-    pub fn new(p: &mut ParamStore, name: &str, inputs: usize, outputs: usize) -> Result<Self> {
-        Self::with_init(p, name, inputs, outputs, Init::XavierUniform { fan_in: inputs, fan_out: outputs })
+    /// A linear layer `weight` / `bias` under `vb`, Xavier-uniform weights and zero bias.
+    pub fn new(vb: VarBuilder, inputs: usize, outputs: usize) -> Result<Self> {
+        Self::with_init(vb, inputs, outputs, xavier_uniform(inputs, outputs))
     }
 
     /// A linear layer with weights drawn from `init` and zero bias.
-    pub fn with_init(p: &mut ParamStore, name: &str, inputs: usize, outputs: usize, init: Init) -> Result<Self> {
-        let weight = p.get(&format!("{name}.weight"), &[outputs, inputs], init)?;
-        let bias = Some(p.get(&format!("{name}.bias"), &[outputs], Init::Zeros)?);
+    pub fn with_init(vb: VarBuilder, inputs: usize, outputs: usize, init: Init) -> Result<Self> {
+        let weight = vb.get_with_hints((outputs, inputs), "weight", init)?;
+        let bias = vb.get_with_hints(outputs, "bias", Init::Const(0.0))?;
         Ok(Linear { weight, bias })
+    }
+
+    /// The `(out, in)` weight matrix.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias (every linear layer here has one).
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
     }
 
     /// Applies the layer to the last dimension of `x`.
@@ -32,10 +43,7 @@ impl Linear {
         let inputs = dims[dims.len() - 1];
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let y = x.reshape((rows, inputs))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(b) => bias_add(&y, b)?,
-            None => y,
-        };
+        let y = bias_add(&y, &self.bias)?;
         let mut out = dims;
         let last = out.len() - 1;
         out[last] = self.weight.dim(0)?;
@@ -52,11 +60,11 @@ pub struct AffineNorm {
 }
 
 impl AffineNorm {
-    /// `name.weight` (ones) and `name.bias` (zeros) over `dim` features.
-    pub fn new(p: &mut ParamStore, name: &str, dim: usize, eps: f64) -> Result<Self> {
+    /// `weight` (ones) and `bias` (zeros) under `vb` over `dim` features.
+    pub fn new(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
         Ok(AffineNorm {
-            weight: p.get(&format!("{name}.weight"), &[dim], Init::Ones)?,
-            bias: p.get(&format!("{name}.bias"), &[dim], Init::Zeros)?,
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
             eps,
         })
     }
@@ -84,8 +92,7 @@ pub struct Attention {
 impl Attention {
     /// Attention from `dim` queries over `context_dim` keys/values with `heads` heads.
     pub fn new(
-        p: &mut ParamStore,
-        name: &str,
+        vb: VarBuilder,
         dim: usize,
         context_dim: usize,
         heads: usize,
@@ -93,14 +100,15 @@ impl Attention {
         zero_out: bool,
     ) -> Result<Self> {
         let head_dim = dim / heads;
-        let out_init = if zero_out { Init::Zeros } else { Init::XavierUniform { fan_in: dim, fan_out: dim } };
+        let out_init = if zero_out { Init::Const(0.0) } else { xavier_uniform(dim, dim) };
+        let norm = |name: &str| qk_norm.then(|| AffineNorm::new(vb.pp(name), head_dim, 1e-6)).transpose();
         Ok(Attention {
-            to_q: Linear::new(p, &format!("{name}.to_q"), dim, dim)?,
-            to_k: Linear::new(p, &format!("{name}.to_k"), context_dim, dim)?,
-            to_v: Linear::new(p, &format!("{name}.to_v"), context_dim, dim)?,
-            to_out: Linear::with_init(p, &format!("{name}.to_out.0"), dim, dim, out_init)?,
-            norm_q: if qk_norm { Some(AffineNorm::new(p, &format!("{name}.norm_q"), head_dim, 1e-6)?) } else { None },
-            norm_k: if qk_norm { Some(AffineNorm::new(p, &format!("{name}.norm_k"), head_dim, 1e-6)?) } else { None },
+            to_q: Linear::new(vb.pp("to_q"), dim, dim)?,
+            to_k: Linear::new(vb.pp("to_k"), context_dim, dim)?,
+            to_v: Linear::new(vb.pp("to_v"), context_dim, dim)?,
+            to_out: Linear::with_init(vb.pp("to_out.0"), dim, dim, out_init)?,
+            norm_q: norm("norm_q")?,
+            norm_k: norm("norm_k")?,
             heads,
         })
     }
@@ -110,8 +118,9 @@ impl Attention {
         x.reshape((b, n, self.heads, c / self.heads))?.transpose(1, 2)?.contiguous()
     }
 
-    /// Attends from `x` (B, N, dim) over `context` (B, M, context_dim).
-    pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+    /// Attends from `x` (B, N, dim) over `context` (B, M, context_dim), only to the context
+    /// tokens where `mask` (B, M) is 1 when there is one.
+    pub fn forward(&self, x: &Tensor, context: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, n, c) = x.dims3()?;
         let mut q = self.split_heads(&self.to_q.forward(x)?)?;
         let mut k = self.split_heads(&self.to_k.forward(context)?)?;
@@ -124,7 +133,16 @@ impl Attention {
         let heads = b * self.heads;
         let (m, d) = (k.dim(2)?, c / self.heads);
         let (q, k, v) = (q.reshape((heads, n, d))?, k.reshape((heads, m, d))?, v.reshape((heads, m, d))?);
-        let attn = scaled_softmax_last_dim(&bmm(&q, &k, false, true)?, scale)?;
+        let scores = bmm(&q, &k, false, true)?;
+        let attn = match mask {
+            None => scaled_softmax_last_dim(&scores, scale)?,
+            Some(mask) => {
+                // diffusers' bias for masked tokens: (1 - mask) * -10000, per batch row and head.
+                let bias = ((1.0 - mask.to_dtype(scores.dtype())?)? * -10_000.0)?;
+                let bias = bias.reshape((b, 1, 1, m))?.broadcast_as((b, self.heads, 1, m))?.reshape((heads, 1, m))?;
+                scaled_softmax_last_dim(&(scores * scale)?.broadcast_add(&bias)?, 1.0)?
+            }
+        };
         let out = bmm(&attn, &v, false, false)?.reshape((b, self.heads, n, d))?.transpose(1, 2)?.reshape((b, n, c))?;
         self.to_out.forward(&out)
     }
@@ -139,10 +157,10 @@ pub struct FeedForward {
 
 impl FeedForward {
     /// A feed-forward block widening `dim` by `mult`.
-    pub fn new(p: &mut ParamStore, name: &str, dim: usize, mult: usize) -> Result<Self> {
+    pub fn new(vb: VarBuilder, dim: usize, mult: usize) -> Result<Self> {
         Ok(FeedForward {
-            proj_in: Linear::new(p, &format!("{name}.net.0.proj"), dim, dim * mult)?,
-            proj_out: Linear::new(p, &format!("{name}.net.2"), dim * mult, dim)?,
+            proj_in: Linear::new(vb.pp("net.0.proj"), dim, dim * mult)?,
+            proj_out: Linear::new(vb.pp("net.2"), dim * mult, dim)?,
         })
     }
 

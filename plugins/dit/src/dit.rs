@@ -17,9 +17,11 @@
 use super::fused::{bias_add, gated_add, ln_modulate};
 use super::layers::{Attention, FeedForward, Linear, chunk_last};
 use super::ops::gelu_tanh;
-use super::params::{Init, ParamStore};
+use super::params::{normal, xavier_uniform};
 use super::stack::{StackGrads, TransformerStack, block::BlockParams};
+use super::text::Caption;
 use candle_core::{Device, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -43,9 +45,33 @@ pub struct DitShape {
     pub caption_channels: usize,
     /// Caption length in tokens.
     pub caption_len: usize,
+    /// LayerNorm on the cross-attention's queries and keys per head (EvolveDirector's PixArtLN,
+    /// for stability); published PixArt-alpha weights have none.
+    #[serde(default = "yes")]
+    pub qk_norm: bool,
+    /// A learned null caption for classifier-free guidance (EvolveDirector's PixArt); without
+    /// one, as diffusers' PixArt, guidance's unconditional branch encodes the empty prompt.
+    #[serde(default = "yes")]
+    pub null_caption: bool,
+    /// PixArt-alpha's learned sigma: the output has twice the input channels, the second half a
+    /// variance. Only the first half (the prediction) is used and trained: DDIM and
+    /// DPM-Solver++ never read the variance, and it matters only to ancestral DDPM sampling.
+    /// The variance half's weights get no gradient (only AdamW's weight decay) and stay in
+    /// the model, so an exported model keeps PixArt's shape.
+    #[serde(default)]
+    pub learned_sigma: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl DitShape {
+    /// Channels of the transformer's output.
+    pub fn out_channels(&self) -> usize {
+        if self.learned_sigma { 2 * self.in_channels } else { self.in_channels }
+    }
+
     /// Tokens per image.
     pub fn tokens(&self) -> usize {
         (self.image_size / self.patch).pow(2)
@@ -87,9 +113,10 @@ pub struct Dit {
     t_block: Linear,
     caption_1: Linear,
     caption_2: Linear,
-    null_caption: Tensor,
+    null_caption: Option<Tensor>,
     blocks: Vec<Block>,
-    stack: TransformerStack,
+    /// The fused trunk; absent without QK norm, which it always applies.
+    stack: Option<TransformerStack>,
     final_table: Tensor,
     proj_out: Linear,
 }
@@ -137,52 +164,58 @@ pub fn pos_embedding(grid: usize, dim: usize, device: &Device) -> Result<Tensor>
 }
 
 impl Dit {
-    /// A freshly initialised DiT (PixArt's initialisation: Xavier linears, zeroed output
-    /// projections, N(0, 0.02) embedders).
-    pub fn new(p: &mut ParamStore, shape: DitShape) -> Result<Self> {
+    /// A DiT whose parameters come from `vb`, at diffusers' key names; fresh ones get PixArt's
+    /// initialisation (Xavier linears, zeroed output projections, N(0, 0.02) embedders).
+    pub fn new(vb: VarBuilder, shape: DitShape) -> Result<Self> {
         let (h, c_in, patch) = (shape.hidden, shape.in_channels, shape.patch);
         let patch_in = c_in * patch * patch;
-        let patch_proj = p.get(
-            "pos_embed.proj.weight",
-            &[h, c_in, patch, patch],
-            Init::XavierUniform { fan_in: patch_in, fan_out: h },
-        )?;
-        let patch_bias = p.get("pos_embed.proj.bias", &[h], Init::Zeros)?;
-        let normal = Init::Normal(0.02);
-        let time_1 = Linear::with_init(p, "adaln_single.emb.timestep_embedder.linear_1", 256, h, normal)?;
-        let time_2 = Linear::with_init(p, "adaln_single.emb.timestep_embedder.linear_2", h, h, normal)?;
-        let t_block = Linear::with_init(p, "adaln_single.linear", h, 6 * h, normal)?;
+        let patch_proj =
+            vb.get_with_hints((h, c_in, patch, patch), "pos_embed.proj.weight", xavier_uniform(patch_in, h))?;
+        let patch_bias = vb.get_with_hints(h, "pos_embed.proj.bias", Init::Const(0.0))?;
+        let time = vb.pp("adaln_single.emb.timestep_embedder");
+        let time_1 = Linear::with_init(time.pp("linear_1"), 256, h, normal(0.02))?;
+        let time_2 = Linear::with_init(time.pp("linear_2"), h, h, normal(0.02))?;
+        let t_block = Linear::with_init(vb.pp("adaln_single.linear"), h, 6 * h, normal(0.02))?;
         // Xavier rather than PixArt's N(0, 0.02): PixArt projects T5 features of large magnitude,
         // ours come layer-normalised, and a 0.02 projection of unit features starves the
         // cross-attention of signal (the model then learns to ignore the caption).
-        let caption_1 = Linear::new(p, "caption_projection.linear_1", shape.caption_channels, h)?;
-        let caption_2 = Linear::new(p, "caption_projection.linear_2", h, h)?;
-        let null_caption = p.get(
-            "caption_projection.y_embedding",
-            &[shape.caption_len, shape.caption_channels],
-            Init::Normal(1.0 / (shape.caption_channels as f64).sqrt()),
-        )?;
-        let table_init = Init::Normal(1.0 / (h as f64).sqrt());
+        let caption = vb.pp("caption_projection");
+        let caption_1 = Linear::new(caption.pp("linear_1"), shape.caption_channels, h)?;
+        let caption_2 = Linear::new(caption.pp("linear_2"), h, h)?;
+        let null_caption = shape
+            .null_caption
+            .then(|| {
+                let init = normal(1.0 / (shape.caption_channels as f64).sqrt());
+                caption.get_with_hints((shape.caption_len, shape.caption_channels), "y_embedding", init)
+            })
+            .transpose()?;
+        let table_init = normal(1.0 / (h as f64).sqrt());
         let mut blocks = Vec::with_capacity(shape.depth);
         for i in 0..shape.depth {
-            let name = format!("transformer_blocks.{i}");
+            let vb = vb.pp(format!("transformer_blocks.{i}"));
             blocks.push(Block {
-                attn1: Attention::new(p, &format!("{name}.attn1"), h, h, shape.heads, false, false)?,
-                attn2: Attention::new(p, &format!("{name}.attn2"), h, h, shape.heads, true, true)?,
-                ff: FeedForward::new(p, &format!("{name}.ff"), h, 4)?,
-                scale_shift_table: p.get(&format!("{name}.scale_shift_table"), &[6, h], table_init)?,
+                attn1: Attention::new(vb.pp("attn1"), h, h, shape.heads, false, false)?,
+                attn2: Attention::new(vb.pp("attn2"), h, h, shape.heads, shape.qk_norm, true)?,
+                ff: FeedForward::new(vb.pp("ff"), h, 4)?,
+                scale_shift_table: vb.get_with_hints((6, h), "scale_shift_table", table_init)?,
             });
         }
-        let final_table = p.get("scale_shift_table", &[2, h], table_init)?;
-        let proj_out = Linear::with_init(p, "proj_out", h, patch * patch * c_in, Init::Zeros)?;
-        let named =
-            |name: &str| p.tensor(name).ok_or_else(|| candle_core::Error::Msg(format!("missing parameter {name}")));
-        let stack_blocks = (0..shape.depth)
-            .map(|i| BlockParams::try_from_fn(|name| named(&format!("transformer_blocks.{i}.{name}"))))
-            .collect::<Result<_>>()?;
-        let output = [named("scale_shift_table")?, named("proj_out.weight")?, named("proj_out.bias")?];
-        let stack = TransformerStack::new(stack_blocks, output, shape.heads);
-        let pos = pos_embedding(shape.image_size / patch, h, p.device())?.to_dtype(p.dtype())?;
+        let final_table = vb.get_with_hints((2, h), "scale_shift_table", table_init)?;
+        let proj_out = Linear::with_init(vb.pp("proj_out"), h, patch * patch * shape.out_channels(), Init::Const(0.0))?;
+        // The fused trunk shares the very tensors the reference path holds (looked up by name).
+        let stack = if shape.qk_norm {
+            let blocks = (0..shape.depth)
+                .map(|i| {
+                    let block = vb.pp(format!("transformer_blocks.{i}"));
+                    BlockParams::try_from_fn(|name| block.get_unchecked(name))
+                })
+                .collect::<Result<_>>()?;
+            let output = [final_table.clone(), proj_out.weight().clone(), proj_out.bias().clone()];
+            Some(TransformerStack::new(blocks, output, shape.heads))
+        } else {
+            None
+        };
+        let pos = pos_embedding(shape.image_size / patch, h, vb.device())?.to_dtype(vb.dtype())?;
         Ok(Dit {
             shape,
             patch_proj,
@@ -217,34 +250,58 @@ impl Dit {
     /// `(B, N, p * p * C)` in diffusers' `(p, q, c)` order back to `(B, C, H, W)`.
     fn unpatchify(&self, x: &Tensor) -> Result<Tensor> {
         let (b, _, _) = x.dims3()?;
-        let (p, c) = (self.shape.patch, self.shape.in_channels);
+        let (p, c) = (self.shape.patch, self.shape.out_channels());
         let g = self.shape.image_size / p;
         x.reshape((b, g, g, p, p, c))?.permute((0, 5, 1, 3, 2, 4))?.reshape((b, c, g * p, g * p))
     }
 
-    /// Caption features for the transformer: `caption` (B, L, C_txt) where `keep[i]`, the learned
-    /// null caption elsewhere (classifier-free guidance's unconditional branch).
-    pub fn project_caption(&self, caption: &Tensor, keep: &[bool]) -> Result<Tensor> {
-        let (b, l, c) = caption.dims3()?;
-        let caption = if keep.iter().all(|k| *k) {
-            caption.clone()
-        } else {
-            let mask: Vec<f64> = keep.iter().map(|k| if *k { 1.0 } else { 0.0 }).collect();
-            let mask = Tensor::from_vec(mask, (b, 1, 1), caption.device())?.to_dtype(caption.dtype())?;
-            let null = self.null_caption.unsqueeze(0)?.broadcast_as((b, l, c))?;
-            (caption.broadcast_mul(&mask)? + null.broadcast_mul(&(1.0 - &mask)?)?)?
-        };
-        self.caption_2.forward(&gelu_tanh(&self.caption_1.forward(&caption)?)?)
+    /// The prediction part of the transformer's output `(B, out_channels, H, W)`: all of it,
+    /// or the first half when the model has a learned sigma.
+    pub fn prediction_part(&self, output: &Tensor) -> Result<Tensor> {
+        if self.shape.learned_sigma { output.narrow(1, 0, self.shape.in_channels) } else { Ok(output.clone()) }
     }
 
-    /// The fastest block path for `x`: the fused stack on CPU in f32, candle's ops elsewhere.
-    pub fn fast_path(x: &Tensor, train: bool) -> BlockPath {
-        if TransformerStack::supports(x) { BlockPath::Stack { train } } else { BlockPath::Candle }
+    /// Whether the model has a learned null caption (`caption_projection.y_embedding`, as
+    /// EvolveDirector's PixArt); without one (diffusers' PixArt) the unconditional branch is
+    /// the text encoder's encoding of the empty prompt.
+    pub fn has_null_caption(&self) -> bool {
+        self.null_caption.is_some()
+    }
+
+    /// Caption features for the transformer: `caption` (B, L, C_txt) where `keep[i]`, the learned
+    /// null caption elsewhere (classifier-free guidance's unconditional branch); the mask
+    /// passes through.
+    pub fn project_caption(&self, caption: &Caption, keep: &[bool]) -> Result<Caption> {
+        let (b, l, c) = caption.features.dims3()?;
+        let features = if keep.iter().all(|k| *k) {
+            caption.features.clone()
+        } else {
+            let Some(null_caption) = &self.null_caption else {
+                return Err(candle_core::Error::Msg(
+                    "this model has no learned null caption: encode the empty prompt instead".into(),
+                ));
+            };
+            let caption = &caption.features;
+            let mask: Vec<f64> = keep.iter().map(|k| if *k { 1.0 } else { 0.0 }).collect();
+            let mask = Tensor::from_vec(mask, (b, 1, 1), caption.device())?.to_dtype(caption.dtype())?;
+            let null = null_caption.unsqueeze(0)?.broadcast_as((b, l, c))?;
+            (caption.broadcast_mul(&mask)? + null.broadcast_mul(&(1.0 - &mask)?)?)?
+        };
+        let features = self.caption_2.forward(&gelu_tanh(&self.caption_1.forward(&features)?)?)?;
+        Ok(Caption { features, mask: caption.mask.clone() })
+    }
+
+    /// The fastest block path for `x` and captions `y`: the fused stack on CPU in f32 for
+    /// unmasked captions and QK-normed cross-attention (unless the crate is built without its
+    /// default feature `fused-cpu`), candle's ops elsewhere.
+    pub fn fast_path(&self, x: &Tensor, y: &Caption, train: bool) -> BlockPath {
+        let fits = self.stack.is_some() && y.mask.is_none() && TransformerStack::supports(x);
+        if cfg!(feature = "fused-cpu") && fits { BlockPath::Stack { train } } else { BlockPath::Candle }
     }
 
     /// Predicts the noise in `x` (B, C, H, W) at `timesteps` given projected captions `y`,
     /// through candle's ops (the reference path).
-    pub fn forward(&self, x: &Tensor, timesteps: &[f64], y: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, timesteps: &[f64], y: &Caption) -> Result<Tensor> {
         Ok(self.forward_with(x, timesteps, y, BlockPath::Candle)?.0)
     }
 
@@ -255,7 +312,7 @@ impl Dit {
         &self,
         x: &Tensor,
         timesteps: &[f64],
-        y: &Tensor,
+        y: &Caption,
         path: BlockPath,
     ) -> Result<(Tensor, StackGrads)> {
         let (b, _, _, _) = x.dims4()?;
@@ -277,13 +334,22 @@ impl Dit {
                 let x = ln_modulate(&x, &shift, &scale, 1e-6)?;
                 (self.proj_out.forward(&x)?, StackGrads::default())
             }
-            BlockPath::Stack { train } => self.stack.forward(&x, &Tensor::cat(&[&t6, &e_t], 1)?, y, train)?,
+            BlockPath::Stack { train } => {
+                let stack = match &self.stack {
+                    Some(stack) if y.mask.is_none() => stack,
+                    _ => {
+                        let why = "the fused trunk needs QK norm and takes no caption mask";
+                        return Err(candle_core::Error::Msg(why.into()));
+                    }
+                };
+                stack.forward(&x, &Tensor::cat(&[&t6, &e_t], 1)?, &y.features, train)?
+            }
         };
         Ok((self.unpatchify(&out)?, grads))
     }
 
     /// The blocks through candle's ops; `t6` is (B, 6, C).
-    fn blocks_candle(&self, mut x: Tensor, t6: &Tensor, y: &Tensor) -> Result<Tensor> {
+    fn blocks_candle(&self, mut x: Tensor, t6: &Tensor, y: &Caption) -> Result<Tensor> {
         let (b, _, h) = t6.dims3()?;
         for block in &self.blocks {
             let m = t6.broadcast_add(&block.scale_shift_table.unsqueeze(0)?)?;
@@ -291,8 +357,8 @@ impl Dit {
             let (shift_msa, scale_msa, gate_msa) = (&m[0], &m[1], &m[2]);
             let (shift_mlp, scale_mlp, gate_mlp) = (&m[3], &m[4], &m[5]);
             let normed = ln_modulate(&x, shift_msa, scale_msa, 1e-6)?;
-            x = gated_add(&x, &block.attn1.forward(&normed, &normed)?, gate_msa)?;
-            x = (&x + block.attn2.forward(&x, y)?)?;
+            x = gated_add(&x, &block.attn1.forward(&normed, &normed, None)?, gate_msa)?;
+            x = (&x + block.attn2.forward(&x, &y.features, y.mask.as_ref())?)?;
             let normed = ln_modulate(&x, shift_mlp, scale_mlp, 1e-6)?;
             x = gated_add(&x, &block.ff.forward(&normed)?, gate_mlp)?;
         }

@@ -1,8 +1,9 @@
 //! The fused stack against candle's reference path (itself checked against finite
 //! differences in f64) and against f32 finite differences of its own.
 
-use crate::model::dit::{BlockPath, Dit, DitShape};
-use crate::model::params::{ParamStore, normals};
+use crate::dit::{BlockPath, Dit, DitShape};
+use crate::params::{ParamBuilder, ParamStore, normals};
+use crate::text::Caption;
 use candle_core::{DType, Device, Tensor, Var};
 use evolve_sdk::SplitMix64;
 
@@ -16,7 +17,14 @@ fn shape() -> DitShape {
         heads: 4,
         caption_channels: 16,
         caption_len: 5,
+        qk_norm: true,
+        null_caption: true,
+        learned_sigma: false,
     }
+}
+
+fn unmasked(features: &Tensor) -> Caption {
+    Caption { features: features.clone(), mask: None }
 }
 
 fn random(shape: &[usize], seed: u64, scale: f64) -> Tensor {
@@ -27,8 +35,9 @@ fn random(shape: &[usize], seed: u64, scale: f64) -> Tensor {
 
 /// A DiT with every parameter random (zero-initialised output layers would hide gradients).
 fn model() -> (ParamStore, Dit) {
-    let mut p = ParamStore::new(3, DType::F32, &Device::Cpu);
-    let dit = Dit::new(&mut p, shape()).unwrap();
+    let builder = ParamBuilder::new(3, DType::F32, &Device::Cpu);
+    let dit = Dit::new(builder.var_builder(), shape()).unwrap();
+    let p = builder.finish();
     for (i, var) in p.vars().values().enumerate() {
         var.set(&random(var.dims(), 500 + i as u64, 0.3)).unwrap();
     }
@@ -49,8 +58,8 @@ fn case() -> Case {
     Case { x, t: vec![3.0, 400.0, 999.0], y, r }
 }
 
-fn objective(dit: &Dit, c: &Case, path: BlockPath) -> (Tensor, crate::model::stack::StackGrads) {
-    let (out, grads) = dit.forward_with(&c.x, &c.t, c.y.as_tensor(), path).unwrap();
+fn objective(dit: &Dit, c: &Case, path: BlockPath) -> (Tensor, crate::stack::StackGrads) {
+    let (out, grads) = dit.forward_with(&c.x, &c.t, &unmasked(c.y.as_tensor()), path).unwrap();
     ((out * &c.r).unwrap().sum_all().unwrap(), grads)
 }
 
@@ -70,9 +79,9 @@ fn assert_close(what: &str, a: &[f32], b: &[f32], tolerance: f32) {
 fn the_stack_computes_what_candle_computes() {
     let (_, dit) = model();
     let c = case();
-    let reference = dit.forward_with(&c.x, &c.t, c.y.as_tensor(), BlockPath::Candle).unwrap().0;
+    let reference = dit.forward_with(&c.x, &c.t, &unmasked(c.y.as_tensor()), BlockPath::Candle).unwrap().0;
     for train in [false, true] {
-        let out = dit.forward_with(&c.x, &c.t, c.y.as_tensor(), BlockPath::Stack { train }).unwrap().0;
+        let out = dit.forward_with(&c.x, &c.t, &unmasked(c.y.as_tensor()), BlockPath::Stack { train }).unwrap().0;
         assert_close("output", &values(&out), &values(&reference), 1e-5);
     }
 }

@@ -7,7 +7,7 @@
 //! so [`sum`] and [`dot`] keep 16 independent partial sums, added in a fixed order: results
 //! depend on the data only, never on the machine's thread count or vector width.
 
-use crate::model::ops::fast_tanh_f32;
+use crate::ops::fast_tanh_f32;
 
 /// Defines `fn $name(..)` that runs its body with AVX2+FMA where the CPU has them.
 macro_rules! multiversion {
@@ -26,7 +26,7 @@ macro_rules! multiversion {
                 fn avx2($($arg: $ty),*) {
                     body($($arg),*)
                 }
-                if $crate::model::stack::simd::has_avx512() {
+                if $crate::stack::simd::has_avx512() {
                     // SAFETY: the CPU has the features `avx512` was compiled for.
                     return unsafe { avx512($($arg),*) };
                 }

@@ -1,14 +1,33 @@
 //! Captions to features: a tokenizer that accepts any English prompt and a small trainable
-//! transformer encoder, behind [`TextEncoder`] so that a frozen T5 can take its place.
+//! transformer encoder, behind [`TextEncoder`] so that a frozen T5
+//! ([`T5TextEncoder`](crate::t5_text::T5TextEncoder)) can take its place.
 
 use super::layers::{AffineNorm, Attention, FeedForward};
-use super::params::{Init, ParamStore};
+use super::params::normal;
 use candle_core::{Device, Result, Tensor};
+use candle_nn::VarBuilder;
 
-/// Turns prompts into caption features `(B, caption_len, caption_channels)`.
-pub trait TextEncoder {
+/// Caption features and which of their tokens are real.
+#[derive(Debug, Clone)]
+pub struct Caption {
+    /// `(B, caption_len, caption_channels)`.
+    pub features: Tensor,
+    /// `(B, caption_len)`, 1 for a token and 0 for padding the cross-attention must never
+    /// attend to; `None` when every token counts.
+    pub mask: Option<Tensor>,
+}
+
+impl Caption {
+    /// The same captions with their graph history dropped.
+    pub fn detach(&self) -> Caption {
+        Caption { features: self.features.detach(), mask: self.mask.as_ref().map(Tensor::detach) }
+    }
+}
+
+/// Turns prompts into caption features.
+pub trait TextEncoder: Send + Sync {
     /// Encodes `prompts`.
-    fn encode(&self, prompts: &[String]) -> Result<Tensor>;
+    fn encode(&self, prompts: &[String]) -> Result<Caption>;
 }
 
 /// Common words that get ids of their own (no hash collisions among them): function words,
@@ -122,38 +141,35 @@ pub struct SmallTextEncoder {
 }
 
 impl SmallTextEncoder {
-    /// An encoder producing `(B, max_len, dim)` features, parameters under `text_encoder.`.
-    pub fn new(p: &mut ParamStore, vocab: usize, max_len: usize, dim: usize, heads: usize) -> Result<Self> {
-        let n = "text_encoder";
+    /// An encoder producing `(B, max_len, dim)` features, parameters under `vb` (the model
+    /// puts them under `text_encoder.`).
+    pub fn new(vb: VarBuilder, vocab: usize, max_len: usize, dim: usize, heads: usize) -> Result<Self> {
+        let layer = vb.pp("layers.0");
         Ok(SmallTextEncoder {
             tokenizer: HashTokenizer::new(vocab, max_len),
-            token_embedding: p.get(&format!("{n}.token_embedding.weight"), &[vocab, dim], Init::Normal(0.02))?,
-            position_embedding: p.get(
-                &format!("{n}.position_embedding.weight"),
-                &[max_len, dim],
-                Init::Normal(0.01),
-            )?,
-            norm1: AffineNorm::new(p, &format!("{n}.layers.0.norm1"), dim, 1e-5)?,
-            attn: Attention::new(p, &format!("{n}.layers.0.attn"), dim, dim, heads, false, false)?,
-            norm2: AffineNorm::new(p, &format!("{n}.layers.0.norm2"), dim, 1e-5)?,
-            ff: FeedForward::new(p, &format!("{n}.layers.0.ff"), dim, 4)?,
-            final_norm: AffineNorm::new(p, &format!("{n}.final_norm"), dim, 1e-5)?,
-            device: p.device().clone(),
+            token_embedding: vb.get_with_hints((vocab, dim), "token_embedding.weight", normal(0.02))?,
+            position_embedding: vb.get_with_hints((max_len, dim), "position_embedding.weight", normal(0.01))?,
+            norm1: AffineNorm::new(layer.pp("norm1"), dim, 1e-5)?,
+            attn: Attention::new(layer.pp("attn"), dim, dim, heads, false, false)?,
+            norm2: AffineNorm::new(layer.pp("norm2"), dim, 1e-5)?,
+            ff: FeedForward::new(layer.pp("ff"), dim, 4)?,
+            final_norm: AffineNorm::new(vb.pp("final_norm"), dim, 1e-5)?,
+            device: vb.device().clone(),
         })
     }
 }
 
 impl TextEncoder for SmallTextEncoder {
-    fn encode(&self, prompts: &[String]) -> Result<Tensor> {
+    fn encode(&self, prompts: &[String]) -> Result<Caption> {
         let ids: Vec<u32> = prompts.iter().flat_map(|p| self.tokenizer.encode(p)).collect();
         let (b, l) = (prompts.len(), self.tokenizer.max_len);
         let ids = Tensor::from_vec(ids, b * l, &self.device)?;
         let x = self.token_embedding.embedding(&ids)?.reshape((b, l, ()))?;
         let x = x.broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
         let h = self.norm1.forward(&x)?;
-        let x = (&x + self.attn.forward(&h, &h)?)?;
+        let x = (&x + self.attn.forward(&h, &h, None)?)?;
         let x = (&x + self.ff.forward(&self.norm2.forward(&x)?)?)?;
-        self.final_norm.forward(&x)
+        Ok(Caption { features: self.final_norm.forward(&x)?, mask: None })
     }
 }
 

@@ -1,0 +1,118 @@
+//! PixArt-alpha's latent space: a frozen [`Vae`] from a diffusers `AutoencoderKL` folder, each
+//! training image encoded once and its latents cached by content (image hash and VAE identity).
+
+use crate::pixels;
+use crate::vae::{Vae, VaeConfig};
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+use evolve_sdk::Image;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+/// Images whose latents are kept; past this the cache starts afresh (a bound on memory).
+const CACHE_IMAGES: usize = 65_536;
+
+fn error(message: String) -> candle_core::Error {
+    candle_core::Error::Msg(message)
+}
+
+/// The VAE with its latent cache.
+pub struct LatentSpace {
+    vae: Vae,
+    /// blake3 of the VAE's config and weight files: latents of one image under another VAE differ.
+    identity: blake3::Hash,
+    cache: Mutex<HashMap<blake3::Hash, Tensor>>,
+    device: Device,
+    dtype: DType,
+}
+
+impl LatentSpace {
+    /// Loads the `AutoencoderKL` in `dir` (`config.json` and `*.safetensors`).
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let config_text = std::fs::read_to_string(&config_path)
+            .map_err(|e| error(format!("VAE folder {}: config.json: {e}", dir.display())))?;
+        let config: VaeConfig =
+            serde_json::from_str(&config_text).map_err(|e| error(format!("{}: {e}", config_path.display())))?;
+        let mut weights: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| error(format!("VAE folder {}: {e}", dir.display())))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        weights.sort();
+        if weights.is_empty() {
+            return Err(error(format!("VAE folder {}: no *.safetensors weights", dir.display())));
+        }
+        let mut identity = blake3::Hasher::new();
+        identity.update(config_text.as_bytes());
+        for file in &weights {
+            let bytes = std::fs::read(file).map_err(|e| error(format!("{}: {e}", file.display())))?;
+            identity.update(&bytes);
+        }
+        // SAFETY: the weights are memory-mapped read-only; evolve never writes them while running.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, dtype, device)? };
+        let vae = Vae::new(&config, vb).map_err(|e| error(format!("VAE folder {}: {e}", dir.display())))?;
+        Ok(LatentSpace {
+            vae,
+            identity: identity.finalize(),
+            cache: Mutex::new(HashMap::new()),
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    /// The autoencoder.
+    pub fn vae(&self) -> &Vae {
+        &self.vae
+    }
+
+    /// Latent channels.
+    pub fn channels(&self) -> usize {
+        self.vae.config().latent_channels
+    }
+
+    /// Pixels per latent cell along a side.
+    pub fn downscale(&self) -> usize {
+        self.vae.downscale()
+    }
+
+    fn key(&self, image: &Image) -> blake3::Hash {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(self.identity.as_bytes());
+        hasher.update(&image.width().to_le_bytes());
+        hasher.update(&image.height().to_le_bytes());
+        hasher.update(image.pixels());
+        hasher.finalize()
+    }
+
+    /// The scaled latents `(B, C, size / 8, size / 8)` of `images`, each `size`×`size`.
+    pub fn encode(&self, images: &[Image], size: usize) -> Result<Tensor> {
+        let mut latents = Vec::with_capacity(images.len());
+        for image in images {
+            let key = self.key(image);
+            let hit = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+            let latent = match hit {
+                Some(latent) => latent,
+                None => {
+                    let x = pixels::to_tensor(std::slice::from_ref(image), size, &self.device, self.dtype)?;
+                    let latent = self.vae.to_latents(&x)?.detach();
+                    let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+                    if cache.len() >= CACHE_IMAGES {
+                        cache.clear();
+                    }
+                    cache.insert(key, latent.clone());
+                    latent
+                }
+            };
+            latents.push(latent);
+        }
+        Tensor::cat(&latents, 0)
+    }
+
+    /// Images (in [-1, 1]) of scaled latents.
+    pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
+        self.vae.from_latents(&latents.detach())
+    }
+}

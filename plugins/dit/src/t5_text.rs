@@ -1,0 +1,156 @@
+//! PixArt-alpha's captions: a prompt tokenized by T5's tokenizer (`tokenizer.json`, read by the
+//! `tokenizers` crate), padded or truncated to 120 tokens with an attention mask, encoded by the
+//! frozen [`T5Encoder`], and cached per prompt (a prompt is encoded once however often it trains).
+
+use crate::t5::{T5Config, T5Encoder};
+use crate::text::{Caption, TextEncoder};
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use tokenizers::{PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+/// PixArt-alpha's caption length in tokens.
+pub const PIXART_TOKENS: usize = 120;
+
+/// Prompts whose encodings are kept; past this the cache starts afresh (a bound on memory: an
+/// XXL caption is 120 × 4096 floats, ~2 MB).
+const CACHE_PROMPTS: usize = 2048;
+
+fn error(message: String) -> candle_core::Error {
+    candle_core::Error::Msg(message)
+}
+
+/// The files of a T5 encoder folder: `config.json`, `model.safetensors` (or shards) and a
+/// `tokenizer.json` in the folder or in `../tokenizer/` (a diffusers pipeline's layout).
+#[derive(Debug, Clone, PartialEq)]
+pub struct T5Files {
+    /// `config.json`.
+    pub config: PathBuf,
+    /// Every `*.safetensors` file of the folder, sorted.
+    pub weights: Vec<PathBuf>,
+    /// `tokenizer.json`.
+    pub tokenizer: PathBuf,
+}
+
+impl T5Files {
+    /// Finds the files under `dir`, naming what is missing.
+    pub fn find(dir: &Path) -> Result<Self> {
+        let config = dir.join("config.json");
+        if !config.is_file() {
+            return Err(error(format!("T5 folder {}: no config.json", dir.display())));
+        }
+        let mut weights: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| error(format!("T5 folder {}: {e}", dir.display())))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        weights.sort();
+        if weights.is_empty() {
+            return Err(error(format!("T5 folder {}: no *.safetensors weights", dir.display())));
+        }
+        let candidates = [dir.join("tokenizer.json"), dir.join("../tokenizer/tokenizer.json")];
+        let tokenizer = candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+            error(format!(
+                "T5 folder {}: no tokenizer.json there or in ../tokenizer/ (a slow `spiece.model` tokenizer can be \
+                 converted with transformers: `T5TokenizerFast.from_pretrained(DIR).save_pretrained(DIR)`)",
+                dir.display()
+            ))
+        })?;
+        Ok(T5Files { config, weights, tokenizer })
+    }
+}
+
+/// Reads `config.json` of a T5 encoder.
+pub fn read_config(path: &Path) -> Result<T5Config> {
+    let text = std::fs::read_to_string(path).map_err(|e| error(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| error(format!("{}: {e}", path.display())))
+}
+
+/// T5's tokenizer at a fixed length: ids and mask, padded right, truncated keeping `</s>`.
+pub struct T5Tokenizer {
+    tokenizer: Tokenizer,
+    length: usize,
+}
+
+impl T5Tokenizer {
+    /// The tokenizer in `path` (`tokenizer.json`), padding and truncating to `length` tokens.
+    pub fn from_file(path: &Path, length: usize) -> Result<Self> {
+        let mut tokenizer = Tokenizer::from_file(path).map_err(|e| error(format!("{}: {e}", path.display())))?;
+        let pad_id = tokenizer.token_to_id("<pad>").unwrap_or(0);
+        let truncation = TruncationParams { max_length: length, ..Default::default() };
+        tokenizer.with_truncation(Some(truncation)).map_err(|e| error(format!("{}: {e}", path.display())))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::Fixed(length),
+            direction: PaddingDirection::Right,
+            pad_id,
+            pad_token: "<pad>".into(),
+            ..Default::default()
+        }));
+        Ok(T5Tokenizer { tokenizer, length })
+    }
+
+    /// Token ids and attention mask (1 for tokens, 0 for padding) of `prompt`.
+    pub fn encode(&self, prompt: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        let encoding = self.tokenizer.encode(prompt, true).map_err(|e| error(format!("tokenizing {prompt:?}: {e}")))?;
+        let (ids, mask) = (encoding.get_ids().to_vec(), encoding.get_attention_mask().to_vec());
+        if ids.len() != self.length {
+            return Err(error(format!("tokenizer gave {} tokens, expected {}", ids.len(), self.length)));
+        }
+        Ok((ids, mask))
+    }
+}
+
+/// The frozen T5 caption encoder with its tokenizer and a per-prompt cache.
+pub struct T5TextEncoder {
+    tokenizer: T5Tokenizer,
+    encoder: T5Encoder,
+    cache: Mutex<HashMap<String, (Tensor, Tensor)>>,
+    device: Device,
+    dtype: DType,
+}
+
+impl T5TextEncoder {
+    /// Loads the encoder in `dir` (see [`T5Files`]) onto `device`, computing in `dtype`.
+    pub fn load(dir: &Path, length: usize, dtype: DType, device: &Device) -> Result<Self> {
+        let files = T5Files::find(dir)?;
+        let config = read_config(&files.config)?;
+        // SAFETY: the weights are memory-mapped read-only; evolve never writes them while running.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device)? };
+        let encoder = T5Encoder::new(&config, vb).map_err(|e| error(format!("T5 folder {}: {e}", dir.display())))?;
+        let tokenizer = T5Tokenizer::from_file(&files.tokenizer, length)?;
+        Ok(T5TextEncoder { tokenizer, encoder, cache: Mutex::new(HashMap::new()), device: device.clone(), dtype })
+    }
+
+    /// Width of the features.
+    pub fn hidden_size(&self) -> usize {
+        self.encoder.hidden_size()
+    }
+
+    fn encode_one(&self, prompt: &str) -> Result<(Tensor, Tensor)> {
+        if let Some(hit) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(prompt) {
+            return Ok(hit.clone());
+        }
+        let (ids, mask) = self.tokenizer.encode(prompt)?;
+        let len = ids.len();
+        let ids = Tensor::from_vec(ids, (1, len), &self.device)?;
+        let mask = Tensor::from_vec(mask, (1, len), &self.device)?.to_dtype(self.dtype)?;
+        let features = self.encoder.forward(&ids, &mask)?.detach();
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CACHE_PROMPTS {
+            cache.clear();
+        }
+        cache.insert(prompt.to_string(), (features.clone(), mask.clone()));
+        Ok((features, mask))
+    }
+}
+
+impl TextEncoder for T5TextEncoder {
+    fn encode(&self, prompts: &[String]) -> Result<Caption> {
+        let (features, masks): (Vec<Tensor>, Vec<Tensor>) =
+            prompts.iter().map(|p| self.encode_one(p)).collect::<Result<Vec<_>>>()?.into_iter().unzip();
+        Ok(Caption { features: Tensor::cat(&features, 0)?, mask: Some(Tensor::cat(&masks, 0)?) })
+    }
+}

@@ -1,0 +1,94 @@
+//! The transformer against diffusers' `PixArtTransformer2DModel`, loaded from a pipeline folder
+//! through the same path `pretrained = "DIR"` takes: fixtures by `tests/fixtures/make.py`.
+
+use evolve_dit::candle_core::{DType, Device, Tensor};
+use evolve_dit::dit::Dit;
+use evolve_dit::params::ParamBuilder;
+use evolve_dit::pipeline::PipelineFolder;
+use evolve_dit::text::Caption;
+use evolve_dit::{DitConfig, DitModel};
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// max |a - b| / max |b|.
+fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    diff / scale
+}
+
+#[test]
+fn transformer_output_matches_diffusers() {
+    let reference =
+        evolve_dit::candle_core::safetensors::load(fixtures().join("reference/transformer.safetensors"), &Device::Cpu)
+            .unwrap();
+    let folder = PipelineFolder::open(&fixtures().join("tiny-pixart")).unwrap();
+    let shape = folder.shape();
+    assert!(shape.learned_sigma && !shape.qk_norm && !shape.null_caption);
+    let builder = ParamBuilder::pretrained(folder.transformer_weights().unwrap(), DType::F32, &Device::Cpu);
+    let dit = Dit::new(builder.var_builder(), shape).unwrap();
+    assert_eq!(builder.unused_pretrained(), Vec::<String>::new());
+    let mask = reference["mask"].to_dtype(DType::F32).unwrap();
+    let caption = Caption { features: reference["captions"].clone(), mask: Some(mask) };
+    let y = dit.project_caption(&caption, &[true, true]).unwrap();
+    let timesteps: Vec<f64> = reference["timesteps"].to_vec1::<f32>().unwrap().into_iter().map(f64::from).collect();
+    let out = dit.forward(&reference["latents"], &timesteps, &y).unwrap();
+    let error = relative_error(&out, &reference["output"]);
+    println!("transformer output (both halves, learned sigma): max relative error {error:.2e}");
+    assert!(error < 1e-4, "transformer output differs: relative error {error}");
+}
+
+fn pretrained_config(dir: &Path) -> DitConfig {
+    serde_json::from_value(serde_json::json!({ "pretrained": dir })).unwrap()
+}
+
+#[test]
+fn a_pipeline_folder_builds_a_trainable_model_with_its_own_parts() {
+    let model = DitModel::new(pretrained_config(&fixtures().join("tiny-pixart")), 16, &Device::Cpu, 0, DType::F32);
+    let model = model.unwrap();
+    assert_eq!((model.shape().image_size, model.shape().in_channels, model.shape().caption_channels), (8, 4, 32));
+    let error = DitModel::new(pretrained_config(&fixtures().join("tiny-pixart")), 32, &Device::Cpu, 0, DType::F32)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("set run.image_size = 16"), "{error}");
+}
+
+#[test]
+fn a_missing_or_misshaped_tensor_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures().join("tiny-pixart"), dir.path());
+    let weights_path = dir.path().join("transformer/diffusion_pytorch_model.safetensors");
+    let mut weights = evolve_dit::candle_core::safetensors::load(&weights_path, &Device::Cpu).unwrap();
+    weights.remove("transformer_blocks.1.attn2.to_k.weight");
+    evolve_dit::candle_core::safetensors::save(&weights, &weights_path).unwrap();
+    let error = DitModel::new(pretrained_config(dir.path()), 16, &Device::Cpu, 0, DType::F32).err().unwrap();
+    assert!(error.to_string().contains("lack transformer_blocks.1.attn2.to_k.weight [16, 16]"), "{error}");
+
+    weights.insert(
+        "transformer_blocks.1.attn2.to_k.weight".into(),
+        Tensor::zeros((16, 8), DType::F32, &Device::Cpu).unwrap(),
+    );
+    evolve_dit::candle_core::safetensors::save(&weights, &weights_path).unwrap();
+    let error = DitModel::new(pretrained_config(dir.path()), 16, &Device::Cpu, 0, DType::F32).err().unwrap();
+    assert!(error.to_string().contains("to_k.weight is [16, 8], this model needs [16, 16]"), "{error}");
+
+    std::fs::remove_dir_all(dir.path().join("vae")).unwrap();
+    let error = DitModel::new(pretrained_config(dir.path()), 16, &Device::Cpu, 0, DType::F32).err().unwrap();
+    assert!(error.to_string().contains("vae/config.json is missing"), "{error}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
