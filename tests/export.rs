@@ -113,3 +113,65 @@ max_steps = 4
     assert!(stderr.contains("pixel space"), "{stderr}");
     assert!(!out.exists(), "a failed export leaves nothing behind");
 }
+
+#[test]
+fn sample_renders_a_pretrained_folder_from_given_noise_as_diffusers_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("ddim.png");
+    let fixtures = root().join("plugins/dit/tests/fixtures");
+    let reference = fixtures.join("reference/ddim.safetensors");
+    let pipeline = fixtures.join("tiny-pixart");
+    let args = [
+        "sample",
+        "--pretrained",
+        pipeline.to_str().unwrap(),
+        "--prompt",
+        "a red circle",
+        "-n",
+        "1",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "10",
+        "--guidance",
+        "4.5",
+        "--init-noise",
+        reference.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ];
+    ok(&evolve(&args));
+    let image = image::open(&png).unwrap().to_rgb8();
+    let want = evolve_dit::candle_core::safetensors::load(&reference, &Device::Cpu).unwrap()["image"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    // The grid of one image has a 2-pixel gutter.
+    let mut worst = 0f32;
+    for y in 0..16u32 {
+        for x in 0..16u32 {
+            for c in 0..3 {
+                let got = image.get_pixel(x + 2, y + 2)[c] as f32;
+                worst = worst.max((got - want[((y * 16 + x) * 3) as usize + c] * 255.0).abs());
+            }
+        }
+    }
+    assert!(worst <= 2.0, "differs from the diffusers pipeline by {worst}/255");
+    let bad = evolve(&[
+        "sample",
+        "--pretrained",
+        fixtures.join("tiny-pixart").to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--sampler",
+        "euler",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("use ddim or dpm_solver2m"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -155,6 +155,7 @@ pub fn eval_model(
             seed: chunk[0].seed,
             steps: None,
             guidance: None,
+            ..SampleRequest::default()
         };
         let images =
             model.generate(&request).map_err(|source| EvalError::Render { prompt: chunk[0].prompt.clone(), source })?;

@@ -26,8 +26,18 @@ pub struct StepStats {
     pub grad_norm: f32,
 }
 
-/// Render images for prompts with the model's current (EMA) weights.
+/// The starting noise of a sampler, given instead of drawn from the seed (e.g. to compare a
+/// model's images with another implementation's on the same noise).
 #[derive(Debug, Clone, PartialEq)]
+pub struct InitialNoise {
+    /// Its shape, batch first: for a latent diffusion model `(B, C, H, W)` latents.
+    pub shape: Vec<usize>,
+    /// The values, row-major.
+    pub values: Vec<f32>,
+}
+
+/// Render images for prompts with the model's current (EMA) weights.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SampleRequest {
     /// One image per prompt.
     pub prompts: Vec<String>,
@@ -37,6 +47,11 @@ pub struct SampleRequest {
     pub steps: Option<u32>,
     /// Classifier-free guidance scale; `None` for the model's default.
     pub guidance: Option<f32>,
+    /// A sampler by the model's name for it (`dit`: `ddim`, `dpm_solver2m`); `None` for the
+    /// model's default.
+    pub sampler: Option<String>,
+    /// The starting noise, one entry per prompt; `None` to draw it from `seed`.
+    pub initial_noise: Option<InitialNoise>,
 }
 
 /// A trainable text-to-image model. Compute-bound and stateful, so synchronous: the host runs

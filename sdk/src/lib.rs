@@ -79,7 +79,7 @@ pub mod time;
 pub mod wasm;
 
 pub use async_trait::async_trait;
-pub use base_model::{BaseModel, SampleRequest, StepStats, TrainBatch};
+pub use base_model::{BaseModel, InitialNoise, SampleRequest, StepStats, TrainBatch};
 pub use block_on::block_on;
 pub use config::{SecretRef, config_schema, decode_config};
 pub use error::PluginError;

@@ -104,11 +104,25 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Render images from a run's model.
+    /// Render images from a run's model, or from a pretrained model folder.
     Sample {
         /// The run directory.
+        #[arg(long, value_name = "DIR", required_unless_present = "pretrained", conflicts_with = "pretrained")]
+        run: Option<PathBuf>,
+        /// A pretrained model folder instead of a run (for `dit`: a diffusers PixArt pipeline),
+        /// rendered at its own size.
         #[arg(long, value_name = "DIR")]
-        run: PathBuf,
+        pretrained: Option<PathBuf>,
+        /// The base-model plugin that reads --pretrained.
+        #[arg(long, value_name = "NAME", default_value = "dit", requires = "pretrained")]
+        plugin: String,
+        /// The sampler, by the model's name for it (`dit`: ddim, dpm_solver2m; default: the model's).
+        #[arg(long)]
+        sampler: Option<String>,
+        /// The starting noise instead of the seed's: a safetensors file with an f32 tensor
+        /// `latents` of shape (N, C, H, W), or (1, C, H, W) for every image.
+        #[arg(long, value_name = "FILE")]
+        init_noise: Option<PathBuf>,
         /// The prompt to render.
         #[arg(long)]
         prompt: String,
@@ -227,8 +241,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             run::run(&experiment, run::Options { run_dir, resume, quiet, json })
         }
         Command::Train { experiment, run_dir, resume, quiet, .. } => train::run(&experiment, run_dir, resume, quiet),
-        Command::Sample { run, prompt, n, seed, steps, guidance, out } => {
-            sample::run(&run, &prompt, n, seed, steps, guidance, &out)
+        Command::Sample { run, pretrained, plugin, prompt, n, seed, steps, guidance, sampler, init_noise, out } => {
+            let source = match (run, pretrained) {
+                (Some(run), _) => sample::Source::Run(run),
+                (None, Some(dir)) => sample::Source::Pretrained { plugin, dir },
+                (None, None) => bail!("give --run DIR or --pretrained DIR"),
+            };
+            let options = sample::Options { n, seed, steps, guidance, sampler, init_noise };
+            sample::run(&source, &prompt, &options, &out)
         }
         Command::Export { run, out, force } => export::run(&run, &out, force),
         Command::Eval { teacher: Some(teacher), suite, size, json, .. } => {

@@ -90,6 +90,7 @@ pub async fn run_round(
             seed: seed.wrapping_add(i as u64),
             steps: ctx.experiment.director.sample_steps,
             guidance: None,
+            ..SampleRequest::default()
         };
         renders.extend(trainer.generate(request).await?);
     }

@@ -65,6 +65,20 @@ pub enum Sampler {
     DpmSolver2m,
 }
 
+/// How inference timesteps are spread over the 1000 training steps (diffusers'
+/// `timestep_spacing`; a pretrained model's sampler settings come from its scheduler config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Spacing {
+    /// `0, r, 2r, …` with `r = 1000 / steps`, descending (DDIM's; 20 steps start at 950).
+    #[default]
+    Leading,
+    /// Evenly from 999 down to 0, rounded.
+    Linspace,
+    /// `999, 999 - r, …` (Lin et al., 2024: the first step sees pure noise).
+    Trailing,
+}
+
 /// The forward process and samplers for one schedule.
 #[derive(Debug, Clone)]
 pub struct Diffusion {
@@ -146,23 +160,46 @@ impl Diffusion {
         x0.broadcast_mul(&a)? + noise.broadcast_mul(&s)?
     }
 
-    /// `steps` inference timesteps, evenly spaced, descending, ending at 0.
-    pub fn inference_timesteps(&self, steps: usize) -> Vec<usize> {
+    /// `steps` inference timesteps, descending, spread as `spacing` says and shifted by
+    /// `offset` (diffusers' `steps_offset`), as diffusers computes them.
+    pub fn inference_timesteps(&self, steps: usize, spacing: Spacing, offset: usize) -> Vec<usize> {
         let steps = steps.clamp(1, TRAIN_STEPS);
-        let stride = TRAIN_STEPS / steps;
-        (0..steps).rev().map(|i| i * stride).collect()
+        let ratio = TRAIN_STEPS / steps;
+        let ts: Vec<usize> = match spacing {
+            Spacing::Leading => (0..steps).rev().map(|i| i * ratio + offset).collect(),
+            Spacing::Linspace => (0..steps)
+                .rev()
+                .map(|i| {
+                    let t = if steps == 1 { 0.0 } else { i as f64 * (TRAIN_STEPS - 1) as f64 / (steps - 1) as f64 };
+                    // numpy rounds halves to even.
+                    t.round_ties_even() as usize
+                })
+                .collect(),
+            Spacing::Trailing => {
+                let ratio = TRAIN_STEPS as f64 / steps as f64;
+                (0..steps)
+                    .map(|i| ((TRAIN_STEPS as f64 - i as f64 * ratio).round() as usize).saturating_sub(1))
+                    .collect()
+            }
+        };
+        ts.into_iter().map(|t| t.min(TRAIN_STEPS - 1)).collect()
     }
 
-    /// Denoises `x` (pure noise) in `steps` steps; `eps(x, t)` predicts the noise (guidance
-    /// included). Predicted clean images are clipped to `[-1, 1]`.
+    /// Denoises `x` (pure noise) in `steps` steps at timesteps spread as `spacing` says;
+    /// `eps(x, t)` predicts the noise (guidance included). Predicted clean images are clipped to
+    /// `[-1, 1]`. DDIM steps as diffusers' `DDIMScheduler` does (η = 0, `clip_sample`,
+    /// `set_alpha_to_one`): from `t` to `t - 1000 / steps`, with the model's noise as the
+    /// direction even where the clean estimate was clipped.
     pub fn sample(
         &self,
         sampler: Sampler,
         steps: usize,
+        spacing: (Spacing, usize),
         mut x: Tensor,
         mut eps: impl FnMut(&Tensor, usize) -> Result<Tensor>,
     ) -> Result<Tensor> {
-        let ts = self.inference_timesteps(steps);
+        let ts = self.inference_timesteps(steps, spacing.0, spacing.1);
+        let ratio = (TRAIN_STEPS / ts.len()) as i64;
         let mut previous_x0: Option<Tensor> = None;
         let mut previous_h: Option<f64> = None;
         for (i, &t) in ts.iter().enumerate() {
@@ -170,18 +207,19 @@ impl Diffusion {
             let (alpha, sigma) = (ab.sqrt(), (1.0 - ab).sqrt());
             let e = eps(&x, t)?;
             let x0 = ((&x - (&e * sigma)?)? / alpha)?.clamp(-1.0, 1.0)?;
-            let Some(&next) = ts.get(i + 1) else {
-                return Ok(x0);
-            };
-            let ab_next = self.alpha_bar(next);
-            let (alpha_next, sigma_next) = (ab_next.sqrt(), (1.0 - ab_next).sqrt());
             x = match sampler {
                 Sampler::Ddim => {
-                    // Re-noise the clean estimate with the same direction: eps from x and x0.
-                    let e = ((&x - (&x0 * alpha)?)? / sigma)?;
-                    ((&x0 * alpha_next)? + (e * sigma_next)?)?
+                    // Past the first training step comes the clean image itself (ᾱ = 1).
+                    let previous = t as i64 - ratio;
+                    let ab_prev = if previous >= 0 { self.alpha_bar(previous as usize) } else { 1.0 };
+                    ((&x0 * ab_prev.sqrt())? + (e * (1.0 - ab_prev).sqrt())?)?
                 }
                 Sampler::DpmSolver2m => {
+                    let Some(&next) = ts.get(i + 1) else {
+                        return Ok(x0);
+                    };
+                    let ab_next = self.alpha_bar(next);
+                    let (alpha_next, sigma_next) = (ab_next.sqrt(), (1.0 - ab_next).sqrt());
                     let lambda = (alpha / sigma).ln();
                     let lambda_next = (alpha_next / sigma_next).ln();
                     let h = lambda_next - lambda;
@@ -193,10 +231,10 @@ impl Diffusion {
                         _ => x0.clone(),
                     };
                     previous_h = Some(h);
+                    previous_x0 = Some(x0);
                     ((&x * (sigma_next / sigma))? - (d * (alpha_next * ((-h).exp() - 1.0)))?)?
                 }
             };
-            previous_x0 = Some(x0);
         }
         Ok(x)
     }
@@ -214,7 +252,12 @@ mod tests {
             assert!(d.alpha_bar(0) > 0.99 && d.alpha_bar(999) < 0.01, "{s:?}");
             assert!((1..1000).all(|t| d.alpha_bar(t) < d.alpha_bar(t - 1)));
         }
-        assert_eq!(Diffusion::new(Schedule::Linear).inference_timesteps(4), vec![750, 500, 250, 0]);
+        let d = Diffusion::new(Schedule::Linear);
+        assert_eq!(d.inference_timesteps(4, Spacing::Leading, 0), vec![750, 500, 250, 0]);
+        assert_eq!(d.inference_timesteps(4, Spacing::Leading, 1), vec![751, 501, 251, 1]);
+        // numpy: np.linspace(0, 999, 4).round()[::-1] and np.round(np.arange(1000, 0, -250)) - 1.
+        assert_eq!(d.inference_timesteps(4, Spacing::Linspace, 0), vec![999, 666, 333, 0]);
+        assert_eq!(d.inference_timesteps(4, Spacing::Trailing, 0), vec![999, 749, 499, 249]);
     }
 
     #[test]
@@ -257,7 +300,7 @@ mod tests {
         let x0 = Tensor::new(&[[0.5f64, -0.25], [0.75, -0.9]], &dev)?.reshape((1, 1, 2, 2))?;
         for sampler in [Sampler::Ddim, Sampler::DpmSolver2m] {
             let x_t = Tensor::new(&[[1.0f64, -0.3], [0.2, 1.5]], &dev)?.reshape((1, 1, 2, 2))?;
-            let out = d.sample(sampler, 10, x_t, |x, t| {
+            let out = d.sample(sampler, 10, (Spacing::Leading, 0), x_t, |x, t| {
                 let ab = d.alpha_bar(t);
                 (x - (&x0 * ab.sqrt())?)? / (1.0 - ab).sqrt()
             })?;

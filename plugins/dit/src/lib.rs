@@ -58,7 +58,7 @@ pub mod vae;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
-use diffusion::{Diffusion, Prediction, Sampler, Schedule};
+use diffusion::{Diffusion, Prediction, Sampler, Schedule, Spacing};
 use dit::{BlockPath, Dit, DitShape};
 use evolve_sdk::{BaseModel, Image, PluginContext, PluginError, SampleRequest, SplitMix64, StepStats, TrainBatch};
 use latent::LatentSpace;
@@ -155,6 +155,15 @@ pub struct DitConfig {
     /// Sampler for generation.
     #[serde(default)]
     pub sampler: Sampler,
+    /// How the sampler's timesteps are spread (diffusers' `timestep_spacing`); with
+    /// `pretrained`, the scheduler config's.
+    #[serde(default)]
+    pub timestep_spacing: Spacing,
+    /// Shift of the `leading` timesteps (diffusers' `steps_offset`); with `pretrained`, the
+    /// scheduler config's.
+    #[serde(default)]
+    #[schemars(range(max = 999))]
+    pub steps_offset: usize,
     /// Sampler steps.
     #[serde(default = "sample_steps")]
     #[schemars(range(min = 1, max = 1000))]
@@ -173,7 +182,8 @@ pub struct DitConfig {
     /// A diffusers PixArt pipeline folder (`transformer/`, `vae/`, `text_encoder/`, `tokenizer/`,
     /// `scheduler/`, as PixArt-alpha is published) to start from: its transformer's sizes and
     /// weights, its VAE and T5 unless `vae` / `text_encoder` name others, and its scheduler's
-    /// prediction type (the `prediction` setting is then ignored).
+    /// prediction type and timestep spacing (the `prediction`, `timestep_spacing` and
+    /// `steps_offset` settings are then ignored). A run image size of 0 means the model's own.
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
     /// Override LayerNorm on the cross-attention's queries and keys (EvolveDirector's; on by
@@ -304,6 +314,7 @@ impl DitModel {
                 }
                 config.vae = config.vae.or_else(|| Some(pipeline.vae_dir()));
                 config.prediction = pipeline.prediction;
+                (config.timestep_spacing, config.steps_offset) = (pipeline.spacing, pipeline.steps_offset);
                 DitShape { image_size: image_size as usize, ..pipeline.shape() }
             }
             None => config.shape(image_size as usize),
@@ -323,6 +334,10 @@ impl DitModel {
             Some(dir) => {
                 let latent = LatentSpace::load(dir, dtype, device).map_err(|e| invalid(&e))?;
                 let downscale = latent.downscale();
+                if let (Some(pipeline), 0) = (&pipeline, shape.image_size) {
+                    // Size 0: the pretrained model's own.
+                    shape.image_size = pipeline.transformer.sample_size * downscale;
+                }
                 if !shape.image_size.is_multiple_of(downscale) {
                     return Err(PluginError::InvalidConfig(format!(
                         "image_size {} is not a multiple of the VAE's downscale {downscale}",
@@ -343,6 +358,7 @@ impl DitModel {
                 )));
             }
         }
+        let pixel_size = shape.image_size * latent.as_ref().map_or(1, LatentSpace::downscale);
         shape.validate().map_err(PluginError::InvalidConfig)?;
         if config.min_snr_gamma.is_nan() || config.min_snr_gamma <= 0.0 {
             return Err(PluginError::InvalidConfig(format!(
@@ -384,7 +400,7 @@ impl DitModel {
             dit,
             text,
             latent,
-            pixel_size: image_size as usize,
+            pixel_size,
             optim,
             rng: SplitMix64::from_parts(&[seed, 0x0074_7261_696e]),
         })
@@ -510,13 +526,37 @@ impl DitModel {
         if b == 0 {
             return Ok(vec![]);
         }
-        // Each image's noise depends on the seed and its index only, not on the batch.
-        let mut parts = vec![];
-        for i in 0..b {
-            let mut rng = SplitMix64::from_parts(&[request.seed, i as u64]);
-            parts.push(self.noise(&mut rng, 1)?);
-        }
-        let x = Tensor::cat(&parts, 0).map_err(failed)?;
+        let x = match &request.initial_noise {
+            Some(noise) => {
+                let (c, s) = (self.shape.in_channels, self.shape.image_size);
+                if noise.shape != [b, c, s, s] || noise.values.len() != b * c * s * s {
+                    return Err(PluginError::InvalidInput(format!(
+                        "initial noise of shape {:?} for {b} prompts; this model starts from {:?}",
+                        noise.shape,
+                        [b, c, s, s]
+                    )));
+                }
+                Tensor::from_vec(noise.values.clone(), (b, c, s, s), self.params.device())
+                    .and_then(|t| t.to_dtype(self.params.dtype()))
+                    .map_err(failed)?
+            }
+            None => {
+                // Each image's noise depends on the seed and its index only, not on the batch.
+                let mut parts = vec![];
+                for i in 0..b {
+                    let mut rng = SplitMix64::from_parts(&[request.seed, i as u64]);
+                    parts.push(self.noise(&mut rng, 1)?);
+                }
+                Tensor::cat(&parts, 0).map_err(failed)?
+            }
+        };
+        let sampler = match &request.sampler {
+            None => self.config.sampler,
+            Some(name) => serde_json::from_value(serde_json::Value::String(name.clone())).map_err(|_| {
+                PluginError::InvalidInput(format!("unknown sampler {name:?}; use ddim or dpm_solver2m"))
+            })?,
+        };
+        let spacing = (self.config.timestep_spacing, self.config.steps_offset);
         let guidance = request.guidance.map(f64::from).unwrap_or(self.config.guidance);
         let steps = request.steps.unwrap_or(self.config.sample_steps) as usize;
         let guided = guidance != 1.0;
@@ -533,7 +573,7 @@ impl DitModel {
             };
             let y = self.captions(&prompts, &keep)?.detach();
             let path = self.dit.fast_path(&x, &y, false);
-            self.diffusion.sample(self.config.sampler, steps, x, |x, t| {
+            self.diffusion.sample(sampler, steps, spacing, x, |x, t| {
                 let eps = if guided {
                     let both = Tensor::cat(&[x, x], 0)?;
                     let eps =
@@ -611,6 +651,7 @@ impl BaseModel for DitModel {
             shape: &self.shape,
             weights: &weights,
             prediction: self.config.prediction,
+            spacing: (self.config.timestep_spacing, self.config.steps_offset),
             vae,
             text_encoder,
             tokenizer: &tokenizer,

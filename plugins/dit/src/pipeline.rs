@@ -2,7 +2,7 @@
 //! `text_encoder/`, `tokenizer/`, `scheduler/` and `model_index.json`. Read to start from
 //! published weights ([`PipelineFolder`]); written by `evolve export` ([`export`]).
 
-use crate::diffusion::Prediction;
+use crate::diffusion::{Prediction, Spacing};
 use crate::dit::DitShape;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -126,6 +126,10 @@ struct SchedulerConfig {
     num_train_timesteps: usize,
     #[serde(default = "epsilon")]
     prediction_type: String,
+    #[serde(default)]
+    timestep_spacing: Spacing,
+    #[serde(default)]
+    steps_offset: usize,
 }
 
 fn linear() -> String {
@@ -152,6 +156,10 @@ pub struct PipelineFolder {
     pub transformer: TransformerConfig,
     /// What the transformer predicts (from the scheduler's config).
     pub prediction: Prediction,
+    /// The scheduler's timestep spacing.
+    pub spacing: Spacing,
+    /// The scheduler's `steps_offset`.
+    pub steps_offset: usize,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, PipelineError> {
@@ -227,7 +235,8 @@ impl PipelineFolder {
             "sample" => Prediction::Sample,
             other => return Err(unsupported(format!("prediction_type {other:?} (epsilon or sample)"))),
         };
-        Ok(PipelineFolder { dir: dir.to_path_buf(), transformer, prediction })
+        let (spacing, steps_offset) = (scheduler.timestep_spacing, scheduler.steps_offset);
+        Ok(PipelineFolder { dir: dir.to_path_buf(), transformer, prediction, spacing, steps_offset })
     }
 
     /// The folder.
@@ -282,6 +291,8 @@ pub struct ExportParts<'a> {
     pub weights: &'a HashMap<String, Tensor>,
     /// What the transformer predicts.
     pub prediction: Prediction,
+    /// How the sampler spreads its timesteps, and their offset.
+    pub spacing: (Spacing, usize),
     /// The `AutoencoderKL` folder trained with.
     pub vae: &'a Path,
     /// The T5 encoder folder trained with.
@@ -348,8 +359,8 @@ pub fn export(parts: &ExportParts, out: &Path) -> Result<(), PipelineError> {
         "prediction_type": parts.prediction.name(),
         "solver_order": 2,
         "lower_order_final": true,
-        "timestep_spacing": "linspace",
-        "steps_offset": 0,
+        "timestep_spacing": parts.spacing.0,
+        "steps_offset": parts.spacing.1,
     });
     write_json(&folder("scheduler")?.join("scheduler_config.json"), &scheduler)?;
     let index = json!({

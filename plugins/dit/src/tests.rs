@@ -199,6 +199,7 @@ fn sampling_is_deterministic_for_a_seed() {
         seed: 7,
         steps: Some(4),
         guidance: None,
+        ..evolve_sdk::SampleRequest::default()
     };
     let a = model.generate(&request).unwrap();
     let b = model.generate(&request).unwrap();

@@ -49,7 +49,13 @@ fn trains_samples_and_resumes_on_t5_captions() {
     let (first, last) = (losses[..10].iter().sum::<f32>() / 10.0, losses[50..].iter().sum::<f32>() / 10.0);
     assert!(last < 0.8 * first, "loss did not fall: {first} -> {last}");
 
-    let request = SampleRequest { prompts: vec!["a red circle".into()], seed: 3, steps: Some(4), guidance: Some(3.0) };
+    let request = SampleRequest {
+        prompts: vec!["a red circle".into()],
+        seed: 3,
+        steps: Some(4),
+        guidance: Some(3.0),
+        ..SampleRequest::default()
+    };
     let images = model.generate(&request).unwrap();
     assert_eq!((images[0].width(), images[0].height()), (16, 16));
 
@@ -69,7 +75,13 @@ fn trains_in_a_vae_latent_space() {
     let losses: Vec<f32> = (0..60).map(|step| model.train_step(&batch(step % 4)).unwrap().loss).collect();
     let (first, last) = (losses[..10].iter().sum::<f32>() / 10.0, losses[50..].iter().sum::<f32>() / 10.0);
     assert!(last < 0.8 * first, "loss did not fall: {first} -> {last}");
-    let request = SampleRequest { prompts: vec!["a blue square".into()], seed: 5, steps: Some(3), guidance: None };
+    let request = SampleRequest {
+        prompts: vec!["a blue square".into()],
+        seed: 5,
+        steps: Some(3),
+        guidance: None,
+        ..SampleRequest::default()
+    };
     let images = model.generate(&request).unwrap();
     assert_eq!((images[0].width(), images[0].height()), (16, 16), "samples are decoded to pixels");
     let dir = tempfile::tempdir().unwrap();

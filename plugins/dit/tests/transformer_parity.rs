@@ -92,3 +92,34 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn a_ddim_sample_from_given_latents_matches_the_diffusers_pipeline() {
+    use evolve_sdk::{BaseModel, InitialNoise, SampleRequest};
+    let reference =
+        evolve_dit::candle_core::safetensors::load(fixtures().join("reference/ddim.safetensors"), &Device::Cpu)
+            .unwrap();
+    let settings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference/ddim.json")).unwrap()).unwrap();
+    // Image size 0: the pipeline's own (16 px).
+    let mut model =
+        DitModel::new(pretrained_config(&fixtures().join("tiny-pixart")), 0, &Device::Cpu, 0, DType::F32).unwrap();
+    let latents = &reference["latents"];
+    let request = SampleRequest {
+        prompts: vec![settings["prompt"].as_str().unwrap().to_string()],
+        steps: Some(settings["steps"].as_u64().unwrap() as u32),
+        guidance: Some(settings["guidance"].as_f64().unwrap() as f32),
+        sampler: Some("ddim".into()),
+        initial_noise: Some(InitialNoise {
+            shape: latents.dims().to_vec(),
+            values: latents.flatten_all().unwrap().to_vec1().unwrap(),
+        }),
+        ..SampleRequest::default()
+    };
+    let image = model.generate(&request).unwrap().remove(0);
+    let want: Vec<f32> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
+    let worst =
+        image.pixels().iter().zip(&want).map(|(&got, &want)| (got as f32 - want * 255.0).abs()).fold(0f32, f32::max);
+    println!("DDIM sample vs PixArtAlphaPipeline: max difference {worst:.3}/255 per channel");
+    assert!(worst <= 2.0, "the DDIM sample differs by {worst}/255");
+}
