@@ -1,6 +1,7 @@
 //! PixArt-alpha's latent space: a frozen [`Vae`] from a diffusers `AutoencoderKL` folder, each
 //! training image encoded once and its latents cached by content (image hash and VAE identity).
 
+use crate::pipeline::safetensors_files;
 use crate::pixels;
 use crate::vae::{Vae, VaeConfig};
 use candle_core::{DType, Device, Result, Tensor};
@@ -35,13 +36,7 @@ impl LatentSpace {
             .map_err(|e| error(format!("VAE folder {}: config.json: {e}", dir.display())))?;
         let config: VaeConfig =
             serde_json::from_str(&config_text).map_err(|e| error(format!("{}: {e}", config_path.display())))?;
-        let mut weights: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| error(format!("VAE folder {}: {e}", dir.display())))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        weights.sort();
+        let weights = safetensors_files(dir).map_err(|e| error(format!("VAE folder: {e}")))?;
         if weights.is_empty() {
             return Err(error(format!("VAE folder {}: no *.safetensors weights", dir.display())));
         }

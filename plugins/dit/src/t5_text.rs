@@ -2,6 +2,7 @@
 //! `tokenizers` crate), padded or truncated to 120 tokens with an attention mask, encoded by the
 //! frozen [`T5Encoder`], and cached per prompt (a prompt is encoded once however often it trains).
 
+use crate::pipeline::safetensors_files;
 use crate::t5::{T5Config, T5Encoder};
 use crate::text::{Caption, TextEncoder};
 use candle_core::{DType, Device, Result, Tensor};
@@ -41,13 +42,7 @@ impl T5Files {
         if !config.is_file() {
             return Err(error(format!("T5 folder {}: no config.json", dir.display())));
         }
-        let mut weights: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| error(format!("T5 folder {}: {e}", dir.display())))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        weights.sort();
+        let weights = safetensors_files(dir).map_err(|e| error(format!("T5 folder: {e}")))?;
         if weights.is_empty() {
             return Err(error(format!("T5 folder {}: no *.safetensors weights", dir.display())));
         }

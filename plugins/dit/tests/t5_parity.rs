@@ -1,14 +1,12 @@
 //! The T5 caption encoder against transformers' `T5EncoderModel` and `PreTrainedTokenizerFast`:
 //! fixtures made by `tests/fixtures/make.py` (tiny random weights, committed).
 
+mod common;
+
+use common::{fixtures, relative_error};
 use evolve_dit::candle_core::{DType, Device, Tensor};
 use evolve_dit::t5_text::{PIXART_TOKENS, T5TextEncoder, T5Tokenizer};
 use evolve_dit::text::TextEncoder;
-use std::path::{Path, PathBuf};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn reference() -> (Vec<String>, std::collections::HashMap<String, Tensor>) {
     let json = std::fs::read_to_string(fixtures().join("reference/t5.json")).unwrap();
@@ -21,13 +19,6 @@ fn reference() -> (Vec<String>, std::collections::HashMap<String, Tensor>) {
     let tensors =
         evolve_dit::candle_core::safetensors::load(fixtures().join("reference/t5.safetensors"), &Device::Cpu).unwrap();
     (prompts, tensors)
-}
-
-/// max |a - b| / max |b|.
-fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
-    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    diff / scale
 }
 
 #[test]

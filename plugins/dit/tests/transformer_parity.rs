@@ -1,24 +1,16 @@
 //! The transformer against diffusers' `PixArtTransformer2DModel`, loaded from a pipeline folder
 //! through the same path `pretrained = "DIR"` takes: fixtures by `tests/fixtures/make.py`.
 
+mod common;
+
+use common::{fixtures, relative_error};
 use evolve_dit::candle_core::{DType, Device, Tensor};
 use evolve_dit::dit::Dit;
 use evolve_dit::params::ParamBuilder;
 use evolve_dit::pipeline::PipelineFolder;
 use evolve_dit::text::Caption;
 use evolve_dit::{DitConfig, DitModel};
-use std::path::{Path, PathBuf};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// max |a - b| / max |b|.
-fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
-    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    diff / scale
-}
+use std::path::Path;
 
 #[test]
 fn transformer_output_matches_diffusers() {

@@ -1,20 +1,11 @@
 //! The KL autoencoder against diffusers' `AutoencoderKL`: fixtures made by
 //! `tests/fixtures/make.py` (tiny random weights, committed).
 
-use evolve_dit::candle_core::{DType, Device, Tensor};
+mod common;
+
+use common::{fixtures, relative_error};
+use evolve_dit::candle_core::{DType, Device};
 use evolve_dit::latent::LatentSpace;
-use std::path::{Path, PathBuf};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// max |a - b| / max |b|.
-fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
-    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    diff / scale
-}
 
 #[test]
 fn vae_encode_and_decode_match_diffusers() {
