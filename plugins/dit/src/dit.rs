@@ -60,6 +60,19 @@ pub struct DitShape {
     /// the model, so an exported model keeps PixArt's shape.
     #[serde(default)]
     pub learned_sigma: bool,
+    /// Positions are divided by this (diffusers' `interpolation_scale`: PixArt-alpha's 1024 px
+    /// model places its 64×64 latent grid at the 512 px model's positions, scale 2).
+    #[serde(default = "one")]
+    pub interpolation_scale: u32,
+    /// The pixel resolution the model is conditioned on, for PixArt-alpha's 1024 px model's
+    /// resolution and aspect-ratio micro-conditions (`adaln_single.emb.resolution_embedder`,
+    /// `aspect_ratio_embedder`); `None` without them. Square images: aspect ratio 1.
+    #[serde(default)]
+    pub resolution_condition: Option<usize>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn yes() -> bool {
@@ -88,6 +101,12 @@ impl DitShape {
         if !self.hidden.is_multiple_of(4) {
             return Err(format!("hidden {} must be a multiple of 4 (2-D sin-cos positions)", self.hidden));
         }
+        if self.resolution_condition.is_some() && !self.hidden.is_multiple_of(3) {
+            return Err(format!("hidden {} must be a multiple of 3 (micro-condition embeddings)", self.hidden));
+        }
+        if self.interpolation_scale == 0 {
+            return Err("interpolation_scale must be positive".into());
+        }
         if self.depth == 0 || self.in_channels == 0 || self.caption_channels == 0 || self.caption_len == 0 {
             return Err("depth, in_channels, caption_channels and caption_len must be positive".into());
         }
@@ -110,6 +129,7 @@ pub struct Dit {
     pos: Tensor,
     time_1: Linear,
     time_2: Linear,
+    size_embedder: Option<SizeEmbedder>,
     t_block: Linear,
     caption_1: Linear,
     caption_2: Linear,
@@ -119,6 +139,45 @@ pub struct Dit {
     stack: Option<TransformerStack>,
     final_table: Tensor,
     proj_out: Linear,
+}
+
+/// PixArt-alpha 1024's micro-conditions: the image's resolution `(h, w)` and aspect ratio
+/// `h / w`, each through the timestep sinusoid and an MLP to `hidden / 3` features, added to
+/// the timestep embedding as `[res_h, res_w, aspect]`.
+struct SizeEmbedder {
+    resolution: [Linear; 2],
+    aspect_ratio: [Linear; 2],
+    pixels: usize,
+}
+
+impl SizeEmbedder {
+    fn new(vb: VarBuilder, hidden: usize, pixels: usize) -> Result<Self> {
+        let mlp = |name: &str| -> Result<[Linear; 2]> {
+            let vb = vb.pp(name);
+            let third = hidden / 3;
+            Ok([
+                Linear::with_init(vb.pp("linear_1"), 256, third, normal(0.02))?,
+                Linear::with_init(vb.pp("linear_2"), third, third, normal(0.02))?,
+            ])
+        };
+        Ok(SizeEmbedder {
+            resolution: mlp("resolution_embedder")?,
+            aspect_ratio: mlp("aspect_ratio_embedder")?,
+            pixels,
+        })
+    }
+
+    /// The `(1, hidden)` conditioning of a square image of `pixels` pixels a side.
+    fn forward(&self, dtype: candle_core::DType, device: &Device) -> Result<Tensor> {
+        let embed = |values: &[f64], mlp: &[Linear; 2]| -> Result<Tensor> {
+            let freq = timestep_embedding(values, 256, device)?.to_dtype(dtype)?;
+            mlp[1].forward(&mlp[0].forward(&freq)?.silu()?)
+        };
+        let side = self.pixels as f64;
+        let resolution = embed(&[side, side], &self.resolution)?.reshape((1, ()))?;
+        let aspect = embed(&[1.0], &self.aspect_ratio)?;
+        Tensor::cat(&[resolution, aspect], 1)
+    }
 }
 
 /// How [`Dit::forward_with`] runs the transformer blocks.
@@ -146,15 +205,16 @@ pub fn timestep_embedding(timesteps: &[f64], dim: usize, device: &Device) -> Res
     Tensor::from_vec(out, (timesteps.len(), dim), device)
 }
 
-/// Fixed 2-D sin-cos position embedding of a `grid` x `grid` token grid into `dim` features.
-pub fn pos_embedding(grid: usize, dim: usize, device: &Device) -> Result<Tensor> {
+/// Fixed 2-D sin-cos position embedding of a `grid` x `grid` token grid into `dim` features,
+/// positions divided by `scale`.
+pub fn pos_embedding(grid: usize, dim: usize, scale: f64, device: &Device) -> Result<Tensor> {
     let quarter = dim / 4;
     let omega: Vec<f64> = (0..quarter).map(|i| 1.0 / 10_000f64.powf(i as f64 / quarter as f64)).collect();
     let mut out = Vec::with_capacity(grid * grid * dim);
     for row in 0..grid {
         for col in 0..grid {
             // First half encodes the column (w), second half the row (h), as MAE/PixArt.
-            for pos in [col as f64, row as f64] {
+            for pos in [col as f64 / scale, row as f64 / scale] {
                 out.extend(omega.iter().map(|w| (pos * w).sin()));
                 out.extend(omega.iter().map(|w| (pos * w).cos()));
             }
@@ -215,7 +275,12 @@ impl Dit {
         } else {
             None
         };
-        let pos = pos_embedding(shape.image_size / patch, h, vb.device())?.to_dtype(vb.dtype())?;
+        let scale = f64::from(shape.interpolation_scale);
+        let pos = pos_embedding(shape.image_size / patch, h, scale, vb.device())?.to_dtype(vb.dtype())?;
+        let size_embedder = shape
+            .resolution_condition
+            .map(|pixels| SizeEmbedder::new(vb.pp("adaln_single.emb"), h, pixels))
+            .transpose()?;
         Ok(Dit {
             shape,
             patch_proj,
@@ -223,6 +288,7 @@ impl Dit {
             pos,
             time_1,
             time_2,
+            size_embedder,
             t_block,
             caption_1,
             caption_2,
@@ -324,7 +390,10 @@ impl Dit {
         x = x.broadcast_add(&self.pos)?;
 
         let t_freq = timestep_embedding(timesteps, 256, x.device())?.to_dtype(x.dtype())?;
-        let e_t = self.time_2.forward(&self.time_1.forward(&t_freq)?.silu()?)?;
+        let mut e_t = self.time_2.forward(&self.time_1.forward(&t_freq)?.silu()?)?;
+        if let Some(size) = &self.size_embedder {
+            e_t = e_t.broadcast_add(&size.forward(x.dtype(), x.device())?)?;
+        }
         let t6 = self.t_block.forward(&e_t.silu()?)?;
         let (out, grads) = match path {
             BlockPath::Candle => {

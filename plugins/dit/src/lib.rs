@@ -109,6 +109,8 @@ impl Preset {
             qk_norm: true,
             null_caption: true,
             learned_sigma: false,
+            interpolation_scale: 1,
+            resolution_condition: None,
         }
     }
 }
@@ -359,6 +361,9 @@ impl DitModel {
             }
         }
         let pixel_size = shape.image_size * latent.as_ref().map_or(1, LatentSpace::downscale);
+        if pipeline.as_ref().is_some_and(|p| p.micro_conditions) {
+            shape.resolution_condition = Some(pixel_size);
+        }
         shape.validate().map_err(PluginError::InvalidConfig)?;
         if config.min_snr_gamma.is_nan() || config.min_snr_gamma <= 0.0 {
             return Err(PluginError::InvalidConfig(format!(

@@ -83,8 +83,47 @@ impl TransformerConfig {
             sample_size: shape.image_size,
             patch_size: shape.patch,
             caption_channels: shape.caption_channels,
-            interpolation_scale: Some(1.0),
-            use_additional_conditions: Some(false),
+            interpolation_scale: Some(f64::from(shape.interpolation_scale)),
+            use_additional_conditions: Some(shape.resolution_condition.is_some()),
+        }
+    }
+
+    /// Reads `config.json` in `dir`.
+    pub fn read(dir: &Path) -> Result<Self, PipelineError> {
+        read_json(&dir.join("config.json"))
+    }
+
+    /// Whether the transformer takes resolution and aspect-ratio micro-conditions (diffusers'
+    /// `use_additional_conditions`, by default when `sample_size` is 128: the 1024 px model).
+    pub fn micro_conditions(&self) -> bool {
+        self.use_additional_conditions.unwrap_or(self.sample_size == 128)
+    }
+
+    /// The position interpolation scale (by default `max(sample_size / 64, 1)`), when it is a
+    /// whole number from 1.
+    pub fn interpolation_scale(&self) -> Option<u32> {
+        let scale = self.interpolation_scale.unwrap_or((self.sample_size / 64).max(1) as f64);
+        (scale >= 1.0 && scale.fract() == 0.0).then_some(scale as u32)
+    }
+
+    /// The transformer's sizes at its own sample size, with `interpolation_scale`: diffusers'
+    /// PixArt has neither QK norm nor a learned null caption. The micro-conditions' resolution
+    /// is the caller's to set (it is in pixels, which the VAE decides).
+    pub fn shape(&self, interpolation_scale: u32) -> DitShape {
+        DitShape {
+            image_size: self.sample_size,
+            in_channels: self.in_channels,
+            patch: self.patch_size,
+            hidden: self.num_attention_heads * self.attention_head_dim,
+            depth: self.num_layers,
+            heads: self.num_attention_heads,
+            caption_channels: self.caption_channels,
+            caption_len: crate::t5_text::PIXART_TOKENS,
+            qk_norm: false,
+            null_caption: false,
+            learned_sigma: self.out_channels.is_some_and(|c| c == 2 * self.in_channels),
+            interpolation_scale,
+            resolution_condition: None,
         }
     }
 
@@ -156,6 +195,11 @@ pub struct PipelineFolder {
     pub transformer: TransformerConfig,
     /// What the transformer predicts (from the scheduler's config).
     pub prediction: Prediction,
+    /// Whether the transformer takes resolution and aspect-ratio micro-conditions (diffusers'
+    /// `use_additional_conditions`, by default when `sample_size` is 128: the 1024 px model).
+    pub micro_conditions: bool,
+    /// Its position interpolation scale.
+    pub interpolation_scale: u32,
     /// The scheduler's timestep spacing.
     pub spacing: Spacing,
     /// The scheduler's `steps_offset`.
@@ -189,24 +233,16 @@ impl PipelineFolder {
                 return Err(missing(part));
             }
         }
-        let transformer: TransformerConfig = read_json(&dir.join("transformer/config.json"))?;
+        let transformer = TransformerConfig::read(&dir.join("transformer"))?;
         if safetensors_files(&dir.join("transformer"))?.is_empty() {
             return Err(missing(
                 "transformer/*.safetensors (a .bin checkpoint converts with diffusers' save_pretrained)",
             ));
         }
-        let conditions = transformer.use_additional_conditions.unwrap_or(transformer.sample_size == 128);
-        if conditions {
-            return Err(unsupported(
-                "the transformer uses resolution and aspect-ratio micro-conditions (PixArt-alpha 1024 px); \
-                 evolve trains the 256 and 512 px models"
-                    .into(),
-            ));
-        }
-        let interpolation = transformer.interpolation_scale.unwrap_or((transformer.sample_size / 64).max(1) as f64);
-        if interpolation != 1.0 {
-            return Err(unsupported(format!("position interpolation scale {interpolation} (only 1 is supported)")));
-        }
+        let Some(interpolation_scale) = transformer.interpolation_scale() else {
+            let scale = transformer.interpolation_scale;
+            return Err(unsupported(format!("position interpolation scale {scale:?} (whole numbers from 1)")));
+        };
         let scheduler_path = ["scheduler/scheduler_config.json", "scheduler/config.json"]
             .iter()
             .map(|p| dir.join(p))
@@ -236,7 +272,15 @@ impl PipelineFolder {
             other => return Err(unsupported(format!("prediction_type {other:?} (epsilon or sample)"))),
         };
         let (spacing, steps_offset) = (scheduler.timestep_spacing, scheduler.steps_offset);
-        Ok(PipelineFolder { dir: dir.to_path_buf(), transformer, prediction, spacing, steps_offset })
+        Ok(PipelineFolder {
+            dir: dir.to_path_buf(),
+            micro_conditions: transformer.micro_conditions(),
+            transformer,
+            prediction,
+            interpolation_scale,
+            spacing,
+            steps_offset,
+        })
     }
 
     /// The folder.
@@ -244,23 +288,9 @@ impl PipelineFolder {
         &self.dir
     }
 
-    /// The transformer's sizes at its own sample size: diffusers' PixArt has neither QK norm
-    /// nor a learned null caption.
+    /// The transformer's sizes (see [`TransformerConfig::shape`]).
     pub fn shape(&self) -> DitShape {
-        let t = &self.transformer;
-        DitShape {
-            image_size: t.sample_size,
-            in_channels: t.in_channels,
-            patch: t.patch_size,
-            hidden: t.num_attention_heads * t.attention_head_dim,
-            depth: t.num_layers,
-            heads: t.num_attention_heads,
-            caption_channels: t.caption_channels,
-            caption_len: crate::t5_text::PIXART_TOKENS,
-            qk_norm: false,
-            null_caption: false,
-            learned_sigma: t.out_channels.is_some_and(|c| c == 2 * t.in_channels),
-        }
+        self.transformer.shape(self.interpolation_scale)
     }
 
     /// The transformer's weights by diffusers key name, on the CPU.

@@ -76,6 +76,8 @@ fn tiny_shape() -> DitShape {
         qk_norm: true,
         null_caption: true,
         learned_sigma: false,
+        interpolation_scale: 1,
+        resolution_condition: None,
     }
 }
 

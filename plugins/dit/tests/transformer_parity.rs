@@ -5,22 +5,27 @@ mod common;
 
 use common::{fixtures, relative_error};
 use evolve_dit::candle_core::{DType, Device, Tensor};
-use evolve_dit::dit::Dit;
+use evolve_dit::dit::{Dit, DitShape};
 use evolve_dit::params::ParamBuilder;
-use evolve_dit::pipeline::PipelineFolder;
+use evolve_dit::pipeline::{TransformerConfig, safetensors_files};
 use evolve_dit::text::Caption;
 use evolve_dit::{DitConfig, DitModel};
+use std::collections::HashMap;
 use std::path::Path;
 
-#[test]
-fn transformer_output_matches_diffusers() {
+/// The relative error of the transformer in `dir` (built as `pretrained` builds it) against
+/// diffusers' output in `reference`.
+fn transformer_error(dir: &Path, reference: &str, resolution: Option<usize>) -> f32 {
     let reference =
-        evolve_dit::candle_core::safetensors::load(fixtures().join("reference/transformer.safetensors"), &Device::Cpu)
-            .unwrap();
-    let folder = PipelineFolder::open(&fixtures().join("tiny-pixart")).unwrap();
-    let shape = folder.shape();
+        evolve_dit::candle_core::safetensors::load(fixtures().join("reference").join(reference), &Device::Cpu).unwrap();
+    let config = TransformerConfig::read(dir).unwrap();
+    let shape = DitShape { resolution_condition: resolution, ..config.shape(config.interpolation_scale().unwrap()) };
     assert!(shape.learned_sigma && !shape.qk_norm && !shape.null_caption);
-    let builder = ParamBuilder::pretrained(folder.transformer_weights().unwrap(), DType::F32, &Device::Cpu);
+    let mut weights = HashMap::new();
+    for file in safetensors_files(dir).unwrap() {
+        weights.extend(evolve_dit::candle_core::safetensors::load(file, &Device::Cpu).unwrap());
+    }
+    let builder = ParamBuilder::pretrained(weights, DType::F32, &Device::Cpu);
     let dit = Dit::new(builder.var_builder(), shape).unwrap();
     assert_eq!(builder.unused_pretrained(), Vec::<String>::new());
     let mask = reference["mask"].to_dtype(DType::F32).unwrap();
@@ -28,9 +33,27 @@ fn transformer_output_matches_diffusers() {
     let y = dit.project_caption(&caption, &[true, true]).unwrap();
     let timesteps: Vec<f64> = reference["timesteps"].to_vec1::<f32>().unwrap().into_iter().map(f64::from).collect();
     let out = dit.forward(&reference["latents"], &timesteps, &y).unwrap();
-    let error = relative_error(&out, &reference["output"]);
+    relative_error(&out, &reference["output"])
+}
+
+#[test]
+fn transformer_output_matches_diffusers() {
+    let error = transformer_error(&fixtures().join("tiny-pixart/transformer"), "transformer.safetensors", None);
     println!("transformer output (both halves, learned sigma): max relative error {error:.2e}");
     assert!(error < 1e-4, "transformer output differs: relative error {error}");
+}
+
+#[test]
+fn the_1024_models_micro_conditions_and_position_interpolation_match_diffusers() {
+    let dir = fixtures().join("reference/transformer-1024");
+    let config = TransformerConfig::read(&dir).unwrap();
+    assert!(config.micro_conditions());
+    assert_eq!(config.interpolation_scale(), Some(2));
+    let error = transformer_error(&dir, "transformer-1024.safetensors", Some(16));
+    println!("transformer with micro-conditions: max relative error {error:.2e}");
+    assert!(error < 1e-4, "transformer output differs: relative error {error}");
+    let without = transformer_error(&dir, "transformer-1024.safetensors", Some(32));
+    assert!(without > 1e-3, "the resolution condition changes the output ({without})");
 }
 
 fn pretrained_config(dir: &Path) -> DitConfig {

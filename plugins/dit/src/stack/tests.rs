@@ -20,6 +20,8 @@ fn shape() -> DitShape {
         qk_norm: true,
         null_caption: true,
         learned_sigma: false,
+        interpolation_scale: 1,
+        resolution_condition: None,
     }
 }
 
