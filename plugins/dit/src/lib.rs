@@ -11,6 +11,7 @@
 //! | [`ops`] | custom ops with backward passes (softmax, layer norm, GELU) that candle lacks |
 //! | [`bmm`] | batched matrix products for attention, parallel over the batch |
 //! | [`fused`] | fused adaLN modulation, gated residual, affine and bias kernels |
+//! | [`config`] | the `[base_model] config` table: sizes, recipe, T5, VAE, pretrained |
 //! | [`params`] | seeded trainable parameters behind candle-nn's `VarBuilder` |
 //! | [`layers`] | linear, attention (with QK norm), feed-forward |
 //! | [`dit`] | the transformer (reference path through candle's ops, any device) |
@@ -36,6 +37,7 @@ pub use candle_core;
 pub mod bmm;
 pub mod buffers;
 pub mod checkpoint;
+pub mod config;
 pub mod diffusion;
 pub mod dit;
 pub mod fused;
@@ -58,214 +60,101 @@ pub mod vae;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
-use diffusion::{Diffusion, Prediction, Sampler, Schedule, Spacing};
+pub use config::{DitConfig, Preset, TextEncoderChoice, device};
+use diffusion::{Diffusion, Prediction};
 use dit::{BlockPath, Dit, DitShape};
 use evolve_sdk::{BaseModel, Image, PluginContext, PluginError, SampleRequest, SplitMix64, StepStats, TrainBatch};
 use latent::LatentSpace;
-use optim::{AdamW, OptimConfig};
+use optim::AdamW;
 use params::{ParamBuilder, ParamStore, normals};
 use pipeline::PipelineFolder;
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use stack::StackGrads;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use t5_text::{PIXART_TOKENS, T5TextEncoder};
 use text::{Caption, SmallTextEncoder, TextEncoder};
 
-/// Named model sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Preset {
-    /// ~1.1M parameters, patch 4: learns the embedded world in CPU minutes.
-    #[default]
-    Tiny,
-    /// ~3.8M parameters, patch 4.
-    Small,
-    /// PixArt-shaped mid size: width 384, depth 12, 6 heads, patch 2 (~30M).
-    Mid,
-    /// PixArt-XL/2: width 1152, depth 28, 16 heads, patch 2, T5-XXL-sized captions (~600M).
-    Xl,
-}
-
-impl Preset {
-    /// The sizes of this preset at `image_size`.
-    pub fn shape(self, image_size: usize) -> DitShape {
-        let (hidden, depth, heads, patch, caption_channels, caption_len) = match self {
-            Preset::Tiny => (128, 4, 4, 4, 64, 16),
-            Preset::Small => (192, 6, 6, 4, 96, 16),
-            Preset::Mid => (384, 12, 6, 2, 128, 16),
-            Preset::Xl => (1152, 28, 16, 2, 4096, 120),
-        };
-        DitShape {
-            image_size,
-            in_channels: 3,
-            patch,
-            hidden,
-            depth,
-            heads,
-            caption_channels,
-            caption_len,
-            qk_norm: true,
-            null_caption: true,
-            learned_sigma: false,
-            interpolation_scale: 1,
-            resolution_condition: None,
-        }
-    }
-}
-
-/// Config of the `dit` base model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DitConfig {
-    /// Model size.
-    #[serde(default)]
-    pub preset: Preset,
-    /// Override the preset's transformer blocks.
-    #[serde(default)]
-    pub depth: Option<usize>,
-    /// Override the preset's width.
-    #[serde(default)]
-    pub hidden: Option<usize>,
-    /// Override the preset's attention heads.
-    #[serde(default)]
-    pub heads: Option<usize>,
-    /// Override the preset's patch size.
-    #[serde(default)]
-    pub patch: Option<usize>,
-    /// Optimiser settings.
-    #[serde(default)]
-    pub optim: OptimConfig,
-    /// Probability of training a sample with the null caption (enables guidance).
-    #[serde(default = "dropout")]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub caption_dropout: f64,
-    /// Noise schedule.
-    #[serde(default)]
-    pub schedule: Schedule,
-    /// What the transformer predicts: `sample` (the clean image; the default, which learns
-    /// pixel-space objects far faster) or `epsilon` (the noise; PixArt-alpha's checkpoints).
-    /// See [`Prediction`].
-    #[serde(default = "prediction")]
-    pub prediction: Prediction,
-    /// γ of the min-SNR-γ loss weighting ([`Diffusion::loss_weight`]). 100000 or more, above
-    /// every SNR of both schedules, gives the plain (unclipped) losses.
-    #[serde(default = "min_snr_gamma")]
-    #[schemars(extend("exclusiveMinimum" = 0.0))]
-    pub min_snr_gamma: f64,
-    /// Sampler for generation.
-    #[serde(default)]
-    pub sampler: Sampler,
-    /// How the sampler's timesteps are spread (diffusers' `timestep_spacing`); with
-    /// `pretrained`, the scheduler config's.
-    #[serde(default)]
-    pub timestep_spacing: Spacing,
-    /// Shift of the `leading` timesteps (diffusers' `steps_offset`); with `pretrained`, the
-    /// scheduler config's.
-    #[serde(default)]
-    #[schemars(range(max = 999))]
-    pub steps_offset: usize,
-    /// Sampler steps.
-    #[serde(default = "sample_steps")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub sample_steps: u32,
-    /// Classifier-free guidance scale (1 = none).
-    #[serde(default = "guidance")]
-    #[schemars(range(min = 0.0, max = 50.0))]
-    pub guidance: f64,
-    /// Vocabulary buckets of the hashing tokenizer (the small text encoder's).
-    #[serde(default = "vocab")]
-    #[schemars(range(min = 16, max = 1_000_000))]
-    pub vocab: usize,
-    /// The text encoder: `"small"` (trainable, the embedded default) or `{ t5 = "DIR" }`.
-    #[serde(default)]
-    pub text_encoder: TextEncoderChoice,
-    /// A diffusers PixArt pipeline folder (`transformer/`, `vae/`, `text_encoder/`, `tokenizer/`,
-    /// `scheduler/`, as PixArt-alpha is published) to start from: its transformer's sizes and
-    /// weights, its VAE and T5 unless `vae` / `text_encoder` name others, and its scheduler's
-    /// prediction type and timestep spacing (the `prediction`, `timestep_spacing` and
-    /// `steps_offset` settings are then ignored). A run image size of 0 means the model's own.
-    #[serde(default)]
-    pub pretrained: Option<PathBuf>,
-    /// Override LayerNorm on the cross-attention's queries and keys (EvolveDirector's; on by
-    /// default for fresh models, off for pretrained PixArt-alpha, and needed off for
-    /// `evolve export` to write a model diffusers loads).
-    #[serde(default)]
-    pub qk_norm: Option<bool>,
-    /// A diffusers `AutoencoderKL` folder (`config.json` + `*.safetensors`): train in its latent
-    /// space (PixArt-alpha's) instead of on pixels. `run.image_size` stays the pixel size and
-    /// must be a multiple of the VAE's downscale (8 for SD's VAE).
-    #[serde(default)]
-    pub vae: Option<PathBuf>,
-}
-
-/// Which text encoder turns prompts into caption features.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TextEncoderChoice {
-    /// A one-layer transformer over hashed words, trained with the model; its width and length
-    /// are the preset's `caption_channels` / `caption_len`.
-    #[default]
-    Small,
-    /// A frozen T5 encoder from a folder with `config.json`, `*.safetensors` and `tokenizer.json`
-    /// (or a diffusers pipeline's `text_encoder/` beside `tokenizer/`): PixArt-alpha's captions,
-    /// 120 tokens with a padding mask, the empty prompt as guidance's unconditional branch.
-    T5(PathBuf),
-}
-
-fn dropout() -> f64 {
-    0.1
-}
-fn prediction() -> Prediction {
-    Prediction::Sample
-}
-fn min_snr_gamma() -> f64 {
-    5.0
-}
-fn sample_steps() -> u32 {
-    20
-}
-fn guidance() -> f64 {
-    3.0
-}
-fn vocab() -> usize {
-    4096
-}
-
-impl DitConfig {
-    /// The model sizes at `image_size`, overrides applied (before the text encoder's own).
-    pub fn shape(&self, image_size: usize) -> DitShape {
-        let mut s = self.preset.shape(image_size);
-        s.depth = self.depth.unwrap_or(s.depth);
-        s.hidden = self.hidden.unwrap_or(s.hidden);
-        s.heads = self.heads.unwrap_or(s.heads);
-        s.patch = self.patch.unwrap_or(s.patch);
-        s
-    }
-}
-
-/// Parses `cpu` / `cuda:N`.
-pub fn device(spec: &str) -> Result<Device, PluginError> {
-    match spec {
-        "cpu" => Ok(Device::Cpu),
-        cuda if cuda.starts_with("cuda") => {
-            let index = cuda.strip_prefix("cuda").and_then(|r| r.strip_prefix(':')).unwrap_or("0");
-            let index: usize = index
-                .parse()
-                .map_err(|_| PluginError::InvalidConfig(format!("bad device {spec:?}; use cpu or cuda:N")))?;
-            Device::new_cuda(index).map_err(|e| {
-                PluginError::InvalidConfig(format!(
-                    "device {spec}: {e} (this evolve may be built without the `cuda` feature)"
-                ))
-            })
-        }
-        other => Err(PluginError::InvalidConfig(format!("unknown device {other:?}; use cpu or cuda:N"))),
-    }
-}
-
 fn failed(e: impl std::fmt::Display) -> PluginError {
     PluginError::Failed(e.to_string())
+}
+
+fn invalid(e: impl std::fmt::Display) -> PluginError {
+    PluginError::InvalidConfig(e.to_string())
+}
+
+/// `config` with a pretrained pipeline's parts filled in where it names none, the sizes it
+/// builds at `image_size` pixels (before the text encoder and VAE adjust them), and the pipeline.
+fn resolve(
+    mut config: DitConfig,
+    image_size: usize,
+) -> Result<(DitConfig, DitShape, Option<PipelineFolder>), PluginError> {
+    let pipeline = config.pretrained.as_deref().map(PipelineFolder::open).transpose().map_err(invalid)?;
+    let mut shape = match &pipeline {
+        Some(pipeline) => {
+            if config.text_encoder == TextEncoderChoice::Small {
+                config.text_encoder = TextEncoderChoice::T5(pipeline.text_encoder_dir());
+            }
+            config.vae = config.vae.or_else(|| Some(pipeline.vae_dir()));
+            config.prediction = pipeline.prediction;
+            (config.timestep_spacing, config.steps_offset) = (pipeline.spacing, pipeline.steps_offset);
+            DitShape { image_size, ..pipeline.shape() }
+        }
+        None => config.shape(image_size),
+    };
+    shape.qk_norm = config.qk_norm.unwrap_or(shape.qk_norm);
+    Ok((config, shape, pipeline))
+}
+
+/// The frozen T5 encoder the config names, if any, with `shape`'s captions set to its own.
+fn load_text_encoder(
+    config: &DitConfig,
+    shape: &mut DitShape,
+    dtype: DType,
+    device: &Device,
+) -> Result<Option<T5TextEncoder>, PluginError> {
+    let TextEncoderChoice::T5(dir) = &config.text_encoder else { return Ok(None) };
+    let t5 = T5TextEncoder::load(dir, PIXART_TOKENS, dtype, device).map_err(invalid)?;
+    (shape.caption_channels, shape.caption_len, shape.null_caption) = (t5.hidden_size(), PIXART_TOKENS, false);
+    Ok(Some(t5))
+}
+
+/// The VAE the config names, if any, with `shape` turned from pixels to its latents (image size
+/// 0: a pretrained pipeline's own), checked against what a pretrained transformer was trained on.
+fn load_latent_space(
+    config: &DitConfig,
+    pipeline: Option<&PipelineFolder>,
+    shape: &mut DitShape,
+    dtype: DType,
+    device: &Device,
+) -> Result<Option<LatentSpace>, PluginError> {
+    let Some(dir) = &config.vae else { return Ok(None) };
+    let latent = LatentSpace::load(dir, dtype, device).map_err(invalid)?;
+    let downscale = latent.downscale();
+    if let (Some(pipeline), 0) = (pipeline, shape.image_size) {
+        shape.image_size = pipeline.transformer.sample_size * downscale;
+    }
+    if !shape.image_size.is_multiple_of(downscale) {
+        return Err(invalid(format!(
+            "image_size {} is not a multiple of the VAE's downscale {downscale}",
+            shape.image_size
+        )));
+    }
+    (shape.image_size, shape.in_channels) = (shape.image_size / downscale, latent.channels());
+    if let Some(pipeline) = pipeline {
+        let trained = pipeline.transformer.sample_size;
+        if shape.image_size != trained {
+            return Err(invalid(format!(
+                "{}: the transformer was trained on {trained}x{trained} latents; set run.image_size = {}",
+                pipeline.dir().display(),
+                trained * downscale
+            )));
+        }
+        if pipeline.micro_conditions {
+            shape.resolution_condition = Some(trained * downscale);
+        }
+    }
+    Ok(Some(latent))
 }
 
 /// The `dit` base model: transformer, text encoder, optimiser and the state a resume needs.
@@ -297,7 +186,8 @@ struct TrainerState {
 }
 
 impl DitModel {
-    /// A freshly initialised model for `config` at `image_size` on `device`, seeded by `seed`.
+    /// The model `config` describes at `image_size` pixels on `device`: initialised from `seed`,
+    /// or from a pretrained pipeline's weights (`config.pretrained`; image size 0: its own).
     pub fn new(
         config: DitConfig,
         image_size: u32,
@@ -305,65 +195,10 @@ impl DitModel {
         seed: u64,
         dtype: DType,
     ) -> Result<Self, PluginError> {
-        let invalid = |e: &dyn std::fmt::Display| PluginError::InvalidConfig(e.to_string());
-        let pipeline = config.pretrained.as_deref().map(PipelineFolder::open).transpose().map_err(|e| invalid(&e))?;
-        let mut config = config;
-        let mut shape = match &pipeline {
-            Some(pipeline) => {
-                // A published pipeline brings its own parts unless the config names others.
-                if config.text_encoder == TextEncoderChoice::Small {
-                    config.text_encoder = TextEncoderChoice::T5(pipeline.text_encoder_dir());
-                }
-                config.vae = config.vae.or_else(|| Some(pipeline.vae_dir()));
-                config.prediction = pipeline.prediction;
-                (config.timestep_spacing, config.steps_offset) = (pipeline.spacing, pipeline.steps_offset);
-                DitShape { image_size: image_size as usize, ..pipeline.shape() }
-            }
-            None => config.shape(image_size as usize),
-        };
-        shape.qk_norm = config.qk_norm.unwrap_or(shape.qk_norm);
-        let t5 = match &config.text_encoder {
-            TextEncoderChoice::Small => None,
-            TextEncoderChoice::T5(dir) => {
-                let t5 = T5TextEncoder::load(dir, PIXART_TOKENS, dtype, device).map_err(|e| invalid(&e))?;
-                (shape.caption_channels, shape.caption_len, shape.null_caption) =
-                    (t5.hidden_size(), PIXART_TOKENS, false);
-                Some(t5)
-            }
-        };
-        let latent = match &config.vae {
-            None => None,
-            Some(dir) => {
-                let latent = LatentSpace::load(dir, dtype, device).map_err(|e| invalid(&e))?;
-                let downscale = latent.downscale();
-                if let (Some(pipeline), 0) = (&pipeline, shape.image_size) {
-                    // Size 0: the pretrained model's own.
-                    shape.image_size = pipeline.transformer.sample_size * downscale;
-                }
-                if !shape.image_size.is_multiple_of(downscale) {
-                    return Err(PluginError::InvalidConfig(format!(
-                        "image_size {} is not a multiple of the VAE's downscale {downscale}",
-                        shape.image_size
-                    )));
-                }
-                (shape.image_size, shape.in_channels) = (shape.image_size / downscale, latent.channels());
-                Some(latent)
-            }
-        };
-        if let Some(pipeline) = &pipeline {
-            let trained = pipeline.transformer.sample_size;
-            if shape.image_size != trained {
-                let pixels = trained * latent.as_ref().map_or(1, LatentSpace::downscale);
-                return Err(PluginError::InvalidConfig(format!(
-                    "{}: the transformer was trained on {trained}x{trained} latents; set run.image_size = {pixels}",
-                    pipeline.dir().display()
-                )));
-            }
-        }
+        let (config, mut shape, pipeline) = resolve(config, image_size as usize)?;
+        let t5 = load_text_encoder(&config, &mut shape, dtype, device)?;
+        let latent = load_latent_space(&config, pipeline.as_ref(), &mut shape, dtype, device)?;
         let pixel_size = shape.image_size * latent.as_ref().map_or(1, LatentSpace::downscale);
-        if pipeline.as_ref().is_some_and(|p| p.micro_conditions) {
-            shape.resolution_condition = Some(pixel_size);
-        }
         shape.validate().map_err(PluginError::InvalidConfig)?;
         if config.min_snr_gamma.is_nan() || config.min_snr_gamma <= 0.0 {
             return Err(PluginError::InvalidConfig(format!(
@@ -372,13 +207,11 @@ impl DitModel {
             )));
         }
         let builder = match &pipeline {
-            Some(pipeline) => {
-                ParamBuilder::pretrained(pipeline.transformer_weights().map_err(|e| invalid(&e))?, dtype, device)
-            }
+            Some(pipeline) => ParamBuilder::pretrained(pipeline.transformer_weights().map_err(invalid)?, dtype, device),
             None => ParamBuilder::new(seed, dtype, device),
         };
         let vb = builder.var_builder();
-        let dit = Dit::new(vb.clone(), shape).map_err(|e| invalid(&e))?;
+        let dit = Dit::new(vb.clone(), shape).map_err(invalid)?;
         let text: Box<dyn TextEncoder> = match t5 {
             Some(t5) => Box::new(t5),
             None => {
