@@ -26,6 +26,12 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    entries.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}
+
 fn latest_checkpoint(run: &Path) -> PathBuf {
     let name = std::fs::read_to_string(run.join("checkpoints/LATEST")).unwrap();
     run.join("checkpoints").join(name.trim())
@@ -42,6 +48,11 @@ fn a_run_from_a_pretrained_pipeline_exports_a_diffusers_folder() {
     let exp = dir.path().join("exp.toml");
     std::fs::write(&exp, text).unwrap();
     ok(&evolve(&["run", exp.to_str().unwrap(), "--quiet", "--run-dir", run.to_str().unwrap()]));
+    // Latents and caption encodings are kept in the run for resumes (one file per image / prompt).
+    for kind in ["latents", "captions"] {
+        let count = walk(&run.join("cache").join(kind)).len();
+        assert!(count > 0, "no cached {kind}");
+    }
 
     let out = dir.path().join("exported");
     ok(&evolve(&["export", "--run", run.to_str().unwrap(), "--out", out.to_str().unwrap()]));

@@ -74,11 +74,13 @@ pub fn context(experiment: &Experiment, instance: &str) -> PluginContext {
     PluginContext::new(instance, seed).with_run(experiment.run.image_size, &experiment.run.device)
 }
 
-/// Builds the experiment's base model, freshly initialised.
-pub fn build(experiment: &Experiment, registry: &Registry) -> Result<Box<dyn BaseModel>, RunModelError> {
+/// Builds the experiment's base model for the run at `run`, freshly initialised; it may cache
+/// what it derives (e.g. VAE latents) in `run/cache/`.
+pub fn build(experiment: &Experiment, registry: &Registry, run: &Path) -> Result<Box<dyn BaseModel>, RunModelError> {
     let section = &experiment.base_model;
+    let ctx = context(experiment, "base_model").with_cache_dir(run.join("cache"));
     registry
-        .base_model(&section.plugin, section.config.clone(), &context(experiment, "base_model"))
+        .base_model(&section.plugin, section.config.clone(), &ctx)
         .map_err(|source| RunModelError::Build { plugin: section.plugin.to_string(), source })
 }
 
@@ -131,7 +133,7 @@ pub fn open(
     registry: &Registry,
 ) -> Result<(Experiment, Box<dyn BaseModel>, serde_json::Value), RunModelError> {
     let experiment = experiment::load(&run.join("experiment.toml"), registry)?;
-    let mut model = build(&experiment, registry)?;
+    let mut model = build(&experiment, registry, run)?;
     let dir = latest_checkpoint(run).ok_or_else(|| RunModelError::NoCheckpoint(run.to_path_buf()))?;
     model.load(&dir).map_err(|source| RunModelError::Checkpoint { path: dir.clone(), source })?;
     let host = std::fs::read(dir.join("host.json"))

@@ -145,7 +145,7 @@ pub fn run(
     }
 
     // 2. Model, restored when resuming.
-    let mut model = run_model::build(experiment, &registry)?;
+    let mut model = run_model::build(experiment, &registry, run_dir)?;
     let restored = if options.resume { run_model::restore(model.as_mut(), run_dir)? } else { None };
     let mut state = restored.unwrap_or_else(|| HostState::fresh(experiment));
 

@@ -82,12 +82,22 @@ pub struct PluginContext {
     pub image_size: u32,
     /// The run's compute device (`cpu` or `cuda:N`), for base models.
     pub device: String,
+    /// A folder in the run directory where a built-in plugin may keep what it derives and can
+    /// derive again (e.g. a base model's VAE latents), surviving resumes; `None` outside a run.
+    /// External plugins never see it.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl PluginContext {
     /// A context for `instance` with `seed`, 32-pixel images, on the CPU.
     pub fn new(instance: impl Into<String>, seed: u64) -> Self {
-        PluginContext { instance: instance.into(), seed, image_size: 32, device: "cpu".into() }
+        PluginContext { instance: instance.into(), seed, image_size: 32, device: "cpu".into(), cache_dir: None }
+    }
+
+    /// The same context with a cache folder (see [`PluginContext::cache_dir`]).
+    pub fn with_cache_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
     }
 
     /// The same context with another image size and device.

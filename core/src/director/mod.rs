@@ -258,7 +258,7 @@ impl Director {
         }
 
         // 2. The trainer, restored from the latest checkpoint when resuming.
-        let mut model = run_model::build(&self.experiment, registry)?;
+        let mut model = run_model::build(&self.experiment, registry, &self.options.run_dir)?;
         let restored =
             if self.options.resume { run_model::restore(model.as_mut(), &self.options.run_dir)? } else { None };
         let state = restored.unwrap_or_else(|| HostState::fresh(&self.experiment));

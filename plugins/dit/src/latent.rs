@@ -1,17 +1,17 @@
 //! PixArt-alpha's latent space: a frozen [`Vae`] from a diffusers `AutoencoderKL` folder, each
-//! training image encoded once and its latents cached by content (image hash and VAE identity).
+//! training image encoded once and its latents cached by content (image hash and VAE identity),
+//! on disk in the run's cache folder across rounds and resumes.
 
+use crate::cache::TensorCache;
 use crate::pipeline::safetensors_files;
 use crate::pixels;
 use crate::vae::{Vae, VaeConfig};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use evolve_sdk::Image;
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
 
-/// Images whose latents are kept; past this the cache starts afresh (a bound on memory).
+/// Images whose latents are kept in memory (the disk keeps every one).
 const CACHE_IMAGES: usize = 65_536;
 
 fn error(message: String) -> candle_core::Error {
@@ -23,14 +23,15 @@ pub struct LatentSpace {
     vae: Vae,
     /// blake3 of the VAE's config and weight files: latents of one image under another VAE differ.
     identity: blake3::Hash,
-    cache: Mutex<HashMap<blake3::Hash, Tensor>>,
+    cache: TensorCache,
     device: Device,
     dtype: DType,
 }
 
 impl LatentSpace {
-    /// Loads the `AutoencoderKL` in `dir` (`config.json` and `*.safetensors`).
-    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+    /// Loads the `AutoencoderKL` in `dir` (`config.json` and `*.safetensors`), keeping latents
+    /// under `cache_dir/latents/` when given.
+    pub fn load(dir: &Path, dtype: DType, device: &Device, cache_dir: Option<&Path>) -> Result<Self> {
         let config_path = dir.join("config.json");
         let config_text = std::fs::read_to_string(&config_path)
             .map_err(|e| error(format!("VAE folder {}: config.json: {e}", dir.display())))?;
@@ -49,10 +50,12 @@ impl LatentSpace {
         // SAFETY: the weights are memory-mapped read-only; evolve never writes them while running.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&weights, dtype, device)? };
         let vae = Vae::new(&config, vb).map_err(|e| error(format!("VAE folder {}: {e}", dir.display())))?;
+        let identity = identity.finalize();
+        let cache_dir = cache_dir.map(|d| d.join("latents").join(&identity.to_hex()[..16]));
         Ok(LatentSpace {
             vae,
-            identity: identity.finalize(),
-            cache: Mutex::new(HashMap::new()),
+            identity,
+            cache: TensorCache::new(CACHE_IMAGES, cache_dir, device),
             device: device.clone(),
             dtype,
         })
@@ -86,22 +89,10 @@ impl LatentSpace {
     pub fn encode(&self, images: &[Image], size: usize) -> Result<Tensor> {
         let mut latents = Vec::with_capacity(images.len());
         for image in images {
-            let key = self.key(image);
-            let hit = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
-            let latent = match hit {
-                Some(latent) => latent,
-                None => {
-                    let x = pixels::to_tensor(std::slice::from_ref(image), size, &self.device, self.dtype)?;
-                    let latent = self.vae.to_latents(&x)?.detach();
-                    let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-                    if cache.len() >= CACHE_IMAGES {
-                        cache.clear();
-                    }
-                    cache.insert(key, latent.clone());
-                    latent
-                }
-            };
-            latents.push(latent);
+            latents.push(self.cache.get_or_derive(self.key(image), || {
+                let x = pixels::to_tensor(std::slice::from_ref(image), size, &self.device, self.dtype)?;
+                self.vae.to_latents(&x)
+            })?);
         }
         Tensor::cat(&latents, 0)
     }

@@ -18,6 +18,7 @@
 //! | [`stack`] | the transformer trunk (blocks, final layer) as one CPU op with a hand-written backward |
 //! | [`vae`] | the frozen KL autoencoder (PixArt-alpha's latent space), diffusers' key names |
 //! | [`latent`] | training in a VAE's latent space: latents cached by image and VAE |
+//! | [`cache`] | latents and caption encodings kept by content, in memory and in the run |
 //! | [`pipeline`] | diffusers pipeline folders: published weights in, `evolve export` out |
 //! | [`pixels`] | images ↔ tensors in [-1, 1] |
 //! | [`text`] | captions, the hashing tokenizer and the small trainable text encoder |
@@ -36,6 +37,7 @@ pub use candle_core;
 
 pub mod bmm;
 pub mod buffers;
+pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod diffusion;
@@ -110,11 +112,11 @@ fn resolve(
 fn load_text_encoder(
     config: &DitConfig,
     shape: &mut DitShape,
-    dtype: DType,
-    device: &Device,
+    (dtype, device): (DType, &Device),
+    cache_dir: Option<&Path>,
 ) -> Result<Option<T5TextEncoder>, PluginError> {
     let TextEncoderChoice::T5(dir) = &config.text_encoder else { return Ok(None) };
-    let t5 = T5TextEncoder::load(dir, PIXART_TOKENS, dtype, device).map_err(invalid)?;
+    let t5 = T5TextEncoder::load(dir, PIXART_TOKENS, dtype, device, cache_dir).map_err(invalid)?;
     (shape.caption_channels, shape.caption_len, shape.null_caption) = (t5.hidden_size(), PIXART_TOKENS, false);
     Ok(Some(t5))
 }
@@ -125,11 +127,11 @@ fn load_latent_space(
     config: &DitConfig,
     pipeline: Option<&PipelineFolder>,
     shape: &mut DitShape,
-    dtype: DType,
-    device: &Device,
+    (dtype, device): (DType, &Device),
+    cache_dir: Option<&Path>,
 ) -> Result<Option<LatentSpace>, PluginError> {
     let Some(dir) = &config.vae else { return Ok(None) };
-    let latent = LatentSpace::load(dir, dtype, device).map_err(invalid)?;
+    let latent = LatentSpace::load(dir, dtype, device, cache_dir).map_err(invalid)?;
     let downscale = latent.downscale();
     if let (Some(pipeline), 0) = (pipeline, shape.image_size) {
         shape.image_size = pipeline.transformer.sample_size * downscale;
@@ -195,9 +197,21 @@ impl DitModel {
         seed: u64,
         dtype: DType,
     ) -> Result<Self, PluginError> {
+        Self::new_in(config, image_size, (device, dtype), seed, None)
+    }
+
+    /// [`DitModel::new`] keeping VAE latents and T5 encodings under `cache_dir` (a run's
+    /// cache folder), where a resumed run finds them.
+    pub fn new_in(
+        config: DitConfig,
+        image_size: u32,
+        (device, dtype): (&Device, DType),
+        seed: u64,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self, PluginError> {
         let (config, mut shape, pipeline) = resolve(config, image_size as usize)?;
-        let t5 = load_text_encoder(&config, &mut shape, dtype, device)?;
-        let latent = load_latent_space(&config, pipeline.as_ref(), &mut shape, dtype, device)?;
+        let t5 = load_text_encoder(&config, &mut shape, (dtype, device), cache_dir)?;
+        let latent = load_latent_space(&config, pipeline.as_ref(), &mut shape, (dtype, device), cache_dir)?;
         let pixel_size = shape.image_size * latent.as_ref().map_or(1, LatentSpace::downscale);
         shape.validate().map_err(PluginError::InvalidConfig)?;
         if config.min_snr_gamma.is_nan() || config.min_snr_gamma <= 0.0 {
@@ -564,7 +578,7 @@ evolve_sdk::register_plugin! {
     config: DitConfig,
     build: |config: DitConfig, ctx: &PluginContext| {
         let device = device(&ctx.device)?;
-        DitModel::new(config, ctx.image_size, &device, ctx.seed, DType::F32)
+        DitModel::new_in(config, ctx.image_size, (&device, DType::F32), ctx.seed, ctx.cache_dir.as_deref())
     },
 }
 

@@ -1,22 +1,22 @@
 //! PixArt-alpha's captions: a prompt tokenized by T5's tokenizer (`tokenizer.json`, read by the
 //! `tokenizers` crate), padded or truncated to 120 tokens with an attention mask, encoded by the
-//! frozen [`T5Encoder`], and cached per prompt (a prompt is encoded once however often it trains).
+//! frozen [`T5Encoder`], and cached per prompt (a prompt is encoded once however often it trains,
+//! on disk in the run's cache folder across resumes).
 
+use crate::cache::TensorCache;
 use crate::pipeline::safetensors_files;
 use crate::t5::{T5Config, T5Encoder};
 use crate::text::{Caption, TextEncoder};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 use tokenizers::{PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// PixArt-alpha's caption length in tokens.
 pub const PIXART_TOKENS: usize = 120;
 
-/// Prompts whose encodings are kept; past this the cache starts afresh (a bound on memory: an
-/// XXL caption is 120 × 4096 floats, ~2 MB).
+/// Prompts whose encodings are kept in memory (an XXL caption is 120 × 4096 floats, ~2 MB; the
+/// disk keeps every one).
 const CACHE_PROMPTS: usize = 2048;
 
 fn error(message: String) -> candle_core::Error {
@@ -102,21 +102,39 @@ impl T5Tokenizer {
 pub struct T5TextEncoder {
     tokenizer: T5Tokenizer,
     encoder: T5Encoder,
-    cache: Mutex<HashMap<String, (Tensor, Tensor)>>,
+    /// Names the encoder in cache keys: config, tokenizer and the weight files' names and sizes
+    /// (hashing 19 GB of T5-XXL weights at every start would cost more than it saves).
+    identity: blake3::Hash,
+    cache: TensorCache,
     device: Device,
     dtype: DType,
 }
 
 impl T5TextEncoder {
-    /// Loads the encoder in `dir` (see [`T5Files`]) onto `device`, computing in `dtype`.
-    pub fn load(dir: &Path, length: usize, dtype: DType, device: &Device) -> Result<Self> {
+    /// Loads the encoder in `dir` (see [`T5Files`]) onto `device`, computing in `dtype`, keeping
+    /// encodings under `cache_dir/captions/` when given.
+    pub fn load(dir: &Path, length: usize, dtype: DType, device: &Device, cache_dir: Option<&Path>) -> Result<Self> {
         let files = T5Files::find(dir)?;
         let config = read_config(&files.config)?;
         // SAFETY: the weights are memory-mapped read-only; evolve never writes them while running.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device)? };
         let encoder = T5Encoder::new(&config, vb).map_err(|e| error(format!("T5 folder {}: {e}", dir.display())))?;
         let tokenizer = T5Tokenizer::from_file(&files.tokenizer, length)?;
-        Ok(T5TextEncoder { tokenizer, encoder, cache: Mutex::new(HashMap::new()), device: device.clone(), dtype })
+        let mut identity = blake3::Hasher::new();
+        for path in [&files.config, &files.tokenizer] {
+            identity.update(&std::fs::read(path).map_err(|e| error(format!("{}: {e}", path.display())))?);
+        }
+        for file in &files.weights {
+            let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+            identity.update(file.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+            identity.update(&size.to_le_bytes());
+        }
+        identity.update(&(length as u64).to_le_bytes());
+        identity.update(format!("{dtype:?}").as_bytes());
+        let identity = identity.finalize();
+        let cache_dir = cache_dir.map(|d| d.join("captions").join(&identity.to_hex()[..16]));
+        let cache = TensorCache::new(CACHE_PROMPTS, cache_dir, device);
+        Ok(T5TextEncoder { tokenizer, encoder, identity, cache, device: device.clone(), dtype })
     }
 
     /// Width of the features.
@@ -125,19 +143,14 @@ impl T5TextEncoder {
     }
 
     fn encode_one(&self, prompt: &str) -> Result<(Tensor, Tensor)> {
-        if let Some(hit) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(prompt) {
-            return Ok(hit.clone());
-        }
         let (ids, mask) = self.tokenizer.encode(prompt)?;
         let len = ids.len();
-        let ids = Tensor::from_vec(ids, (1, len), &self.device)?;
         let mask = Tensor::from_vec(mask, (1, len), &self.device)?.to_dtype(self.dtype)?;
-        let features = self.encoder.forward(&ids, &mask)?.detach();
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= CACHE_PROMPTS {
-            cache.clear();
-        }
-        cache.insert(prompt.to_string(), (features.clone(), mask.clone()));
+        let key = blake3::keyed_hash(self.identity.as_bytes(), prompt.as_bytes());
+        let features = self.cache.get_or_derive(key, || {
+            let ids = Tensor::from_vec(ids, (1, len), &self.device)?;
+            self.encoder.forward(&ids, &mask)
+        })?;
         Ok((features, mask))
     }
 }

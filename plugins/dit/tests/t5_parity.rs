@@ -38,9 +38,14 @@ fn the_tokenizer_pads_truncates_and_masks_as_transformers() {
 #[test]
 fn t5_hidden_states_match_transformers() {
     let (prompts, reference) = reference();
-    let encoder =
-        T5TextEncoder::load(&fixtures().join("tiny-pixart/text_encoder"), PIXART_TOKENS, DType::F32, &Device::Cpu)
-            .unwrap();
+    let encoder = T5TextEncoder::load(
+        &fixtures().join("tiny-pixart/text_encoder"),
+        PIXART_TOKENS,
+        DType::F32,
+        &Device::Cpu,
+        None,
+    )
+    .unwrap();
     let caption = encoder.encode(&prompts).unwrap();
     let error = relative_error(&caption.features, &reference["hidden"]);
     println!("T5 hidden states: max relative error {error:.2e}");
@@ -58,6 +63,7 @@ fn a_folder_without_a_tokenizer_is_named_in_the_error() {
     for file in ["config.json", "model.safetensors"] {
         std::fs::copy(fixtures().join("tiny-pixart/text_encoder").join(file), dir.path().join(file)).unwrap();
     }
-    let error = T5TextEncoder::load(dir.path(), PIXART_TOKENS, DType::F32, &Device::Cpu).err().unwrap().to_string();
+    let error =
+        T5TextEncoder::load(dir.path(), PIXART_TOKENS, DType::F32, &Device::Cpu, None).err().unwrap().to_string();
     assert!(error.contains("tokenizer.json") && error.contains(&dir.path().display().to_string()), "{error}");
 }

@@ -11,7 +11,7 @@ use evolve_dit::latent::LatentSpace;
 fn vae_encode_and_decode_match_diffusers() {
     let reference =
         evolve_dit::candle_core::safetensors::load(fixtures().join("reference/vae.safetensors"), &Device::Cpu).unwrap();
-    let latent = LatentSpace::load(&fixtures().join("tiny-pixart/vae"), DType::F32, &Device::Cpu).unwrap();
+    let latent = LatentSpace::load(&fixtures().join("tiny-pixart/vae"), DType::F32, &Device::Cpu, None).unwrap();
     assert_eq!((latent.channels(), latent.downscale()), (4, 2));
     let mean = latent.vae().encode_mean(&reference["images"]).unwrap();
     let encode_error = relative_error(&mean, &reference["mean"]);
@@ -24,7 +24,7 @@ fn vae_encode_and_decode_match_diffusers() {
 
 #[test]
 fn latents_are_scaled_cached_per_image_and_decoded_back() {
-    let latent = LatentSpace::load(&fixtures().join("tiny-pixart/vae"), DType::F32, &Device::Cpu).unwrap();
+    let latent = LatentSpace::load(&fixtures().join("tiny-pixart/vae"), DType::F32, &Device::Cpu, None).unwrap();
     let image = evolve_sdk::Image::from_rgb(16, 16, (0..16 * 16 * 3).map(|i| (i * 7 % 256) as u8).collect()).unwrap();
     let latents = latent.encode(std::slice::from_ref(&image), 16).unwrap();
     assert_eq!(latents.dims(), [1, 4, 8, 8]);
