@@ -178,10 +178,21 @@ impl MidBlock {
     }
 }
 
-/// Resnets at one resolution, then a change of resolution (`Down`/`Up`) unless it is the last level.
+/// How a level changes the resolution after its resnets.
+#[derive(Clone, Copy, PartialEq)]
+enum Resample {
+    /// The last level: no change.
+    Keep,
+    /// Encoder: a stride-2 conv.
+    Down,
+    /// Decoder: nearest ×2, then a conv.
+    Up,
+}
+
+/// Resnets at one resolution, then a change of resolution.
 struct Level {
     resnets: Vec<Resnet>,
-    resample: Option<Conv2d>,
+    resample: Option<(Resample, Conv2d)>,
 }
 
 impl Level {
@@ -191,20 +202,20 @@ impl Level {
         outputs: usize,
         layers: usize,
         groups: usize,
-        down: Option<bool>,
+        resample: Resample,
     ) -> Result<Self> {
         let resnets = (0..layers)
             .map(|j| Resnet::new(vb.pp(format!("resnets.{j}")), if j == 0 { inputs } else { outputs }, outputs, groups))
             .collect::<Result<_>>()?;
-        let resample = match down {
-            None => None,
-            Some(true) => Some(conv(vb.pp("downsamplers.0.conv"), outputs, outputs, 3, 0, 2)?),
-            Some(false) => Some(conv(vb.pp("upsamplers.0.conv"), outputs, outputs, 3, 1, 1)?),
+        let resampler = match resample {
+            Resample::Keep => None,
+            Resample::Down => Some(conv(vb.pp("downsamplers.0.conv"), outputs, outputs, 3, 0, 2)?),
+            Resample::Up => Some(conv(vb.pp("upsamplers.0.conv"), outputs, outputs, 3, 1, 1)?),
         };
-        Ok(Level { resnets, resample })
+        Ok(Level { resnets, resample: resampler.map(|c| (resample, c)) })
     }
 
-    fn forward(&self, x: &Tensor, down: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
         for resnet in &self.resnets {
             x = resnet.forward(&x)?;
@@ -212,8 +223,8 @@ impl Level {
         match &self.resample {
             None => Ok(x),
             // diffusers pads right and bottom by one before the stride-2 conv.
-            Some(conv) if down => conv.forward(&x.pad_with_zeros(2, 0, 1)?.pad_with_zeros(3, 0, 1)?),
-            Some(conv) => {
+            Some((Resample::Down, conv)) => conv.forward(&x.pad_with_zeros(2, 0, 1)?.pad_with_zeros(3, 0, 1)?),
+            Some((_, conv)) => {
                 let (_, _, h, w) = x.dims4()?;
                 conv.forward(&x.upsample_nearest2d(2 * h, 2 * w)?)
             }
@@ -252,7 +263,7 @@ impl Vae {
         let encoder_levels = (0..levels)
             .map(|i| {
                 let inputs = channels[i.saturating_sub(1)];
-                let down = (i + 1 < levels).then_some(true);
+                let down = if i + 1 < levels { Resample::Down } else { Resample::Keep };
                 Level::new(encoder.pp(format!("down_blocks.{i}")), inputs, channels[i], layers, groups, down)
             })
             .collect::<Result<_>>()?;
@@ -261,7 +272,7 @@ impl Vae {
         let decoder_levels = (0..levels)
             .map(|i| {
                 let inputs = reversed[i.saturating_sub(1)];
-                let up = (i + 1 < levels).then_some(false);
+                let up = if i + 1 < levels { Resample::Up } else { Resample::Keep };
                 Level::new(decoder.pp(format!("up_blocks.{i}")), inputs, reversed[i], layers + 1, groups, up)
             })
             .collect::<Result<_>>()?;
@@ -297,7 +308,7 @@ impl Vae {
     pub fn encode_mean(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = self.encoder_in.forward(x)?;
         for level in &self.encoder_levels {
-            h = level.forward(&h, true)?;
+            h = level.forward(&h)?;
         }
         h = self.encoder_mid.forward(&h)?;
         h = self.encoder_out.forward(&self.encoder_norm.forward(&h)?.silu()?)?;
@@ -315,7 +326,7 @@ impl Vae {
         };
         h = self.decoder_mid.forward(&self.decoder_in.forward(&h)?)?;
         for level in &self.decoder_levels {
-            h = level.forward(&h, false)?;
+            h = level.forward(&h)?;
         }
         self.decoder_out.forward(&self.decoder_norm.forward(&h)?.silu()?)
     }
