@@ -181,7 +181,7 @@ fn sample_renders_a_pretrained_folder_from_given_noise_as_diffusers_does() {
         png.to_str().unwrap(),
     ]);
     assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("use ddim or dpm_solver2m"),
+        String::from_utf8_lossy(&bad.stderr).contains("use ddim or dpm (dpm_solver2m)"),
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );

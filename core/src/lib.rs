@@ -27,3 +27,4 @@ pub mod serve;
 pub mod static_train;
 pub mod step_means;
 pub mod store;
+pub mod training_set;

@@ -143,16 +143,3 @@ pub fn open(
     Ok((experiment, model, host))
 }
 
-/// Resizes to `size` x `size` if needed (teachers may deliver other sizes).
-pub fn fit(image: evolve_sdk::Image, size: u32) -> evolve_sdk::Image {
-    if image.width() == size && image.height() == size {
-        return image;
-    }
-    let (w, h) = (image.width(), image.height());
-    let Some(buffer) = ::image::RgbImage::from_raw(w, h, image.into_pixels()) else {
-        return evolve_sdk::Image::filled(size, size, [0, 0, 0]);
-    };
-    let resized = ::image::imageops::resize(&buffer, size, size, ::image::imageops::FilterType::Triangle);
-    evolve_sdk::Image::from_rgb(size, size, resized.into_raw())
-        .unwrap_or_else(|_| evolve_sdk::Image::filled(size, size, [0, 0, 0]))
-}

@@ -8,7 +8,8 @@ use crate::registry::Registry;
 use crate::run_model::{self, HostState, RunModelError};
 use crate::step_means::{RECORD_EVERY, StepMeans};
 use crate::store::{RunDir, StoreError};
-use evolve_sdk::{BaseModel, Image, SplitMix64, TrainBatch};
+use crate::training_set::{DEFAULT_CACHE_BYTES, ImageCache, TrainingSample, TrainingSet};
+use evolve_sdk::{BaseModel, SplitMix64};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -135,11 +136,10 @@ pub fn run(
         buying.set_position(n as u64)
     }))?;
     buying.finish();
-    let size = experiment.run.image_size;
-    let mut data: Vec<(String, Image)> = vec![];
-    for sample in run.ledger.samples(true).map_err(StoreError::from)? {
-        data.push((sample.prompt, run_model::fit(run.images.get(&sample.image)?, size)));
-    }
+    let images = ImageCache::new(run.images.clone(), experiment.run.image_size, DEFAULT_CACHE_BYTES);
+    let mut data = TrainingSet::new(images);
+    let samples = run.ledger.samples(true).map_err(StoreError::from)?;
+    data.add(samples.into_iter().map(|s| TrainingSample { id: s.id, prompt: s.prompt, image: s.image }));
     if data.is_empty() {
         return Err(TrainError::Other("no training samples: the prompt set is empty".into()));
     }
@@ -163,11 +163,7 @@ pub fn run(
         run_model::save_checkpoint(run_dir, state.step, model, &serde_json::to_value(state).unwrap_or_default())
     };
     while state.step < total {
-        let picks: Vec<usize> = (0..batch_size).map(|_| rng.below(data.len() as u64) as usize).collect();
-        let batch = TrainBatch {
-            prompts: picks.iter().map(|&i| data[i].0.clone()).collect(),
-            images: picks.iter().map(|&i| data[i].1.clone()).collect(),
-        };
+        let batch = data.batch(&mut rng, batch_size)?;
         let stats = model.train_step(&batch).map_err(|source| TrainError::Step { step: state.step + 1, source })?;
         state.step += 1;
         state.data_rng = rng.state();

@@ -116,7 +116,7 @@ enum Command {
         /// The base-model plugin that reads --pretrained.
         #[arg(long, value_name = "NAME", default_value = "dit", requires = "pretrained")]
         plugin: String,
-        /// The sampler, by the model's name for it (`dit`: ddim, dpm_solver2m; default: the model's).
+        /// The sampler, by the model's name for it (`dit`: ddim, dpm; default: the model's).
         #[arg(long)]
         sampler: Option<String>,
         /// The starting noise instead of the seed's: a safetensors file with an f32 tensor

@@ -34,7 +34,8 @@ use round::{RoundContext, run_round};
 use shop::{Purchase, Shop, TeacherSlot};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use trainer::{Trainer, TrainerSettings, TrainingSample};
+use crate::training_set::{DEFAULT_CACHE_BYTES, ImageCache, TrainingSample, TrainingSet};
+use trainer::{Trainer, TrainerSettings};
 
 /// Locks `mutex`. A poisoned lock (a panic elsewhere) is still usable: every ledger write is its
 /// own transaction and the budget's counters are updated whole.
@@ -395,16 +396,14 @@ impl Director {
         Ok(())
     }
 
-    /// The active set, with images at the model's resolution.
-    fn active_set(&self) -> Result<Vec<TrainingSample>, DirectorError> {
+    /// The active set; its images are read from the store as batches draw them.
+    fn active_set(&self) -> Result<TrainingSet, DirectorError> {
         let run = lock(&self.run);
-        let size = self.experiment.run.image_size;
-        let mut data = vec![];
-        for sample in run.ledger.samples(true).map_err(StoreError::from)? {
-            let image = run_model::fit(run.images.get(&sample.image)?, size);
-            data.push(TrainingSample { id: sample.id, prompt: sample.prompt, image });
-        }
-        Ok(data)
+        let images = ImageCache::new(run.images.clone(), self.experiment.run.image_size, DEFAULT_CACHE_BYTES);
+        let mut set = TrainingSet::new(images);
+        let samples = run.ledger.samples(true).map_err(StoreError::from)?;
+        set.add(samples.into_iter().map(|s| TrainingSample { id: s.id, prompt: s.prompt, image: s.image }));
+        Ok(set)
     }
 
     fn record_teacher_rates(&self, step: u64) -> Result<(), DirectorError> {

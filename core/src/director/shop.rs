@@ -6,12 +6,11 @@
 //! bought again; a paid image is durable before the ledger row that names it commits.
 
 use super::budget::Budget;
-use super::trainer::TrainingSample;
 use super::{DirectorError, lock};
 use crate::acquire::{request_for, with_retries};
 use crate::experiment::Experiment;
-use crate::run_model::fit;
 use crate::store::{Candidate, PendingRow, RequestHash, RunDir, StoreError};
+use crate::training_set::TrainingSample;
 use evolve_sdk::{Choice, CompareRequest, GenerateRequest, Image, Judge, SplitMix64, Teacher};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -142,7 +141,7 @@ impl Shop {
         }
         let winner = self.tournament(&row, &images).await;
         let id = lock(&self.run).ledger.resolve_pending(&row, &candidates, winner).map_err(StoreError::from)?;
-        let image = fit(images.swap_remove(winner), self.experiment.run.image_size);
+        let image = candidates[winner].image.hash().clone();
         Ok(Purchase::Added(TrainingSample { id, prompt: row.want.prompt, image }))
     }
 

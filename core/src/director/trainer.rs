@@ -11,24 +11,13 @@ use crate::eval::{EvalError, EvalReport, eval_model};
 use crate::run_model::{self, HostState};
 use crate::step_means::{RECORD_EVERY, StepMeans};
 use crate::store::Ledger;
-use evolve_sdk::{BaseModel, Evaluator, Image, PluginError, SampleRequest, SplitMix64, TrainBatch};
-use std::collections::HashMap;
+use crate::training_set::{TrainingSample, TrainingSet};
+use evolve_sdk::{BaseModel, Evaluator, Image, PluginError, SampleRequest, SplitMix64};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
-
-/// One training example as the trainer holds it.
-#[derive(Debug, Clone)]
-pub struct TrainingSample {
-    /// The ledger id of the sample.
-    pub id: i64,
-    /// Its caption.
-    pub prompt: String,
-    /// Its image, at the model's resolution.
-    pub image: Image,
-}
 
 /// How the trainer trains.
 #[derive(Debug, Clone)]
@@ -80,7 +69,7 @@ impl Trainer {
     pub fn start(
         model: Box<dyn BaseModel>,
         state: HostState,
-        data: Vec<TrainingSample>,
+        data: TrainingSet,
         settings: TrainerSettings,
     ) -> Result<Trainer, DirectorError> {
         let (commands, inbox) = mpsc::channel();
@@ -150,8 +139,7 @@ impl Trainer {
 struct Worker {
     model: Box<dyn BaseModel>,
     state: HostState,
-    data: Vec<TrainingSample>,
-    index: HashMap<i64, usize>,
+    data: TrainingSet,
     settings: TrainerSettings,
     ledger: Ledger,
     publish: watch::Sender<TrainerStatus>,
@@ -167,16 +155,15 @@ impl Worker {
     fn new(
         model: Box<dyn BaseModel>,
         state: HostState,
-        data: Vec<TrainingSample>,
+        data: TrainingSet,
         settings: TrainerSettings,
         ledger: Ledger,
         publish: watch::Sender<TrainerStatus>,
     ) -> Worker {
-        let mut worker = Worker {
+        Worker {
             model,
             state,
-            data: vec![],
-            index: HashMap::new(),
+            data,
             settings,
             ledger,
             publish,
@@ -186,9 +173,7 @@ impl Worker {
             loss: f32::NAN,
             means: StepMeans::default(),
             finished_at: None,
-        };
-        worker.add(data);
-        worker
+        }
     }
 
     fn training_done(&self) -> bool {
@@ -224,11 +209,11 @@ impl Worker {
         let began = Instant::now();
         match command {
             Command::Add(samples) => {
-                self.add(samples);
+                self.data.add(samples);
                 self.report(self.finished_at.is_some());
             }
             Command::Remove(ids) => {
-                self.remove(&ids);
+                self.data.remove(&ids);
                 self.report(self.finished_at.is_some());
             }
             Command::Generate(request, reply) => {
@@ -245,42 +230,17 @@ impl Worker {
         }
     }
 
-    fn add(&mut self, samples: Vec<TrainingSample>) {
-        for sample in samples {
-            if !self.index.contains_key(&sample.id) {
-                self.index.insert(sample.id, self.data.len());
-                self.data.push(sample);
-            }
-        }
-    }
-
-    fn remove(&mut self, ids: &[i64]) {
-        for id in ids {
-            if let Some(i) = self.index.remove(id) {
-                self.data.swap_remove(i);
-                if let Some(moved) = self.data.get(i) {
-                    self.index.insert(moved.id, i);
-                }
-            }
-        }
-    }
-
     fn step(&mut self) -> Result<(), DirectorError> {
         let began = Instant::now();
         let mut rng = SplitMix64::new(self.state.data_rng);
-        let picks: Vec<usize> =
-            (0..self.settings.batch_size).map(|_| rng.below(self.data.len() as u64) as usize).collect();
-        let batch = TrainBatch {
-            prompts: picks.iter().map(|&i| self.data[i].prompt.clone()).collect(),
-            images: picks.iter().map(|&i| self.data[i].image.clone()).collect(),
-        };
+        let batch = self.data.batch(&mut rng, self.settings.batch_size)?;
         let stats = self.model.train_step(&batch).map_err(|source| DirectorError::Plugin {
             what: format!("base model training step {}", self.state.step + 1),
             source,
         })?;
         self.state = HostState { step: self.state.step + 1, data_rng: rng.state() };
         self.busy += began.elapsed();
-        self.trained_images += picks.len() as u64;
+        self.trained_images += batch.images.len() as u64;
         self.loss = stats.loss;
         self.means.add(&stats);
         let step = self.state.step;

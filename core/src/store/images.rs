@@ -92,7 +92,9 @@ pub fn decode_png(bytes: &[u8]) -> Result<Image, String> {
     Image::from_rgb(w, h, rgb.into_raw()).map_err(|e| e.to_string())
 }
 
-/// PNG files under `images/`, sharded by the first two bytes of their hash.
+/// PNG files under `images/`, sharded by the first two bytes of their hash. A clone reads and
+/// writes the same folder (each write is atomic), e.g. from the trainer's thread.
+#[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
 }

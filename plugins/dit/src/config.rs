@@ -136,6 +136,11 @@ pub struct DitConfig {
     /// must be a multiple of the VAE's downscale (8 for SD's VAE).
     #[serde(default)]
     pub vae: Option<PathBuf>,
+    /// Train non-square images in aspect-ratio buckets of about `image_size`² pixels (PixArt's
+    /// multi-aspect training; see [`crate::buckets`]); off, every image is centre-cropped to a
+    /// square. Square images train the same either way.
+    #[serde(default = "yes")]
+    pub aspect_buckets: bool,
 }
 
 /// Which text encoder turns prompts into caption features.
@@ -152,6 +157,9 @@ pub enum TextEncoderChoice {
     T5(PathBuf),
 }
 
+fn yes() -> bool {
+    true
+}
 fn dropout() -> f64 {
     0.1
 }

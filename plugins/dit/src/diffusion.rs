@@ -60,8 +60,9 @@ impl Prediction {
 pub enum Sampler {
     /// DDIM with eta = 0.
     Ddim,
-    /// DPM-Solver++ multistep, second order.
+    /// DPM-Solver++ multistep, second order (also accepted as `dpm`).
     #[default]
+    #[serde(alias = "dpm")]
     DpmSolver2m,
 }
 

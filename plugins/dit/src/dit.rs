@@ -66,7 +66,8 @@ pub struct DitShape {
     pub interpolation_scale: u32,
     /// The pixel resolution the model is conditioned on, for PixArt-alpha's 1024 px model's
     /// resolution and aspect-ratio micro-conditions (`adaln_single.emb.resolution_embedder`,
-    /// `aspect_ratio_embedder`); `None` without them. Square images: aspect ratio 1.
+    /// `aspect_ratio_embedder`); `None` without them. An image's own height and width (in
+    /// pixels, at this many pixels per `image_size` latent cells) and height / width are given.
     #[serde(default)]
     pub resolution_condition: Option<usize>,
 }
@@ -167,15 +168,15 @@ impl SizeEmbedder {
         })
     }
 
-    /// The `(1, hidden)` conditioning of a square image of `pixels` pixels a side.
-    fn forward(&self, dtype: candle_core::DType, device: &Device) -> Result<Tensor> {
+    /// The `(1, hidden)` conditioning of images of `(height, width)` pixels, as diffusers'
+    /// pipeline passes it: `resolution = [height, width]`, `aspect_ratio = height / width`.
+    fn forward(&self, (height, width): (f64, f64), dtype: candle_core::DType, device: &Device) -> Result<Tensor> {
         let embed = |values: &[f64], mlp: &[Linear; 2]| -> Result<Tensor> {
             let freq = timestep_embedding(values, 256, device)?.to_dtype(dtype)?;
             mlp[1].forward(&mlp[0].forward(&freq)?.silu()?)
         };
-        let side = self.pixels as f64;
-        let resolution = embed(&[side, side], &self.resolution)?.reshape((1, ()))?;
-        let aspect = embed(&[1.0], &self.aspect_ratio)?;
+        let resolution = embed(&[height, width], &self.resolution)?.reshape((1, ()))?;
+        let aspect = embed(&[height / width], &self.aspect_ratio)?;
         Tensor::cat(&[resolution, aspect], 1)
     }
 }
@@ -205,22 +206,24 @@ pub fn timestep_embedding(timesteps: &[f64], dim: usize, device: &Device) -> Res
     Tensor::from_vec(out, (timesteps.len(), dim), device)
 }
 
-/// Fixed 2-D sin-cos position embedding of a `grid` x `grid` token grid into `dim` features,
-/// positions divided by `scale`.
-pub fn pos_embedding(grid: usize, dim: usize, scale: f64, device: &Device) -> Result<Tensor> {
+/// Fixed 2-D sin-cos position embedding of a `rows` x `cols` token grid into `dim` features,
+/// as diffusers' `get_2d_sincos_pos_embed`: each axis spans the model's square `base` grid
+/// (a row's position is `row * base / rows`), divided by `scale`.
+pub fn pos_embedding((rows, cols): (usize, usize), base: usize, dim: usize, scale: f64, device: &Device) -> Result<Tensor> {
     let quarter = dim / 4;
     let omega: Vec<f64> = (0..quarter).map(|i| 1.0 / 10_000f64.powf(i as f64 / quarter as f64)).collect();
-    let mut out = Vec::with_capacity(grid * grid * dim);
-    for row in 0..grid {
-        for col in 0..grid {
+    let mut out = Vec::with_capacity(rows * cols * dim);
+    let (row_step, col_step) = (base as f64 / rows as f64 / scale, base as f64 / cols as f64 / scale);
+    for row in 0..rows {
+        for col in 0..cols {
             // First half encodes the column (w), second half the row (h), as MAE/PixArt.
-            for pos in [col as f64 / scale, row as f64 / scale] {
+            for pos in [col as f64 * col_step, row as f64 * row_step] {
                 out.extend(omega.iter().map(|w| (pos * w).sin()));
                 out.extend(omega.iter().map(|w| (pos * w).cos()));
             }
         }
     }
-    Tensor::from_vec(out, (1, grid * grid, dim), device)
+    Tensor::from_vec(out, (1, rows * cols, dim), device)
 }
 
 impl Dit {
@@ -276,7 +279,8 @@ impl Dit {
             None
         };
         let scale = f64::from(shape.interpolation_scale);
-        let pos = pos_embedding(shape.image_size / patch, h, scale, vb.device())?.to_dtype(vb.dtype())?;
+        let grid = shape.image_size / patch;
+        let pos = pos_embedding((grid, grid), grid, h, scale, vb.device())?.to_dtype(vb.dtype())?;
         let size_embedder = shape
             .resolution_condition
             .map(|pixels| SizeEmbedder::new(vb.pp("adaln_single.emb"), h, pixels))
@@ -313,12 +317,22 @@ impl Dit {
         x.reshape((b, c, gh, p, gw, p))?.permute((0, 2, 4, 1, 3, 5))?.reshape((b, gh * gw, c * p * p))
     }
 
-    /// `(B, N, p * p * C)` in diffusers' `(p, q, c)` order back to `(B, C, H, W)`.
-    fn unpatchify(&self, x: &Tensor) -> Result<Tensor> {
+    /// `(B, N, p * p * C)` in diffusers' `(p, q, c)` order back to `(B, C, H, W)` for a grid of
+    /// `rows` x `cols` tokens.
+    fn unpatchify(&self, x: &Tensor, (rows, cols): (usize, usize)) -> Result<Tensor> {
         let (b, _, _) = x.dims3()?;
         let (p, c) = (self.shape.patch, self.shape.out_channels());
-        let g = self.shape.image_size / p;
-        x.reshape((b, g, g, p, p, c))?.permute((0, 5, 1, 3, 2, 4))?.reshape((b, c, g * p, g * p))
+        x.reshape((b, rows, cols, p, p, c))?.permute((0, 5, 1, 3, 2, 4))?.reshape((b, c, rows * p, cols * p))
+    }
+
+    /// The position embedding of a `rows` x `cols` token grid (computed once for the square).
+    fn positions(&self, grid: (usize, usize), dtype: candle_core::DType, device: &Device) -> Result<Tensor> {
+        let base = self.shape.image_size / self.shape.patch;
+        if grid == (base, base) {
+            return Ok(self.pos.clone());
+        }
+        let scale = f64::from(self.shape.interpolation_scale);
+        pos_embedding(grid, base, self.shape.hidden, scale, device)?.to_dtype(dtype)
     }
 
     /// The prediction part of the transformer's output `(B, out_channels, H, W)`: all of it,
@@ -381,18 +395,21 @@ impl Dit {
         y: &Caption,
         path: BlockPath,
     ) -> Result<(Tensor, StackGrads)> {
-        let (b, _, _, _) = x.dims4()?;
+        let (b, _, rows, cols) = x.dims4()?;
+        let grid = (rows / self.shape.patch, cols / self.shape.patch);
         let h = self.shape.hidden;
         let w = self.patch_proj.reshape((h, ()))?;
         let tokens = self.patchify(x)?;
         let (n, k) = (tokens.dim(1)?, tokens.dim(2)?);
         let mut x = bias_add(&tokens.reshape((b * n, k))?.matmul(&w.t()?)?, &self.patch_bias)?.reshape((b, n, h))?;
-        x = x.broadcast_add(&self.pos)?;
+        x = x.broadcast_add(&self.positions(grid, x.dtype(), x.device())?)?;
 
         let t_freq = timestep_embedding(timesteps, 256, x.device())?.to_dtype(x.dtype())?;
         let mut e_t = self.time_2.forward(&self.time_1.forward(&t_freq)?.silu()?)?;
         if let Some(size) = &self.size_embedder {
-            e_t = e_t.broadcast_add(&size.forward(x.dtype(), x.device())?)?;
+            let per_cell = size.pixels as f64 / self.shape.image_size as f64;
+            let pixels = (rows as f64 * per_cell, cols as f64 * per_cell);
+            e_t = e_t.broadcast_add(&size.forward(pixels, x.dtype(), x.device())?)?;
         }
         let t6 = self.t_block.forward(&e_t.silu()?)?;
         let (out, grads) = match path {
@@ -414,7 +431,7 @@ impl Dit {
                 stack.forward(&x, &Tensor::cat(&[&t6, &e_t], 1)?, &y.features, train)?
             }
         };
-        Ok((self.unpatchify(&out)?, grads))
+        Ok((self.unpatchify(&out, grid)?, grads))
     }
 
     /// The blocks through candle's ops; `t6` is (B, 6, C).

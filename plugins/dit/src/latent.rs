@@ -85,8 +85,8 @@ impl LatentSpace {
         hasher.finalize()
     }
 
-    /// The scaled latents `(B, C, size / 8, size / 8)` of `images`, each `size`×`size`.
-    pub fn encode(&self, images: &[Image], size: usize) -> Result<Tensor> {
+    /// The scaled latents `(B, C, height / 8, width / 8)` of `images`, each `height`×`width`.
+    pub fn encode(&self, images: &[Image], size: (usize, usize)) -> Result<Tensor> {
         let mut latents = Vec::with_capacity(images.len());
         for image in images {
             latents.push(self.cache.get_or_derive(self.key(image), || {

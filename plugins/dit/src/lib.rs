@@ -21,6 +21,7 @@
 //! | [`cache`] | latents and caption encodings kept by content, in memory and in the run |
 //! | [`pipeline`] | diffusers pipeline folders: published weights in, `evolve export` out |
 //! | [`pixels`] | images ↔ tensors in [-1, 1] |
+//! | [`buckets`] | aspect-ratio buckets: non-square images trained at their own token grid |
 //! | [`text`] | captions, the hashing tokenizer and the small trainable text encoder |
 //! | [`t5`] | the frozen T5 encoder (PixArt-alpha's), transformers' key names |
 //! | [`t5_text`] | T5's tokenizer (`tokenizer.json`), 120 tokens with a mask, per-prompt cache |
@@ -36,6 +37,7 @@
 pub use candle_core;
 
 pub mod bmm;
+pub mod buckets;
 pub mod buffers;
 pub mod cache;
 pub mod checkpoint;
@@ -72,7 +74,8 @@ use params::{ParamBuilder, ParamStore, normals};
 use pipeline::PipelineFolder;
 use serde::{Deserialize, Serialize};
 use stack::StackGrads;
-use std::collections::HashMap;
+use buckets::{Bucket, Buckets};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use t5_text::{PIXART_TOKENS, T5TextEncoder};
 use text::{Caption, SmallTextEncoder, TextEncoder};
@@ -170,6 +173,8 @@ pub struct DitModel {
     latent: Option<LatentSpace>,
     /// Side of the images trained on and rendered, in pixels.
     pixel_size: usize,
+    /// The pixel sizes training images are cropped into.
+    buckets: Buckets,
     diffusion: Diffusion,
     optim: AdamW,
     rng: SplitMix64,
@@ -212,7 +217,13 @@ impl DitModel {
         let (config, mut shape, pipeline) = resolve(config, image_size as usize)?;
         let t5 = load_text_encoder(&config, &mut shape, (dtype, device), cache_dir)?;
         let latent = load_latent_space(&config, pipeline.as_ref(), &mut shape, (dtype, device), cache_dir)?;
-        let pixel_size = shape.image_size * latent.as_ref().map_or(1, LatentSpace::downscale);
+        let downscale = latent.as_ref().map_or(1, LatentSpace::downscale);
+        let pixel_size = shape.image_size * downscale;
+        let buckets = if config.aspect_buckets {
+            Buckets::new(pixel_size, shape.patch * downscale)
+        } else {
+            Buckets::square_only(pixel_size)
+        };
         shape.validate().map_err(PluginError::InvalidConfig)?;
         if config.min_snr_gamma.is_nan() || config.min_snr_gamma <= 0.0 {
             return Err(PluginError::InvalidConfig(format!(
@@ -253,6 +264,7 @@ impl DitModel {
             text,
             latent,
             pixel_size,
+            buckets,
             optim,
             rng: SplitMix64::from_parts(&[seed, 0x0074_7261_696e]),
         })
@@ -268,12 +280,15 @@ impl DitModel {
         &self.shape
     }
 
-    /// What the transformer sees of `images`: pixels in [-1, 1], or their VAE latents.
-    fn images_to_tensor(&self, images: &[Image]) -> Result<Tensor, PluginError> {
+    /// What the transformer sees of `images`, each cropped into `bucket`: pixels in [-1, 1], or
+    /// their VAE latents.
+    fn images_to_tensor(&self, images: &[&Image], bucket: Bucket) -> Result<Tensor, PluginError> {
         let (device, dtype) = (self.params.device(), self.params.dtype());
+        let images: Vec<Image> = images.iter().map(|image| buckets::crop_into(image, bucket)).collect();
+        let size = (bucket.height, bucket.width);
         let result = match &self.latent {
-            Some(latent) => latent.encode(images, self.pixel_size),
-            None => pixels::to_tensor(images, self.pixel_size, device, dtype),
+            Some(latent) => latent.encode(&images, size),
+            None => pixels::to_tensor(&images, size, device, dtype),
         };
         result.map_err(|e| PluginError::InvalidInput(e.to_string()))
     }
@@ -287,10 +302,12 @@ impl DitModel {
         pixels::to_images(&x).map_err(failed)
     }
 
-    fn noise(&self, rng: &mut SplitMix64, batch: usize) -> Result<Tensor, PluginError> {
-        let (c, s) = (self.shape.in_channels, self.shape.image_size);
-        let values: Vec<f32> = normals(rng, batch * c * s * s).into_iter().map(|v| v as f32).collect();
-        Tensor::from_vec(values, (batch, c, s, s), self.params.device())
+    /// Standard normal noise `(batch, C, rows, cols)`; square at the model's size by default.
+    fn noise(&self, rng: &mut SplitMix64, batch: usize, grid: Option<(usize, usize)>) -> Result<Tensor, PluginError> {
+        let c = self.shape.in_channels;
+        let (rows, cols) = grid.unwrap_or((self.shape.image_size, self.shape.image_size));
+        let values: Vec<f32> = normals(rng, batch * c * rows * cols).into_iter().map(|v| v as f32).collect();
+        Tensor::from_vec(values, (batch, c, rows, cols), self.params.device())
             .and_then(|t| t.to_dtype(self.params.dtype()))
             .map_err(failed)
     }
@@ -298,34 +315,48 @@ impl DitModel {
     /// The training loss on `batch` with this step's noise, timesteps and caption dropout, and
     /// its gradients for every parameter, advancing the model's random stream. `path` picks
     /// how the transformer blocks run (default: [`Dit::fast_path`]).
+    ///
+    /// Images train in their aspect-ratio buckets: each bucket's images go through the
+    /// transformer at their own token grid, and the loss is the mean over the whole batch.
     pub fn gradients(&mut self, batch: &TrainBatch, path: Option<BlockPath>) -> Result<(f32, GradStore), PluginError> {
         let b = batch.images.len();
         if b == 0 || b != batch.prompts.len() {
             return Err(PluginError::InvalidInput(format!("{} images for {} prompts", b, batch.prompts.len())));
         }
-        let x0 = self.images_to_tensor(&batch.images)?;
         let timesteps: Vec<usize> = (0..b).map(|_| self.rng.below(diffusion::TRAIN_STEPS as u64) as usize).collect();
         let keep: Vec<bool> = (0..b).map(|_| !self.rng.chance(self.config.caption_dropout)).collect();
+        let mut groups: BTreeMap<Bucket, Vec<usize>> = BTreeMap::new();
+        for (i, image) in batch.images.iter().enumerate() {
+            groups.entry(self.buckets.nearest(image.width(), image.height())).or_default().push(i);
+        }
         let mut rng = self.rng.clone();
-        let noise = self.noise(&mut rng, b)?;
+        let mut parts = Vec::with_capacity(groups.len());
+        for (bucket, members) in groups {
+            let downscale = self.pixel_size / self.shape.image_size;
+            let grid = (bucket.height / downscale, bucket.width / downscale);
+            let images: Vec<&Image> = members.iter().map(|&i| &batch.images[i]).collect();
+            let x0 = self.images_to_tensor(&images, bucket)?;
+            let noise = self.noise(&mut rng, members.len(), Some(grid))?;
+            parts.push((members, x0, noise));
+        }
         self.rng = rng;
-        let run = || -> candle_core::Result<(Tensor, StackGrads)> {
-            let y = self.captions(&batch.prompts, &keep)?;
-            let path = path.unwrap_or_else(|| self.dit.fast_path(&x0, &y, true));
-            let x_t = self.diffusion.add_noise(&x0, &noise, &timesteps)?;
-            let t: Vec<f64> = timesteps.iter().map(|&t| t as f64).collect();
-            let (output, stack_grads) = self.dit.forward_with(&x_t, &t, &y, path)?;
-            let predicted = self.dit.prediction_part(&output)?;
-            let (prediction, gamma) = (self.config.prediction, self.config.min_snr_gamma);
-            let target = match prediction {
-                Prediction::Epsilon => &noise,
-                Prediction::Sample => &x0,
-            };
-            let weights: Vec<f64> =
-                timesteps.iter().map(|&t| self.diffusion.loss_weight(t, prediction, gamma)).collect();
-            let weights = Tensor::from_vec(weights, b, x0.device())?.to_dtype(x0.dtype())?;
-            let loss = ops::weighted_mse(&predicted, target, &weights)?;
-            Ok((loss, stack_grads))
+        let run = || -> candle_core::Result<(Tensor, Vec<StackGrads>)> {
+            let (mut total, mut all_grads) = (None, vec![]);
+            for (members, x0, noise) in &parts {
+                let prompts: Vec<String> = members.iter().map(|&i| batch.prompts[i].clone()).collect();
+                let keep: Vec<bool> = members.iter().map(|&i| keep[i]).collect();
+                let timesteps: Vec<usize> = members.iter().map(|&i| timesteps[i]).collect();
+                let (loss, grads) = self.bucket_loss(x0, noise, &prompts, &keep, &timesteps, path)?;
+                // Each bucket's mean loss, weighted by its share of the batch.
+                let loss = if members.len() == b { loss } else { (loss * (members.len() as f64 / b as f64))? };
+                total = Some(match total {
+                    None => loss,
+                    Some(sum) => (sum + loss)?,
+                });
+                all_grads.push(grads);
+            }
+            let total = total.ok_or_else(|| candle_core::Error::Msg("empty batch".into()))?;
+            Ok((total, all_grads))
         };
         let (loss, stack_grads) = run().map_err(failed)?;
         let value = loss.to_dtype(DType::F32).and_then(|l| l.to_scalar::<f32>()).map_err(failed)?;
@@ -336,8 +367,36 @@ impl DitModel {
             )));
         }
         let mut grads = loss.backward().map_err(failed)?;
-        stack_grads.add_to(&mut grads);
+        for stack in stack_grads {
+            stack.add_to(&mut grads).map_err(failed)?;
+        }
         Ok((value, grads))
+    }
+
+    /// The weighted diffusion loss of clean images `x0` (one bucket) noised with `noise`.
+    fn bucket_loss(
+        &self,
+        x0: &Tensor,
+        noise: &Tensor,
+        prompts: &[String],
+        keep: &[bool],
+        timesteps: &[usize],
+        path: Option<BlockPath>,
+    ) -> candle_core::Result<(Tensor, StackGrads)> {
+        let y = self.captions(prompts, keep)?;
+        let path = path.unwrap_or_else(|| self.dit.fast_path(x0, &y, true));
+        let x_t = self.diffusion.add_noise(x0, noise, timesteps)?;
+        let t: Vec<f64> = timesteps.iter().map(|&t| t as f64).collect();
+        let (output, stack_grads) = self.dit.forward_with(&x_t, &t, &y, path)?;
+        let predicted = self.dit.prediction_part(&output)?;
+        let (prediction, gamma) = (self.config.prediction, self.config.min_snr_gamma);
+        let target = match prediction {
+            Prediction::Epsilon => noise,
+            Prediction::Sample => x0,
+        };
+        let weights: Vec<f64> = timesteps.iter().map(|&t| self.diffusion.loss_weight(t, prediction, gamma)).collect();
+        let weights = Tensor::from_vec(weights, timesteps.len(), x0.device())?.to_dtype(x0.dtype())?;
+        Ok((ops::weighted_mse(&predicted, target, &weights)?, stack_grads))
     }
 
     /// Projected captions of `prompts`, the unconditional caption where `keep[i]` is false: the
@@ -397,7 +456,7 @@ impl DitModel {
                 let mut parts = vec![];
                 for i in 0..b {
                     let mut rng = SplitMix64::from_parts(&[request.seed, i as u64]);
-                    parts.push(self.noise(&mut rng, 1)?);
+                    parts.push(self.noise(&mut rng, 1, None)?);
                 }
                 Tensor::cat(&parts, 0).map_err(failed)?
             }
@@ -405,7 +464,7 @@ impl DitModel {
         let sampler = match &request.sampler {
             None => self.config.sampler,
             Some(name) => serde_json::from_value(serde_json::Value::String(name.clone())).map_err(|_| {
-                PluginError::InvalidInput(format!("unknown sampler {name:?}; use ddim or dpm_solver2m"))
+                PluginError::InvalidInput(format!("unknown sampler {name:?}; use ddim or dpm (dpm_solver2m)"))
             })?,
         };
         let spacing = (self.config.timestep_spacing, self.config.steps_offset);

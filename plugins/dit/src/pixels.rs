@@ -7,13 +7,13 @@ fn error(message: String) -> candle_core::Error {
     candle_core::Error::Msg(message)
 }
 
-/// `images`, each `size`×`size`, as one `(B, 3, size, size)` tensor in [-1, 1].
-pub fn to_tensor(images: &[Image], size: usize, device: &Device, dtype: DType) -> Result<Tensor> {
-    let mut data = Vec::with_capacity(images.len() * 3 * size * size);
+/// `images`, each `height`×`width`, as one `(B, 3, height, width)` tensor in [-1, 1].
+pub fn to_tensor(images: &[Image], (height, width): (usize, usize), device: &Device, dtype: DType) -> Result<Tensor> {
+    let mut data = Vec::with_capacity(images.len() * 3 * height * width);
     for image in images {
-        if image.width() as usize != size || image.height() as usize != size {
+        if image.width() as usize != width || image.height() as usize != height {
             return Err(error(format!(
-                "image is {}x{}, the model trains at {size}x{size}",
+                "image is {}x{}, the model takes {width}x{height} here",
                 image.width(),
                 image.height()
             )));
@@ -22,7 +22,7 @@ pub fn to_tensor(images: &[Image], size: usize, device: &Device, dtype: DType) -
             data.extend(image.pixels().iter().skip(c).step_by(3).map(|&v| v as f32 / 127.5 - 1.0));
         }
     }
-    Tensor::from_vec(data, (images.len(), 3, size, size), device)?.to_dtype(dtype)
+    Tensor::from_vec(data, (images.len(), 3, height, width), device)?.to_dtype(dtype)
 }
 
 /// `(B, 3, H, W)` in [-1, 1] (clamped) as images.

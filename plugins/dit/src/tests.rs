@@ -1,7 +1,7 @@
 //! Gradient checks of every module and whole-model training properties.
 
 use super::diffusion::Prediction;
-use super::dit::{Dit, DitShape};
+use super::dit::{BlockPath, Dit, DitShape};
 use super::gradcheck::check_param_gradients;
 use super::layers::{AffineNorm, Attention, FeedForward, Linear};
 use super::params::{ParamBuilder, ParamStore, normals};
@@ -212,4 +212,48 @@ fn sampling_is_deterministic_for_a_seed() {
     let single =
         model.generate(&evolve_sdk::SampleRequest { prompts: vec!["a red circle".into()], ..request.clone() }).unwrap();
     assert_eq!(single[0], a[0]);
+}
+
+/// `batch` with its odd images replaced by non-square ones (wide and tall by turns).
+fn with_non_square(mut batch: TrainBatch) -> TrainBatch {
+    for (i, (prompt, image)) in batch.prompts.iter().zip(batch.images.iter_mut()).enumerate() {
+        if i % 2 == 1 {
+            let (w, h) = if i % 4 == 1 { (64, 24) } else { (20, 48) };
+            let shape = evolve_shapes::grammar::Prompt::parse(prompt).unwrap();
+            *image = evolve_shapes::render::render(&shape, w, h, i as u64);
+        }
+    }
+    batch
+}
+
+#[test]
+fn a_batch_of_several_buckets_trains_each_at_its_own_grid_on_both_paths() {
+    let batch = with_non_square(shapes_batch(8, 5));
+    let mut fused = tiny_model(6);
+    let mut reference = tiny_model(6);
+    for step in 0..2 {
+        let batch = with_non_square(shapes_batch(8, step));
+        fused.train_step(&batch).unwrap();
+        reference.train_step(&batch).unwrap();
+    }
+    let (loss_fused, grads_fused) = fused.gradients(&batch, None).unwrap();
+    let (loss_reference, grads_reference) = reference.gradients(&batch, Some(BlockPath::Candle)).unwrap();
+    assert!((loss_fused - loss_reference).abs() <= 1e-4 * loss_reference.abs(), "{loss_fused} vs {loss_reference}");
+    for (name, var) in fused.params().vars() {
+        let (a, b) = match (grads_fused.get(var), grads_reference.get(&reference.params().vars()[name])) {
+            (Some(a), Some(b)) => (a, b),
+            (None, None) => continue, // e.g. the null caption when no caption was dropped
+            (a, b) => panic!("{name}: a gradient on one path only (fused {}, reference {})", a.is_some(), b.is_some()),
+        };
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
+        assert!(diff <= 1e-3 * scale, "{name}: gradients differ by {diff} (scale {scale})");
+    }
+}
+
+#[test]
+fn without_buckets_a_non_square_image_is_centre_cropped() {
+    let mut model = tiny_model_from(7, serde_json::json!({"preset": "tiny", "depth": 2, "aspect_buckets": false}));
+    let stats = model.train_step(&with_non_square(shapes_batch(4, 3))).unwrap();
+    assert!(stats.loss.is_finite());
 }

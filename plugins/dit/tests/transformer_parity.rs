@@ -56,6 +56,16 @@ fn the_1024_models_micro_conditions_and_position_interpolation_match_diffusers()
     assert!(without > 1e-3, "the resolution condition changes the output ({without})");
 }
 
+#[test]
+fn a_non_square_bucket_gets_diffusers_positions_and_micro_conditions() {
+    // 6x12 latents (12x24 px): positions span the model's square grid along each axis,
+    // resolution [12, 24] and aspect ratio 0.5.
+    let dir = fixtures().join("reference/transformer-1024");
+    let error = transformer_error(&dir, "transformer-1024-wide.safetensors", Some(16));
+    println!("transformer on a 6x12 bucket: max relative error {error:.2e}");
+    assert!(error < 1e-4, "transformer output differs: relative error {error}");
+}
+
 fn pretrained_config(dir: &Path) -> DitConfig {
     serde_json::from_value(serde_json::json!({ "pretrained": dir })).unwrap()
 }

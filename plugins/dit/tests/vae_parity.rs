@@ -26,11 +26,11 @@ fn vae_encode_and_decode_match_diffusers() {
 fn latents_are_scaled_cached_per_image_and_decoded_back() {
     let latent = LatentSpace::load(&fixtures().join("tiny-pixart/vae"), DType::F32, &Device::Cpu, None).unwrap();
     let image = evolve_sdk::Image::from_rgb(16, 16, (0..16 * 16 * 3).map(|i| (i * 7 % 256) as u8).collect()).unwrap();
-    let latents = latent.encode(std::slice::from_ref(&image), 16).unwrap();
+    let latents = latent.encode(std::slice::from_ref(&image), (16, 16)).unwrap();
     assert_eq!(latents.dims(), [1, 4, 8, 8]);
-    let x = evolve_dit::pixels::to_tensor(std::slice::from_ref(&image), 16, &Device::Cpu, DType::F32).unwrap();
+    let x = evolve_dit::pixels::to_tensor(std::slice::from_ref(&image), (16, 16), &Device::Cpu, DType::F32).unwrap();
     let scaled = (latent.vae().encode_mean(&x).unwrap() * latent.vae().config().scaling_factor).unwrap();
     assert!(relative_error(&latents, &scaled) < 1e-6);
-    assert_eq!(relative_error(&latent.encode(&[image], 16).unwrap(), &latents), 0.0, "a cache hit is the same latent");
+    assert_eq!(relative_error(&latent.encode(&[image], (16, 16)).unwrap(), &latents), 0.0, "a cache hit is the same latent");
     assert_eq!(latent.decode(&latents).unwrap().dims(), [1, 3, 16, 16]);
 }

@@ -41,11 +41,17 @@ pub struct TransformerStack {
 pub struct StackGrads(Arc<Mutex<Vec<(Tensor, Tensor)>>>);
 
 impl StackGrads {
-    /// Moves the gradients into `grads` (after `loss.backward()`).
-    pub fn add_to(&self, grads: &mut GradStore) {
+    /// Moves the gradients into `grads` (after `loss.backward()`), adding to any a parameter
+    /// already has there (a batch of several aspect-ratio buckets runs the trunk once each).
+    pub fn add_to(&self, grads: &mut GradStore) -> Result<()> {
         for (param, grad) in self.0.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
-            grads.insert(&param, grad);
+            let sum = match grads.remove(&param) {
+                Some(earlier) => (earlier + grad)?,
+                None => grad,
+            };
+            grads.insert(&param, sum);
         }
+        Ok(())
     }
 }
 
