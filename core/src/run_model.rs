@@ -142,4 +142,3 @@ pub fn open(
         .unwrap_or(serde_json::Value::Null);
     Ok((experiment, model, host))
 }
-

@@ -28,13 +28,13 @@ use crate::experiment::Experiment;
 use crate::registry::Registry;
 use crate::run_model::{self, HostState, RunModelError};
 use crate::store::{NewPending, RoundSummary, RunDir, StoreError, TeacherRecord};
+use crate::training_set::{DEFAULT_CACHE_BYTES, ImageCache, TrainingSample, TrainingSet};
 use evolve_sdk::{Cost, Evaluator, Judge, Origin, PluginError};
 use progress::Progress;
 use round::{RoundContext, run_round};
 use shop::{Purchase, Shop, TeacherSlot};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use crate::training_set::{DEFAULT_CACHE_BYTES, ImageCache, TrainingSample, TrainingSet};
 use trainer::{Trainer, TrainerSettings};
 
 /// Locks `mutex`. A poisoned lock (a panic elsewhere) is still usable: every ledger write is its

@@ -209,7 +209,13 @@ pub fn timestep_embedding(timesteps: &[f64], dim: usize, device: &Device) -> Res
 /// Fixed 2-D sin-cos position embedding of a `rows` x `cols` token grid into `dim` features,
 /// as diffusers' `get_2d_sincos_pos_embed`: each axis spans the model's square `base` grid
 /// (a row's position is `row * base / rows`), divided by `scale`.
-pub fn pos_embedding((rows, cols): (usize, usize), base: usize, dim: usize, scale: f64, device: &Device) -> Result<Tensor> {
+pub fn pos_embedding(
+    (rows, cols): (usize, usize),
+    base: usize,
+    dim: usize,
+    scale: f64,
+    device: &Device,
+) -> Result<Tensor> {
     let quarter = dim / 4;
     let omega: Vec<f64> = (0..quarter).map(|i| 1.0 / 10_000f64.powf(i as f64 / quarter as f64)).collect();
     let mut out = Vec::with_capacity(rows * cols * dim);

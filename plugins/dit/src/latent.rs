@@ -11,8 +11,8 @@ use candle_nn::VarBuilder;
 use evolve_sdk::Image;
 use std::path::Path;
 
-/// Images whose latents are kept in memory (the disk keeps every one).
-const CACHE_IMAGES: usize = 65_536;
+/// Bytes of latents kept in memory (about 2000 at 1024 px; the disk keeps every one).
+const CACHE_BYTES: usize = 512 << 20;
 
 fn error(message: String) -> candle_core::Error {
     candle_core::Error::Msg(message)
@@ -55,7 +55,7 @@ impl LatentSpace {
         Ok(LatentSpace {
             vae,
             identity,
-            cache: TensorCache::new(CACHE_IMAGES, cache_dir, device),
+            cache: TensorCache::new(CACHE_BYTES, cache_dir, device),
             device: device.clone(),
             dtype,
         })

@@ -62,6 +62,7 @@ mod tests;
 pub mod text;
 pub mod vae;
 
+use buckets::{Bucket, Buckets};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 pub use config::{DitConfig, Preset, TextEncoderChoice, device};
@@ -74,7 +75,6 @@ use params::{ParamBuilder, ParamStore, normals};
 use pipeline::PipelineFolder;
 use serde::{Deserialize, Serialize};
 use stack::StackGrads;
-use buckets::{Bucket, Buckets};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use t5_text::{PIXART_TOKENS, T5TextEncoder};

@@ -15,9 +15,9 @@ use tokenizers::{PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, Tr
 /// PixArt-alpha's caption length in tokens.
 pub const PIXART_TOKENS: usize = 120;
 
-/// Prompts whose encodings are kept in memory (an XXL caption is 120 × 4096 floats, ~2 MB; the
+/// Bytes of encodings kept in memory (an XXL caption is 120 × 4096 floats, ~2 MB: about 250; the
 /// disk keeps every one).
-const CACHE_PROMPTS: usize = 2048;
+const CACHE_BYTES: usize = 512 << 20;
 
 fn error(message: String) -> candle_core::Error {
     candle_core::Error::Msg(message)
@@ -133,7 +133,7 @@ impl T5TextEncoder {
         identity.update(format!("{dtype:?}").as_bytes());
         let identity = identity.finalize();
         let cache_dir = cache_dir.map(|d| d.join("captions").join(&identity.to_hex()[..16]));
-        let cache = TensorCache::new(CACHE_PROMPTS, cache_dir, device);
+        let cache = TensorCache::new(CACHE_BYTES, cache_dir, device);
         Ok(T5TextEncoder { tokenizer, encoder, identity, cache, device: device.clone(), dtype })
     }
 

@@ -98,3 +98,21 @@ fn an_image_size_the_vae_cannot_halve_is_refused() {
     let error = DitModel::new(config, 15, &Device::Cpu, 0, DType::F32).err().unwrap().to_string();
     assert!(error.contains("downscale 2"), "{error}");
 }
+
+#[test]
+fn non_square_images_train_in_latent_aspect_ratio_buckets() {
+    // 16 px square, 24x12 and 12x24 images: the buckets of 16² px in whole 4 px tokens put the
+    // oblong ones at 20x12 and 12x20 px (10x6 and 6x10 latents), never stretched to a square.
+    let mut model = model(3, serde_json::json!({ "vae": fixture("vae"), "patch": 2 }));
+    let oblong = |step: u64| {
+        let mut batch = batch(step);
+        for (i, (w, h)) in [(1, (24, 12)), (3, (12, 24))] {
+            let prompt = evolve_shapes::grammar::Prompt::parse(&batch.prompts[i]).unwrap();
+            batch.images[i] = evolve_shapes::render::render(&prompt, w, h, step * 10 + i as u64);
+        }
+        batch
+    };
+    let losses: Vec<f32> = (0..60).map(|step| model.train_step(&oblong(step % 4)).unwrap().loss).collect();
+    let (first, last) = (losses[..10].iter().sum::<f32>() / 10.0, losses[50..].iter().sum::<f32>() / 10.0);
+    assert!(last < 0.8 * first, "loss did not fall: {first} -> {last}");
+}

@@ -31,6 +31,10 @@ fn latents_are_scaled_cached_per_image_and_decoded_back() {
     let x = evolve_dit::pixels::to_tensor(std::slice::from_ref(&image), (16, 16), &Device::Cpu, DType::F32).unwrap();
     let scaled = (latent.vae().encode_mean(&x).unwrap() * latent.vae().config().scaling_factor).unwrap();
     assert!(relative_error(&latents, &scaled) < 1e-6);
-    assert_eq!(relative_error(&latent.encode(&[image], (16, 16)).unwrap(), &latents), 0.0, "a cache hit is the same latent");
+    assert_eq!(
+        relative_error(&latent.encode(&[image], (16, 16)).unwrap(), &latents),
+        0.0,
+        "a cache hit is the same latent"
+    );
     assert_eq!(latent.decode(&latents).unwrap().dims(), [1, 3, 16, 16]);
 }
