@@ -47,9 +47,14 @@ fn crc32(bytes: &[u8]) -> u32 {
 
 /// A valid small PNG whose header claims 100000 x 100000 pixels.
 fn bomb_png() -> Vec<u8> {
+    png_claiming(100_000)
+}
+
+/// A valid 16 px PNG whose header claims `side` x `side` pixels.
+fn png_claiming(side: u32) -> Vec<u8> {
     let mut png = encode_png(&Image::filled(16, 16, [1, 2, 3])).unwrap();
-    png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
-    png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    png[16..20].copy_from_slice(&side.to_be_bytes());
+    png[20..24].copy_from_slice(&side.to_be_bytes());
     let crc = crc32(&png[12..29]);
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     png
@@ -97,6 +102,8 @@ async fn fault(
             axum::Json(json!({ "data": [{ "b64_json": base64_encode(b"not an image at all") }] })).into_response()
         }
         ("unauthorised", _) => (StatusCode::UNAUTHORIZED, "{\"error\":\"bad key\"}").into_response(),
+        // No image, and an explanation whose 200th byte falls inside a two-byte character.
+        ("nodata", _) => axum::Json(json!({ "error": { "message": "é".repeat(150) } })).into_response(),
         ("neither", _) => chat_reply("Both images are lovely; I cannot choose."),
         ("badlist", 1) => chat_reply(""),
         _ if endpoint == "chat/completions" => {
@@ -143,7 +150,8 @@ fn start_fault_server(rt: &tokio::runtime::Runtime) -> String {
 }
 
 fn teacher(base: &str, scenario: &str, extra: serde_json::Value) -> Box<dyn Teacher> {
-    let mut config = json!({ "base_url": format!("{base}/s/{scenario}/v1"), "model": "test", "timeout_s": 1 });
+    let mut config =
+        json!({ "base_url": format!("{base}/s/{scenario}/v1"), "model": "test", "timeout_s": 1, "price_usd": 0.0 });
     if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
         config.extend(extra.clone());
     }
@@ -174,6 +182,45 @@ fn transient_faults_end_in_a_retry_that_succeeds() {
         if scenario == "429" {
             assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After was not honoured");
         }
+    }
+}
+
+#[test]
+fn an_unlisted_model_is_never_assumed_free_and_prices_follow_size_and_quality() {
+    let registry = Registry::builtin();
+    let ctx = evolve_sdk::PluginContext::new("t", 0);
+    let key = json!({ "env": "PATH" });
+    let unpriced = [
+        ("openai", json!({ "base_url": "http://127.0.0.1:9/v1", "model": "my-local-model" })),
+        ("openai", json!({ "model": "dall-e-3", "size": "512x512" })),
+        ("replicate", json!({ "model": "acme/new-model", "api_key": key })),
+        ("fal", json!({ "model": "fal-ai/new-model", "api_key": key })),
+        ("bfl", json!({ "model": "flux-new", "api_key": key })),
+    ];
+    for (plugin, config) in unpriced {
+        let error = registry.teacher(&plugin.into(), config.clone(), &ctx).err().map(|e| e.to_string());
+        let error = error.unwrap_or_else(|| panic!("{plugin} {config}: built with no price"));
+        assert!(error.contains("set price_usd"), "{plugin}: {error}");
+    }
+    let quote = |config: serde_json::Value| {
+        let teacher = registry.teacher(&"openai".into(), config, &ctx).unwrap();
+        teacher.price(&request()).micro_usd
+    };
+    assert_eq!(quote(json!({ "model": "dall-e-3", "size": "1792x1024" })), 80_000);
+    assert_eq!(quote(json!({ "model": "dall-e-3", "quality": "hd" })), 80_000);
+    assert_eq!(quote(json!({ "model": "gpt-image-1", "quality": "low", "size": "1536x1024" })), 16_000);
+    assert_eq!(quote(json!({ "model": "gpt-image-1" })), 167_000, "auto quality is quoted at its dearest");
+    assert_eq!(quote(json!({ "model": "my-local-model", "price_usd": 0.0 })), 0, "free when the user says so");
+}
+
+#[test]
+fn a_reply_without_an_image_in_any_script_is_an_error_not_a_panic() {
+    let rt = runtime();
+    let base = start_fault_server(&rt);
+    let teacher = teacher(&base, "nodata", json!({}));
+    match rt.block_on(teacher.generate(&request())) {
+        Err(error) => assert!(error.to_string().contains("no data[0] in the reply: {\"error\""), "{error}"),
+        Ok(_) => panic!("a reply without data gave an image"),
     }
 }
 
@@ -334,4 +381,89 @@ fn evolve_serve_with_a_token_refuses_requests_without_it() {
     assert_eq!(status(client.post(&endpoint).json(&body)), 401);
     assert_eq!(status(client.post(&endpoint).bearer_auth("wrong").json(&body)), 401);
     assert_eq!(status(client.post(&endpoint).bearer_auth("s3cret").json(&body)), 200);
+}
+
+#[test]
+fn evolve_serve_answers_only_its_loopback_name_and_bounds_what_a_request_may_hold() {
+    let mut child = evolve().args(["serve", "--addr", "127.0.0.1:0"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _server = Server(child);
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let rt = runtime();
+    let client = evolve_sdk::http::reqwest::Client::new();
+    let send = |request: evolve_sdk::http::reqwest::RequestBuilder| {
+        let reply = rt.block_on(request.send()).unwrap();
+        (reply.status().as_u16(), rt.block_on(reply.text()).unwrap())
+    };
+    let body = json!({ "prompt": "a red circle", "size": "32x32" });
+    let endpoint = format!("{url}/images/generations");
+    assert_eq!(send(client.post(&endpoint).json(&body)).0, 200);
+    assert_eq!(send(client.post(&endpoint).header("host", "localhost:1234").json(&body)).0, 200);
+    // DNS rebinding: a page at evil.example whose name now resolves to 127.0.0.1.
+    let (status, text) = send(client.post(&endpoint).header("host", "evil.example:80").json(&body));
+    assert_eq!(status, 403, "{text}");
+
+    // A comparison holds two images, each of a sane size; a small file claiming a huge canvas
+    // is refused before it is decoded.
+    let part = |png: &[u8]| json!({ "type": "image_url", "image_url": { "url": format!("data:image/png;base64,{}", base64_encode(png)) } });
+    let small = evolve_sdk::http::encode_png(&Image::filled(16, 16, [200, 0, 0])).unwrap();
+    let chat = |parts: Vec<serde_json::Value>| {
+        let mut content = vec![json!({ "type": "text", "text": "Which image matches \"a red circle\"?" })];
+        content.extend(parts);
+        json!({ "model": "shapes", "messages": [{ "role": "user", "content": content }] })
+    };
+    let chat_endpoint = format!("{url}/chat/completions");
+    assert_eq!(send(client.post(&chat_endpoint).json(&chat(vec![part(&small), part(&small)]))).0, 200);
+    let (status, text) = send(client.post(&chat_endpoint).json(&chat(vec![part(&small); 3])));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("at most 2 images"), "{text}");
+    let (status, text) = send(client.post(&chat_endpoint).json(&chat(vec![part(&png_claiming(4000)), part(&small)])));
+    assert_eq!(status, 400, "{text}");
+}
+
+/// Counts of a provider that bills each submission and whose result host is briefly down.
+#[derive(Default)]
+struct Billing {
+    base: std::sync::OnceLock<String>,
+    submitted: std::sync::atomic::AtomicU32,
+    downloads: std::sync::atomic::AtomicU32,
+}
+
+#[test]
+fn a_paid_result_whose_download_fails_is_downloaded_again_not_bought_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let rt = runtime();
+    let billing = Arc::new(Billing::default());
+    let submit = |State(b): State<Arc<Billing>>| async move {
+        b.submitted.fetch_add(1, SeqCst);
+        let url = format!("{}/files/result.png", b.base.get().unwrap());
+        axum::Json(json!({ "data": [{ "url": url }] })).into_response()
+    };
+    let result = |State(b): State<Arc<Billing>>| async move {
+        if b.downloads.fetch_add(1, SeqCst) < 2 {
+            (StatusCode::SERVICE_UNAVAILABLE, "result store busy").into_response()
+        } else {
+            ([(header::CONTENT_TYPE, "image/png")], encode_png(&Image::filled(32, 32, [0, 0, 200])).unwrap())
+                .into_response()
+        }
+    };
+    let app = Router::new()
+        .route("/v1/images/generations", post(submit))
+        .route("/files/result.png", axum::routing::get(result))
+        .with_state(Arc::clone(&billing));
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    billing.base.set(base.clone()).unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await });
+
+    let config =
+        json!({ "base_url": format!("{base}/v1"), "model": "test", "price_usd": 0.04, "response_format": "url" });
+    let teacher =
+        Registry::builtin().teacher(&"openai".into(), config, &evolve_sdk::PluginContext::new("t", 0)).unwrap();
+    let req = request();
+    let image = rt.block_on(with_retries(6, || teacher.generate(&req))).unwrap();
+    assert_eq!((image.image.width(), image.cost.micro_usd), (32, 40_000));
+    assert_eq!(billing.submitted.load(SeqCst), 1, "the image was bought again instead of downloaded again");
+    assert_eq!(billing.downloads.load(SeqCst), 3);
 }

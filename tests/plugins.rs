@@ -25,7 +25,7 @@ fn files() -> &'static PluginFiles {
 
 /// Every test uses the same sandbox: the native allow-list is process-wide.
 fn settings() -> PluginSettings {
-    PluginSettings { allow_hosts: vec!["127.0.0.1".into()], memory_mb: 64, call_timeout_ms: 300, read_dirs: vec![] }
+    PluginSettings { allow_hosts: vec!["127.0.0.1:*".into()], memory_mb: 64, call_timeout_ms: 300, read_dirs: vec![] }
 }
 
 fn registry() -> Registry {
@@ -137,7 +137,7 @@ select_ratio = 1.0
 max_teacher_calls = 80
 max_steps = 40
 [plugins]
-allow_hosts = ["127.0.0.1"]
+allow_hosts = ["127.0.0.1:*"]
 call_timeout_ms = 300
 "#,
         teacher = files.native_teacher.display(),
@@ -201,6 +201,22 @@ fn a_wasm_teacher_and_a_native_judge_answer_through_their_interfaces() {
 // ---------------------------------------------------------------- hostile plugins
 
 #[test]
+fn a_judges_nan_confidence_or_phantom_choice_is_its_error_not_a_corrupt_ledger() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let images = vec![evolve_sdk::Image::filled(4, 4, [10, 0, 0]), evolve_sdk::Image::filled(4, 4, [200, 0, 0])];
+    let compare = evolve_sdk::CompareRequest { prompt: "red".into(), images, seed: 0 };
+    for (hostile, needle) in [("nan_confidence", "confidence is NaN"), ("choice_out_of_range", "chose image 2 of 2")] {
+        let config = serde_json::json!({ "hostile": hostile });
+        let judge =
+            registry().judge(&native(&files().tally_judge_native), config, &PluginContext::new("j", 0)).unwrap();
+        match rt.block_on(judge.compare(&compare)) {
+            Err(PluginError::Failed(message)) => assert!(message.contains(needle), "{hostile}: {message}"),
+            other => panic!("{hostile}: expected the judge's error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn an_infinite_loop_times_out_and_is_quarantined() {
     let op = probe(wasm(&files().probe_wasm), serde_json::json!({ "behaviour": "loop" }));
     let started = Instant::now();
@@ -254,7 +270,9 @@ fn network_goes_only_to_allowed_hosts() {
         match fetch("http://example.invalid/steal".into()) {
             Err(PluginError::Failed(m)) => {
                 assert!(
-                    m.contains("refused: host `example.invalid` is not in the experiment's [plugins] allow_hosts"),
+                    m.contains(
+                        "refused: host `example.invalid` port 80 is not in the experiment's [plugins] allow_hosts"
+                    ),
                     "{m}"
                 )
             }
@@ -263,6 +281,47 @@ fn network_goes_only_to_allowed_hosts() {
         // The probe reports a successful fetch as an error carrying the status.
         match fetch(format!("http://127.0.0.1:{port}/")) {
             Err(PluginError::Failed(m)) => assert_eq!(m, "fetched: HTTP 200", "{plugin}"),
+            other => panic!("{plugin}: {other:?}"),
+        }
+    }
+}
+
+/// A loopback server on `127.0.0.1` that redirects every request to `target`; returns its port.
+fn redirect_server(target: String) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let reply =
+                format!("HTTP/1.1 302 Found\r\nlocation: {target}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn a_redirect_never_takes_a_plugin_past_its_allow_list() {
+    // 127.0.0.2 is loopback too, but not in the allow-list (127.0.0.1:*).
+    let outside = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let outside_port = outside.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in outside.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nstolen");
+        }
+    });
+    let port = redirect_server(format!("http://127.0.0.2:{outside_port}/steal"));
+    for plugin in [wasm(&files().probe_wasm), native(&files().probe_native)] {
+        let url = format!("http://127.0.0.1:{port}/");
+        let op = probe(plugin.clone(), serde_json::json!({ "behaviour": "fetch", "url": url }));
+        match op.decide(&typical_sample()) {
+            Err(PluginError::Failed(m)) => assert_eq!(m, "fetched: HTTP 302", "{plugin}: the redirect was followed"),
             other => panic!("{plugin}: {other:?}"),
         }
     }

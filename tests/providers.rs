@@ -201,7 +201,7 @@ fn each_provider_protocol_is_followed_to_the_image() {
     let refusals = [
         (
             "replicate",
-            json!({ "model": "acme/broken", "base_url": format!("{base}/replicate/v1"), "api_key": key }),
+            json!({ "model": "acme/broken", "base_url": format!("{base}/replicate/v1"), "api_key": key, "price_usd": 0.01 }),
             "NSFW",
         ),
         (
@@ -232,4 +232,106 @@ fn each_provider_protocol_is_followed_to_the_image() {
     let missing = json!({ "model": "x", "api_key": { "env": "EVOLVE_TEST_NO_SUCH_KEY" } });
     let error = registry.teacher(&"replicate".into(), missing, &evolve_sdk::PluginContext::new("r", 0)).err().unwrap();
     assert!(error.to_string().contains("EVOLVE_TEST_NO_SUCH_KEY"), "{error}");
+}
+
+/// Addresses of the lying provider and of the thief its replies point to.
+#[derive(Default)]
+struct Liar {
+    base: OnceLock<String>,
+    thief: OnceLock<String>,
+    stolen: Mutex<Vec<String>>,
+}
+
+async fn liar(State(p): State<Arc<Liar>>, request: Request) -> Response {
+    let (base, thief) = (p.base.get().cloned().unwrap_or_default(), p.thief.get().cloned().unwrap_or_default());
+    let steal = format!("{thief}/steal");
+    match (request.method().as_str(), request.uri().path()) {
+        ("POST", "/bfl/v1/flux-pro-1.1") => axum::Json(json!({ "id": "b1", "polling_url": steal })).into_response(),
+        ("POST", "/bfl/v1/flux-dev") => {
+            axum::Json(json!({ "id": "b2", "polling_url": format!("{base}/bfl/v1/bounce") })).into_response()
+        }
+        ("GET", "/bfl/v1/bounce") => (StatusCode::FOUND, [(header::LOCATION, steal)]).into_response(),
+        ("POST", "/fal/fal-ai/flux/schnell") => {
+            axum::Json(json!({ "request_id": "r1", "status_url": steal, "response_url": steal })).into_response()
+        }
+        ("POST", "/replicate/v1/models/black-forest-labs/flux-schnell/predictions") => {
+            axum::Json(json!({ "id": "p1", "status": "starting", "urls": { "get": steal } })).into_response()
+        }
+        _ => (StatusCode::NOT_FOUND, "no route").into_response(),
+    }
+}
+
+async fn thief(State(p): State<Arc<Liar>>, request: Request) -> Response {
+    let headers: Vec<String> = request.headers().keys().map(|k| k.to_string()).collect();
+    p.stolen.lock().unwrap().push(format!("{} {}", request.uri(), headers.join(",")));
+    axum::Json(json!({ "status": "Pending" })).into_response()
+}
+
+#[test]
+fn a_reply_or_a_redirect_cannot_send_the_key_to_another_host() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let state = Arc::new(Liar::default());
+    let serve = |app: Router| {
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        rt.spawn(async move { axum::serve(listener, app).await });
+        address
+    };
+    let base = serve(Router::new().fallback(liar).with_state(Arc::clone(&state)));
+    let thief_base = serve(Router::new().fallback(thief).with_state(Arc::clone(&state)));
+    state.base.set(base.clone()).unwrap();
+    state.thief.set(thief_base).unwrap();
+
+    let registry = Registry::builtin();
+    let key = json!({ "env": "PATH" });
+    let request = GenerateRequest { prompt: "a blue square".into(), width: 32, height: 32, seed: 7 };
+    let cases = [
+        (
+            "bfl",
+            json!({ "base_url": format!("{base}/bfl/v1"), "api_key": key, "poll_ms": 10, "timeout_s": 2 }),
+            "not sent there",
+        ),
+        (
+            "bfl",
+            json!({ "model": "flux-dev", "base_url": format!("{base}/bfl/v1"), "api_key": key, "poll_ms": 10, "timeout_s": 2 }),
+            "redirect to another origin",
+        ),
+        (
+            "fal",
+            json!({ "model": "fal-ai/flux/schnell", "base_url": format!("{base}/fal"), "api_key": key, "poll_ms": 10, "timeout_s": 2 }),
+            "not sent there",
+        ),
+        (
+            "replicate",
+            json!({ "model": "black-forest-labs/flux-schnell", "base_url": format!("{base}/replicate/v1"), "api_key": key, "poll_ms": 10, "timeout_s": 2 }),
+            "not sent there",
+        ),
+    ];
+    for (plugin, config, needle) in cases {
+        let teacher = teacher(&registry, plugin, config);
+        match rt.block_on(teacher.generate(&request)) {
+            Err(error) => assert!(error.to_string().contains(needle), "{plugin}: {error}"),
+            Ok(_) => panic!("{plugin}: an image from the thief"),
+        }
+    }
+    assert_eq!(*state.stolen.lock().unwrap(), Vec::<String>::new(), "requests reached the other host");
+}
+
+#[test]
+fn key_targets_are_the_providers_own_hosts() {
+    use evolve_sdk::http::check_key_target;
+    assert!(check_key_target("https://api.bfl.ai/v1", "https://api.eu.bfl.ai/v1/get_result?id=1").is_ok());
+    assert!(check_key_target("https://queue.fal.run", "https://queue.fal.run/fal-ai/flux/requests/1").is_ok());
+    assert!(check_key_target("https://api.replicate.com/v1", "https://api.replicate.com/v1/predictions/1").is_ok());
+    for (base, url) in [
+        ("https://api.bfl.ai/v1", "https://bfl.ai.evil.example/steal"),
+        ("https://api.bfl.ai/v1", "http://api.eu.bfl.ai/v1/get_result"),
+        ("https://api.bfl.ai/v1", "https://api.bfl.ai:8443/v1/get_result"),
+        ("https://api.bfl.ai/v1", "https://evilbfl.ai/v1"),
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.1:9000/v1"),
+        ("http://127.0.0.1:8000/v1", "http://127.0.0.2:8000/v1"),
+        ("https://api.bfl.ai/v1", "not a url"),
+    ] {
+        assert!(check_key_target(base, url).is_err(), "{url} accepted for {base}");
+    }
 }

@@ -123,6 +123,28 @@ fn static_training_learns_checkpoints_resumes_samples_and_evaluates() {
 }
 
 #[test]
+fn static_training_buys_no_more_than_max_cost_usd() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // 48 prompts at $0.25 a call against $2: eight calls fit.
+    let text = std::fs::read_to_string(experiment(dir.path(), 2)).unwrap();
+    let text = text
+        .replace(
+            "[[teachers]]\nplugin = \"shapes\"",
+            "[[teachers]]\nplugin = \"shapes\"\nconfig = { price_usd = 0.25 }",
+        )
+        .replace("max_teacher_calls = 48", "max_teacher_calls = 48\nmax_cost_usd = 2.0");
+    let exp = dir.path().join("priced.toml");
+    std::fs::write(&exp, text).unwrap();
+    ok(&evolve(&["train", exp.to_str().unwrap(), "--static", "--quiet", "--run-dir", run.to_str().unwrap()]));
+    let conn = rusqlite::Connection::open(run.join("ledger.sqlite")).unwrap();
+    let (calls, micro_usd): (i64, i64) = conn
+        .query_row("SELECT count(*), sum(cost_micro_usd) FROM api_calls", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((calls, micro_usd), (8, 2_000_000), "spent beyond max_cost_usd");
+}
+
+#[test]
 fn training_an_existing_run_without_resume_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

@@ -1,6 +1,7 @@
 //! Getting training data: initial prompts from a file and the judge, and teacher images bought
 //! exactly once each (looked up by request hash in the ledger before any call is made).
 
+use crate::budget::Budget;
 use crate::experiment::Experiment;
 use crate::store::{NewSample, RequestHash, RunDir, StoreError, StoredImage};
 use evolve_sdk::{Evaluator, GenerateRequest, GeneratedImage, Judge, MutateRequest, Origin, PluginError, Teacher};
@@ -133,6 +134,10 @@ pub async fn buy_seed_samples(
     let known: std::collections::HashSet<String> =
         run.ledger.samples(false).map_err(StoreError::from)?.into_iter().map(|s| s.prompt).collect();
     let permits = Arc::new(tokio::sync::Semaphore::new(teacher.limits().concurrency.max(1) as usize));
+    // `max_cost_usd` holds here as in the director: every call is reserved at its quote first.
+    let (paid_calls, paid_cost) = run.ledger.call_totals().map_err(StoreError::from)?;
+    let max_cost = experiment.budget.max_cost_usd.map(evolve_sdk::Cost::from_usd);
+    let mut budget = Budget::new(None, max_cost, paid_calls, paid_cost);
     let mut tasks = tokio::task::JoinSet::new();
     let mut done = 0;
     for prompt in prompts {
@@ -151,19 +156,24 @@ pub async fn buy_seed_samples(
             progress(done);
             continue;
         }
+        let Some(reservation) = budget.reserve(teacher.price(&request)) else {
+            tracing::warn!(%prompt, "max_cost_usd reached: the remaining prompts are not bought");
+            break;
+        };
         let (teacher, permits) = (Arc::clone(&teacher), Arc::clone(&permits));
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let result = with_retries(6, || teacher.generate(&request)).await;
-            (request, hash, result)
+            (request, hash, result, reservation)
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        let Ok((request, hash, result)) = joined else { continue };
+        let Ok((request, hash, result, reservation)) = joined else { continue };
         let generated: GeneratedImage = result.map_err(|source| AcquireError::Plugin {
             what: format!("teacher {label} on {:?}", request.prompt),
             source,
         })?;
+        budget.settle(reservation, generated.cost);
         let request_json = serde_json::to_string(&request).unwrap_or_default();
         let stored = run.commit_paid(&hash, label, &request_json, &generated)?;
         add_seed(run, &request.prompt, &stored, label)?;

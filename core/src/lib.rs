@@ -16,6 +16,7 @@
 
 pub mod acquire;
 pub mod bench;
+pub mod budget;
 pub mod director;
 pub mod eval;
 pub mod experiment;

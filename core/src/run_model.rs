@@ -101,7 +101,16 @@ pub fn save_checkpoint(
     host_state: &serde_json::Value,
 ) -> Result<PathBuf, RunModelError> {
     let root = run.join("checkpoints");
-    let name = format!("step-{step:09}");
+    // A re-save at the same step (a stop or a resume with no step between) gets a name of its
+    // own: deleting the folder LATEST names before its replacement is in place would leave a
+    // crash in between with no checkpoint. Names sort in the order they were written.
+    let mut name = format!("step-{step:09}");
+    for again in 1.. {
+        if !root.join(&name).exists() {
+            break;
+        }
+        name = format!("step-{step:09}-{again:06}");
+    }
     let tmp = root.join(format!(".{name}.partial"));
     let io = |e: std::io::Error| RunModelError::Io(format!("{}: {e}", root.display()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -110,7 +119,6 @@ pub fn save_checkpoint(
     let state = serde_json::to_vec_pretty(host_state).map_err(|e| RunModelError::Io(e.to_string()))?;
     atomic_write(&tmp.join("host.json"), &state).map_err(|e| RunModelError::Io(e.to_string()))?;
     let dir = root.join(&name);
-    let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir).map_err(io)?;
     atomic_write(&root.join("LATEST"), name.as_bytes()).map_err(|e| RunModelError::Io(e.to_string()))?;
     let mut old: Vec<PathBuf> = std::fs::read_dir(&root)
@@ -141,4 +149,41 @@ pub fn open(
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(serde_json::Value::Null);
     Ok((experiment, model, host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evolve_sdk::{Image, PluginError, SampleRequest, StepStats, TrainBatch};
+
+    /// A model whose checkpoint is one file holding its `version`.
+    struct Versioned(u32);
+
+    impl BaseModel for Versioned {
+        fn train_step(&mut self, _: &TrainBatch) -> Result<StepStats, PluginError> {
+            unreachable!("not trained here")
+        }
+        fn generate(&mut self, _: &SampleRequest) -> Result<Vec<Image>, PluginError> {
+            Ok(vec![])
+        }
+        fn save(&self, dir: &Path) -> Result<(), PluginError> {
+            std::fs::write(dir.join("version"), self.0.to_string()).map_err(|e| PluginError::Failed(e.to_string()))
+        }
+        fn load(&mut self, _: &Path) -> Result<(), PluginError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_resave_at_the_same_step_never_deletes_the_checkpoint_latest_names() {
+        let run = tempfile::tempdir().unwrap();
+        let first = save_checkpoint(run.path(), 5, &Versioned(1), &serde_json::Value::Null).unwrap();
+        let second = save_checkpoint(run.path(), 5, &Versioned(2), &serde_json::Value::Null).unwrap();
+        assert_ne!(first, second, "the re-save went into the folder LATEST named");
+        assert!(first.join("version").is_file(), "the previous checkpoint is kept until the next prune");
+        assert_eq!(latest_checkpoint(run.path()), Some(second.clone()));
+        let third = save_checkpoint(run.path(), 6, &Versioned(3), &serde_json::Value::Null).unwrap();
+        assert_eq!(latest_checkpoint(run.path()), Some(third));
+        assert!(!first.exists() && second.exists(), "the two newest are kept, in the order written");
+    }
 }

@@ -9,7 +9,7 @@
 //! It binds to loopback by default; binding any other address needs a bearer token (read from
 //! an environment variable), and then every request without it is refused with 401.
 
-use evolve_sdk::http::{base64_decode, base64_encode, decode_image, encode_png};
+use evolve_sdk::http::{base64_decode, base64_encode, decode_image_within, encode_png};
 use evolve_sdk::{Choice, CompareRequest, GenerateRequest, Image, SplitMix64, Teacher};
 use evolve_shapes::judge::{ShapesJudge, ShapesJudgeConfig};
 use evolve_shapes::teacher::{ShapesTeacher, ShapesTeacherConfig};
@@ -26,8 +26,10 @@ use serde_json::{Value, json};
 
 /// Largest image side the server renders.
 const MAX_SIDE: u32 = 1024;
-/// Images kept for `url` responses (oldest dropped first).
-const KEPT_FILES: usize = 4096;
+/// Bytes of PNGs kept for `url` responses (oldest dropped first).
+const KEPT_BYTES: usize = 64 << 20;
+/// Images a chat message may carry (a comparison has two, or one side-by-side pair).
+const MAX_CHAT_IMAGES: usize = 2;
 
 /// Why the server cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,7 @@ struct World {
 struct Files {
     by_name: HashMap<String, Vec<u8>>,
     order: std::collections::VecDeque<String>,
+    bytes: usize,
 }
 
 /// Checks that `addr` may be bound with `token`.
@@ -109,17 +112,39 @@ async fn require_token(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Some(token) = &world.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    match &world.token {
+        Some(token) => {
+            let given = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            // blake3's hash equality is constant-time: the reply's timing tells nothing of
+            // how much of a guess was right.
+            if given.map(|g| blake3::hash(g.as_bytes())) != Some(blake3::hash(token.as_bytes())) {
+                return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            }
+        }
+        None => {
+            // Without a token the server is loopback-only; a page elsewhere could still reach
+            // it by rebinding its own name to 127.0.0.1, but its requests carry that name.
+            let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !is_loopback_host(host) {
+                return error(StatusCode::FORBIDDEN, format!("host {host:?} is not this loopback server"));
+            }
         }
     }
     next.run(request).await
+}
+
+/// Whether a `Host` header names the loopback interface (`localhost`, `127.x.y.z`, `[::1]`,
+/// with any port).
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn fingerprint(text: &str) -> u64 {
@@ -160,12 +185,15 @@ async fn images(State(world): State<Arc<World>>, headers: HeaderMap, Json(body):
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
         item["url"] = format!("http://{host}/v1/files/{name}").into();
         let mut files = world.files.lock().unwrap_or_else(|p| p.into_inner());
+        let size = png.len();
         if files.by_name.insert(name.clone(), png).is_none() {
             files.order.push_back(name);
+            files.bytes += size;
         }
-        while files.order.len() > KEPT_FILES {
-            if let Some(old) = files.order.pop_front() {
-                files.by_name.remove(&old);
+        while files.bytes > KEPT_BYTES {
+            let Some(old) = files.order.pop_front() else { break };
+            if let Some(png) = files.by_name.remove(&old) {
+                files.bytes -= png.len();
             }
         }
     } else {
@@ -202,11 +230,16 @@ fn last_user_message(body: &Value) -> Result<(String, Vec<Image>), String> {
                 match part.get("type").and_then(Value::as_str) {
                     Some("text") => text.push_str(part.get("text").and_then(Value::as_str).unwrap_or("")),
                     Some("image_url") => {
+                        if images.len() == MAX_CHAT_IMAGES {
+                            return Err(format!("at most {MAX_CHAT_IMAGES} images a message"));
+                        }
                         let url = part.pointer("/image_url/url").and_then(Value::as_str).unwrap_or("");
                         let b64 =
                             url.split_once("base64,").map(|(_, b)| b).ok_or("image_url must be a base64 data URL")?;
                         let bytes = base64_decode(b64).map_err(|e| e.to_string())?;
-                        images.push(decode_image(&bytes).map_err(|e| e.to_string())?);
+                        // A comparison's images are at most twice the largest image served
+                        // (side by side).
+                        images.push(decode_image_within(&bytes, 2 * MAX_SIDE + 64).map_err(|e| e.to_string())?);
                     }
                     _ => {}
                 }

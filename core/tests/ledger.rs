@@ -215,3 +215,47 @@ fn sigkill_mid_write_leaves_a_consistent_store() {
     }
     assert!(committed_before > 0, "the child never committed anything; the test proved nothing");
 }
+
+#[test]
+fn writing_down_prompts_waits_for_another_writer_instead_of_failing() {
+    // The trainer thread's connection commits metrics while the director writes down prompts.
+    // A deferred transaction that reads first cannot take the write lock once the other writer
+    // has committed since its read (SQLITE_BUSY_SNAPSHOT, no retry); the ledger's transactions
+    // must take the lock up front and wait.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let mut ledger = Ledger::open(&path).unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE; INSERT INTO metrics (step, name, value) VALUES (1, 'loss', 0.5);").unwrap();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    let wanted = vec![evolve_core::store::NewPending {
+        prompt: "a red circle".into(),
+        origin: Origin::Seed,
+        parent: None,
+        round: None,
+    }];
+    let written = ledger.add_pending(&wanted);
+    writer.join().unwrap();
+    assert_eq!(written.unwrap().len(), 1);
+}
+
+#[test]
+fn one_process_at_a_time_holds_a_run_and_a_report_never_touches_its_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("run");
+    let run = RunDir::create(&root, "[run]\nname = \"x\"\n").unwrap();
+    let second = RunDir::open(&root).err().expect("a second holder of a live run");
+    assert!(second.to_string().contains("another evolve process is using the run"), "{second}");
+
+    // A paid image between write and rename, while `evolve report` reads the run.
+    let in_flight = root.join("images/tmp/abc.123.0");
+    std::fs::write(&in_flight, b"half a PNG").unwrap();
+    evolve_core::report::write(&root).unwrap();
+    assert!(in_flight.exists(), "the report deleted a file the run was writing");
+
+    drop(run);
+    RunDir::open(&root).unwrap();
+}

@@ -10,12 +10,18 @@ pub const MAX_IMAGE_SIDE: u32 = 8192;
 /// Decodes a PNG, JPEG or WebP image, refusing images larger than [`MAX_IMAGE_SIDE`] a side
 /// before decoding them (a small file can claim a huge canvas).
 pub fn decode_image(bytes: &[u8]) -> Result<Image, PluginError> {
+    decode_image_within(bytes, MAX_IMAGE_SIDE)
+}
+
+/// [`decode_image`] refusing images wider or taller than `max_side` before decoding them (a
+/// server that expects small images keeps a request's memory small).
+pub fn decode_image_within(bytes: &[u8], max_side: u32) -> Result<Image, PluginError> {
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| PluginError::Failed(format!("image: {e}")))?;
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_image_width = Some(max_side);
+    limits.max_image_height = Some(max_side);
     limits.max_alloc = Some(512 << 20);
     reader.limits(limits);
     let decoded = reader.decode().map_err(|e| PluginError::Failed(format!("image: {e}")))?.to_rgb8();

@@ -11,11 +11,30 @@ use crate::{Image, PluginError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub use crate::codec::{MAX_IMAGE_SIDE, base64_decode, base64_encode, data_url, decode_image, encode_png};
+pub use crate::codec::{
+    MAX_IMAGE_SIDE, base64_decode, base64_encode, data_url, decode_image, decode_image_within, encode_png,
+};
 pub use reqwest;
 
 /// Largest response body read, by default (images included).
 pub const DEFAULT_MAX_BYTES: usize = 32 << 20;
+
+/// The price per image a paid teacher quotes: `configured` (the experiment's `price_usd`) if
+/// given, else the provider's `listed` price for `model`. Neither is an error: a price of 0 would
+/// let `max_cost_usd` pass every call, so an unlisted model must be priced by the user (0 for
+/// a free server), never assumed free.
+pub fn price_per_image(configured: Option<f64>, listed: Option<f64>, model: &str) -> Result<f64, PluginError> {
+    let price = configured.or(listed).ok_or_else(|| {
+        PluginError::InvalidConfig(format!(
+            "evolve has no list price for {model:?}: set price_usd to its price per image in USD \
+             (0 for a free local server), so that max_cost_usd can hold"
+        ))
+    })?;
+    if !price.is_finite() || price < 0.0 {
+        return Err(PluginError::InvalidConfig(format!("price_usd is {price}; it must be a number >= 0")));
+    }
+    Ok(price)
+}
 
 /// How a plugin's HTTP client behaves.
 #[derive(Debug, Clone)]
@@ -58,7 +77,10 @@ impl Response {
 
 /// An HTTP client for one provider.
 pub struct HttpClient {
+    /// For calls that may carry a key: redirects are followed within one origin only.
     client: reqwest::Client,
+    /// For result downloads, which carry no key: redirects are followed anywhere (CDNs).
+    downloads: reqwest::Client,
     settings: HttpSettings,
     limiter: Mutex<Option<Instant>>,
 }
@@ -66,12 +88,31 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client with `settings`.
     pub fn new(settings: HttpSettings) -> Result<HttpClient, PluginError> {
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
-            .build()
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(settings.timeout)
+                .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
+        };
+        // reqwest drops `Authorization` on a redirect to another host, but not a provider's own
+        // key header (BFL's `x-key`): such a redirect is not followed at all.
+        let same_origin = reqwest::redirect::Policy::custom(|attempt| {
+            let leaves = attempt.previous().first().is_some_and(|first| first.origin() != attempt.url().origin());
+            if leaves {
+                let error =
+                    format!("redirect to another origin ({}) refused", attempt.url().origin().ascii_serialization());
+                attempt.error(error)
+            } else if attempt.previous().len() > 10 {
+                attempt.error("more than 10 redirects")
+            } else {
+                attempt.follow()
+            }
+        });
+        let client = builder().redirect(same_origin).build();
+        let downloads = builder().build();
+        let (client, downloads) = client
+            .and_then(|client| Ok((client, downloads?)))
             .map_err(|e| PluginError::InvalidConfig(format!("HTTP client: {e}")))?;
-        Ok(HttpClient { client, settings, limiter: Mutex::new(None) })
+        Ok(HttpClient { client, downloads, settings, limiter: Mutex::new(None) })
     }
 
     /// A client with time-out `timeout`, at most `requests_per_minute`, and the default size limit.
@@ -151,10 +192,19 @@ fn snippet(body: &[u8]) -> String {
 }
 
 fn transport_error(error: reqwest::Error) -> PluginError {
-    if error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() || error.is_decode() {
-        PluginError::transient(format!("transport: {error}"))
+    // reqwest's message names the URL; its causes say what went wrong (a refused redirect).
+    let mut message = format!("transport: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    if error.is_redirect() {
+        PluginError::Failed(message)
+    } else if error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() || error.is_decode() {
+        PluginError::transient(message)
     } else {
-        PluginError::Failed(format!("transport: {error}"))
+        PluginError::Failed(message)
     }
 }
 
@@ -169,8 +219,67 @@ impl HttpClient {
                 .ok_or_else(|| PluginError::Failed("a data: URL result that is not base64".into()))?;
             return decode_image(&base64_decode(b64)?);
         }
-        decode_image(&self.send(self.client.get(url)).await?.body)
+        decode_image(&self.download(url).await?)
     }
+
+    /// The body at `url`, a paid result: a transient failure (5xx, 429, a time-out, a dropped
+    /// connection) is retried here, up to [`DOWNLOAD_ATTEMPTS`] times with back-off, because the
+    /// host retrying the whole call would buy the image again.
+    pub async fn download(&self, url: &str) -> Result<Vec<u8>, PluginError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send(self.downloads.get(url)).await {
+                Ok(reply) => return Ok(reply.body),
+                Err(PluginError::Transient { message, retry_after }) => {
+                    if attempt == DOWNLOAD_ATTEMPTS {
+                        return Err(PluginError::Failed(format!(
+                            "the paid result at {url} could not be downloaded in {attempt} attempts: {message}"
+                        )));
+                    }
+                    let backoff = Duration::from_millis(250 << attempt.min(6));
+                    crate::time::sleep(retry_after.unwrap_or(backoff).min(Duration::from_secs(30))).await;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+}
+
+/// Attempts to download a paid result before giving up on it.
+pub const DOWNLOAD_ATTEMPTS: u32 = 5;
+
+/// Checks that `url`, named in a provider's reply (a polling or result address), belongs to the
+/// provider whose API is at `base` before its key is sent there: the same scheme, host and port,
+/// or (for named hosts) a host in the same parent domain — BFL answers `api.bfl.ai` requests
+/// with polling URLs at `api.eu.bfl.ai`. Anything else would hand the key to whoever wrote the
+/// reply.
+pub fn check_key_target(base: &str, url: &str) -> Result<(), PluginError> {
+    let refuse = || {
+        PluginError::Failed(format!(
+            "the provider's reply points to {url:?}, outside {base:?}: its key is not sent there"
+        ))
+    };
+    let (base_url, target) = match (reqwest::Url::parse(base), reqwest::Url::parse(url)) {
+        (Ok(b), Ok(t)) => (b, t),
+        _ => return Err(refuse()),
+    };
+    if base_url.origin() == target.origin() {
+        return Ok(());
+    }
+    let same_scheme =
+        base_url.scheme() == target.scheme() && target.port_or_known_default() == base_url.port_or_known_default();
+    let (Some(base_host), Some(host)) = (base_url.domain(), target.domain()) else {
+        return Err(refuse());
+    };
+    // The parent of `api.bfl.ai` is `bfl.ai`; a two-label host is its own parent.
+    let parent = match base_host.split_once('.') {
+        Some((_, rest)) if rest.contains('.') => rest,
+        _ => base_host,
+    };
+    let in_family = host.eq_ignore_ascii_case(parent)
+        || host.to_ascii_lowercase().ends_with(&format!(".{}", parent.to_ascii_lowercase()));
+    if same_scheme && in_family { Ok(()) } else { Err(refuse()) }
 }
 
 /// Polls `check` every `interval` until it yields a value, for at most `deadline`. A transient

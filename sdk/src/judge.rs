@@ -24,6 +24,30 @@ pub struct Verdict {
     pub raw: String,
 }
 
+impl Verdict {
+    /// The verdict if it is one a host can record for a comparison of `images` images: a
+    /// choice among them and a confidence in `[0, 1]` (not NaN). A judge outside the host's
+    /// code (a native library, a wasm component) is checked with this at the boundary, so a
+    /// bad answer is that judge's error rather than a corrupt ledger row.
+    pub fn checked(self, images: usize) -> Result<Verdict, PluginError> {
+        if let Choice::Best(index) = self.choice
+            && index >= images
+        {
+            return Err(PluginError::Failed(format!(
+                "the judge chose image {index} of {images} (valid: 0 to {})",
+                images.saturating_sub(1)
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.confidence) {
+            return Err(PluginError::Failed(format!(
+                "the judge's confidence is {}; it must be a number in [0, 1]",
+                self.confidence
+            )));
+        }
+        Ok(self)
+    }
+}
+
 /// Compare `images` for how well each matches `prompt`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompareRequest {

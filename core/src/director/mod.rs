@@ -13,13 +13,12 @@
 //! ledger (nothing is paid twice), an unfinished round is closed as interrupted, and training
 //! resumes from the latest checkpoint.
 
-mod budget;
 mod progress;
 mod round;
 mod shop;
 mod trainer;
 
-pub use budget::Budget;
+pub use crate::budget::Budget;
 pub use trainer::TrainerStatus;
 
 use crate::acquire::{self, AcquireError};

@@ -1,8 +1,8 @@
 //! What the terminal shows while a run goes: trainer steps, rounds, teacher calls — as progress
 //! bars, or (`--json`) as one JSON event per line on stdout for scripts.
 
-use super::budget::Budget;
 use super::trainer::TrainerStatus;
+use crate::budget::Budget;
 use crate::store::RoundSummary;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 

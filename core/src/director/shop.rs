@@ -5,9 +5,9 @@
 //! A request already paid for (same teacher, same request hash) is read from the ledger, never
 //! bought again; a paid image is durable before the ledger row that names it commits.
 
-use super::budget::Budget;
 use super::{DirectorError, lock};
 use crate::acquire::{request_for, with_retries};
+use crate::budget::Budget;
 use crate::experiment::Experiment;
 use crate::store::{Candidate, PendingRow, RequestHash, RunDir, StoreError};
 use crate::training_set::TrainingSample;

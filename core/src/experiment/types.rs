@@ -51,8 +51,9 @@ pub struct Experiment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSettings {
-    /// Hosts plugins may reach through the host's `http` (exact names, or `*.example.com` for
-    /// subdomains). Empty: no network at all.
+    /// Hosts plugins may reach through the host's `http`: `host` (its scheme's default port),
+    /// `host:port`, or `host:*` (any port); `*.example.com` covers subdomains. Redirects are
+    /// handed to the plugin, never followed. Empty: no network at all.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
     /// Memory limit of each wasm plugin instance, in MiB.

@@ -13,15 +13,26 @@ const MAX_BODY: usize = 64 << 20;
 /// Time limit of one HTTP request made for a plugin.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Whether `host` is covered by `allowed` (exact names; `*.example.com` covers subdomains).
-pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+/// Whether `host` at `port` is covered by `allowed`. An entry names a host (exactly, or
+/// `*.example.com` for its subdomains) and a port: `host` alone allows the scheme's default
+/// port (`default_port`: 80 or 443), `host:8080` that port, `host:*` any port.
+pub fn host_allowed(host: &str, port: u16, default_port: u16, allowed: &[String]) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    allowed.iter().any(|pattern| {
-        let pattern = pattern.to_ascii_lowercase();
-        match pattern.strip_prefix("*.") {
+    allowed.iter().any(|entry| {
+        let entry = entry.to_ascii_lowercase();
+        // `[::1]:8080` and `::1` alike: a port follows the last colon only after `]` or in a
+        // name without other colons.
+        let (pattern, port_ok) = match entry.rsplit_once(':') {
+            Some((name, wanted)) if !name.contains(':') || name.ends_with(']') => {
+                (name.trim_matches(['[', ']']).to_string(), wanted == "*" || wanted.parse() == Ok(port))
+            }
+            _ => (entry.trim_matches(['[', ']']).to_string(), port == default_port),
+        };
+        let host_ok = match pattern.strip_prefix("*.") {
             Some(domain) => host.ends_with(&format!(".{domain}")),
             None => host == pattern,
-        }
+        };
+        host_ok && port_ok
     })
 }
 
@@ -33,9 +44,14 @@ pub fn http(request: &HttpRequest, allowed: &[String]) -> Result<HttpResponse, S
         return Err(format!("refused: only http and https URLs are allowed, not `{}`", url.scheme()));
     }
     let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
-    if !host_allowed(&host, allowed) {
+    let default_port = if url.scheme() == "https" { 443 } else { 80 };
+    let port = url.port_or_known_default().unwrap_or(default_port);
+    if !host_allowed(&host, port, default_port, allowed) {
         let list = if allowed.is_empty() { "it is empty".to_string() } else { allowed.join(", ") };
-        return Err(format!("refused: host `{host}` is not in the experiment's [plugins] allow_hosts ({list})"));
+        return Err(format!(
+            "refused: host `{host}` port {port} is not in the experiment's [plugins] allow_hosts ({list}; \
+             `host:port` or `host:*` allow other ports than {default_port})"
+        ));
     }
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|_| format!("refused: bad HTTP method `{}`", request.method))?;
@@ -72,10 +88,18 @@ pub fn log(plugin: &str, level: LogLevel, message: &str) {
     }
 }
 
+/// The client plugins' requests go through. It follows no redirect: a plugin gets the 3xx and
+/// its `Location`, and a request it makes there is checked against the allow-list again.
 fn client() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT
-        .get_or_init(|| reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_else(|_| reqwest::Client::new()))
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new())
+        })
         .clone()
 }
 
@@ -130,11 +154,22 @@ mod tests {
     #[test]
     fn allow_list_matches_exact_names_and_wildcard_subdomains() {
         let allowed = vec!["127.0.0.1".to_string(), "*.example.com".to_string()];
-        assert!(host_allowed("127.0.0.1", &allowed));
-        assert!(host_allowed("api.example.com", &allowed));
-        assert!(!host_allowed("example.com", &allowed));
-        assert!(!host_allowed("evil.com", &allowed));
-        assert!(!host_allowed("example.com.evil.com", &allowed));
+        assert!(host_allowed("127.0.0.1", 80, 80, &allowed));
+        assert!(host_allowed("api.example.com", 443, 443, &allowed));
+        assert!(!host_allowed("example.com", 443, 443, &allowed));
+        assert!(!host_allowed("evil.com", 80, 80, &allowed));
+        assert!(!host_allowed("example.com.evil.com", 80, 80, &allowed));
+    }
+
+    #[test]
+    fn allow_list_entries_name_their_ports() {
+        let allowed = vec!["127.0.0.1".to_string(), "localhost:8765".to_string(), "[::1]:*".to_string()];
+        assert!(!host_allowed("127.0.0.1", 8765, 80, &allowed), "a bare host is its default port only");
+        assert!(host_allowed("localhost", 8765, 80, &allowed));
+        assert!(!host_allowed("localhost", 8766, 80, &allowed));
+        assert!(host_allowed("::1", 5, 80, &allowed));
+        assert!(host_allowed("::1", 443, 443, &["::1".to_string()]));
+        assert!(!host_allowed("::1", 8080, 80, &["::1".to_string()]));
     }
 
     #[test]

@@ -164,13 +164,13 @@ impl Judge for NativeJudge {
     }
 
     async fn compare(&self, request: &CompareRequest) -> Result<Verdict, PluginError> {
-        let (inner, request) = (Arc::clone(&self.0), request.clone());
+        let (inner, request, count) = (Arc::clone(&self.0), request.clone(), request.images.len());
         off_runtime(move || {
             let images: Vec<FfiImageRef<'_>> = request.images.iter().map(FfiImageRef::new).collect();
             result(inner.compare(request.prompt.as_str().into(), images.as_slice().into(), request.seed))
         })
         .await?
-        .map(Verdict::from)
+        .and_then(|verdict| Verdict::from(verdict).checked(count))
     }
 
     async fn expand(&self, request: &ExpandRequest) -> Result<Vec<String>, PluginError> {

@@ -48,7 +48,7 @@ pub fn write(run_dir: &Path) -> Result<PathBuf, ReportError> {
     data.max_calls = get("budget", "max_teacher_calls").and_then(|v| v.as_integer()).map(|v| v.max(0) as u64);
     data.max_cost =
         get("budget", "max_cost_usd").and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)));
-    let images = ImageStore::open(&run_dir.join("images"))?;
+    let images = ImageStore::reader(&run_dir.join("images"));
     let page = html::render(&data, &images);
     let dir = run_dir.join("report");
     std::fs::create_dir_all(&dir).map_err(crate::store::io_err("cannot create", &dir))?;

@@ -100,7 +100,14 @@ pub struct ImageStore {
 }
 
 impl ImageStore {
-    /// Opens (creating if needed) the store at `root` and clears temp files a crash left.
+    /// The store at `root`, for reading (a report of a live run): unlike [`ImageStore::open`],
+    /// it leaves `tmp/` alone, where the run's own process may be writing a paid image.
+    pub fn reader(root: &Path) -> ImageStore {
+        ImageStore { root: root.to_path_buf() }
+    }
+
+    /// Opens (creating if needed) the store at `root` and clears temp files a crash left. Only
+    /// the process that holds the run (see [`crate::store::RunDir`]) may do this.
     pub fn open(root: &Path) -> Result<ImageStore, StoreError> {
         let tmp = root.join("tmp");
         fs::create_dir_all(&tmp).map_err(io_err("cannot create image store", &tmp))?;

@@ -203,14 +203,17 @@ impl Ledger {
         f(&self.conn).map_err(|source| LedgerError::Sqlite { path: self.path.clone(), source })
     }
 
-    /// Runs `f` in one transaction, committed only if `f` succeeds.
+    /// Runs `f` in one transaction, committed only if `f` succeeds. The transaction takes the
+    /// write lock when it begins (`BEGIN IMMEDIATE`), waiting for other writers there: a
+    /// deferred one that reads before it writes fails at once, without waiting, if another
+    /// connection (the trainer's) committed in between.
     pub(super) fn transaction<T>(
         &mut self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, LedgerError> {
         let path = self.path.clone();
         let run = |conn: &mut Connection| {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let value = f(&tx)?;
             tx.commit()?;
             Ok(value)

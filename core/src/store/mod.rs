@@ -59,15 +59,25 @@ pub enum StoreError {
     /// `open` found no run there.
     #[error("{} holds no run (no ledger.sqlite)", .0.display())]
     Missing(PathBuf),
+    /// Another process holds the run.
+    #[error(
+        "another evolve process is using the run at {} (it holds run.lock): wait for it to finish or stop it",
+        .0.display()
+    )]
+    Busy(PathBuf),
 }
 
 pub(crate) fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io { what, path: path.to_path_buf(), source }
 }
 
-/// An open run directory: its ledger and its image store.
+/// An open run directory: its ledger and its image store. One process at a time holds a run
+/// (an exclusive lock on `run.lock`, released when the process ends, however it ends): two
+/// processes resuming one run would both buy its pending prompts.
 pub struct RunDir {
     root: PathBuf,
+    /// Held for the life of this value.
+    _lock: std::fs::File,
     /// The run ledger.
     pub ledger: Ledger,
     /// The content-addressed image store.
@@ -98,9 +108,21 @@ impl RunDir {
     }
 
     fn open_parts(root: &Path) -> Result<RunDir, StoreError> {
+        let path = root.join("run.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("cannot open", &path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Busy(root.to_path_buf())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", &path)(e)),
+        }
         let images = ImageStore::open(&root.join("images"))?;
         let ledger = Ledger::open(&root.join("ledger.sqlite"))?;
-        Ok(RunDir { root: root.to_path_buf(), ledger, images })
+        Ok(RunDir { root: root.to_path_buf(), _lock: lock, ledger, images })
     }
 
     /// The run's folder.

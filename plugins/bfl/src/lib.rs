@@ -27,7 +27,7 @@ pub struct BflConfig {
     /// Further input fields sent beside `prompt`, `seed`, `width` and `height`.
     #[serde(default)]
     pub input: Map<String, Value>,
-    /// Price per image in USD; default from the built-in table, 0 for unknown models.
+    /// Price per image in USD; default from the built-in table (required for unlisted models).
     #[serde(default)]
     pub price_usd: Option<f64>,
     /// Requests in flight at once (BFL allows 24 active tasks).
@@ -64,16 +64,16 @@ fn half_second() -> u64 {
 }
 
 /// Published per-image prices (USD), November 2026.
-pub fn list_price(model: &str) -> f64 {
-    match model {
+pub fn list_price(model: &str) -> Option<f64> {
+    Some(match model {
         "flux-pro-1.1" => 0.04,
         "flux-pro-1.1-ultra" => 0.06,
         "flux-pro" => 0.05,
         "flux-dev" => 0.025,
         "flux-kontext-pro" => 0.04,
         "flux-kontext-max" => 0.08,
-        _ => 0.0,
-    }
+        _ => return None,
+    })
 }
 
 /// The `bfl` teacher.
@@ -81,6 +81,8 @@ pub struct Bfl {
     config: BflConfig,
     key: String,
     http: HttpClient,
+    /// Price per image, USD.
+    price: f64,
 }
 
 impl Bfl {
@@ -88,7 +90,8 @@ impl Bfl {
     pub fn new(config: BflConfig) -> Result<Self, PluginError> {
         let key = config.api_key.resolve()?;
         let http = HttpClient::paced(Duration::from_secs(120), config.requests_per_minute)?;
-        Ok(Bfl { config, key, http })
+        let price = evolve_sdk::http::price_per_image(config.price_usd, list_price(&config.model), &config.model)?;
+        Ok(Bfl { config, key, http, price })
     }
 }
 
@@ -99,7 +102,7 @@ impl Teacher for Bfl {
     }
 
     fn price(&self, _request: &GenerateRequest) -> Cost {
-        Cost::from_usd(self.config.price_usd.unwrap_or_else(|| list_price(&self.config.model)))
+        Cost::from_usd(self.price)
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {
@@ -117,6 +120,7 @@ impl Teacher for Bfl {
             .and_then(Value::as_str)
             .ok_or_else(|| PluginError::Failed(format!("reply without polling_url: {submitted}")))?
             .to_string();
+        evolve_sdk::http::check_key_target(&self.config.base_url, &polling_url)?;
         let interval = Duration::from_millis(self.config.poll_ms);
         let sample = poll(interval, Duration::from_secs(self.config.timeout_s), || async {
             let status =

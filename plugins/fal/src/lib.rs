@@ -26,7 +26,7 @@ pub struct FalConfig {
     /// Further input fields sent beside `prompt`, `seed` and `image_size`.
     #[serde(default)]
     pub input: Map<String, Value>,
-    /// Price per image in USD; default from the built-in table, 0 for unknown models.
+    /// Price per image in USD; default from the built-in table (required for unlisted models).
     #[serde(default)]
     pub price_usd: Option<f64>,
     /// Requests in flight at once (fal's default concurrency limit is 10).
@@ -60,16 +60,16 @@ fn half_second() -> u64 {
 }
 
 /// Published per-image prices (USD, about one megapixel), November 2026.
-pub fn list_price(model: &str) -> f64 {
-    match model {
+pub fn list_price(model: &str) -> Option<f64> {
+    Some(match model {
         "fal-ai/flux/schnell" => 0.003,
         "fal-ai/flux/dev" => 0.025,
         "fal-ai/flux-pro/v1.1" => 0.04,
         "fal-ai/flux-pro/v1.1-ultra" => 0.06,
         "fal-ai/recraft-v3" => 0.04,
         "fal-ai/ideogram/v2" => 0.08,
-        _ => 0.0,
-    }
+        _ => return None,
+    })
 }
 
 /// The `fal` teacher.
@@ -77,6 +77,8 @@ pub struct Fal {
     config: FalConfig,
     auth: String,
     http: HttpClient,
+    /// Price per image, USD.
+    price: f64,
 }
 
 impl Fal {
@@ -84,10 +86,13 @@ impl Fal {
     pub fn new(config: FalConfig) -> Result<Self, PluginError> {
         let auth = format!("Key {}", config.api_key.resolve()?);
         let http = HttpClient::paced(Duration::from_secs(120), config.requests_per_minute)?;
-        Ok(Fal { config, auth, http })
+        let price = evolve_sdk::http::price_per_image(config.price_usd, list_price(&config.model), &config.model)?;
+        Ok(Fal { config, auth, http, price })
     }
 
+    /// GETs `url`, named in a reply, with the key: only if it is fal's own.
     async fn get(&self, url: &str) -> Result<Value, PluginError> {
+        evolve_sdk::http::check_key_target(&self.config.base_url, url)?;
         self.http.send(self.http.client().get(url).header("Authorization", &self.auth)).await?.json()
     }
 }
@@ -99,7 +104,7 @@ impl Teacher for Fal {
     }
 
     fn price(&self, _request: &GenerateRequest) -> Cost {
-        Cost::from_usd(self.config.price_usd.unwrap_or_else(|| list_price(&self.config.model)))
+        Cost::from_usd(self.price)
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {

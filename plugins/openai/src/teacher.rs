@@ -36,7 +36,8 @@ pub struct OpenAiTeacherConfig {
     /// Send the request's seed as `seed` (servers that accept one; OpenAI does not).
     #[serde(default)]
     pub send_seed: bool,
-    /// Price per image in USD; default from the built-in table for OpenAI's models, 0 for others.
+    /// Price per image in USD; default from the built-in table for OpenAI's models at their
+    /// quality and size (required for any other model: 0 for a free local server).
     #[serde(default)]
     #[schemars(range(min = 0.0))]
     pub price_usd: Option<f64>,
@@ -57,6 +58,16 @@ pub struct OpenAiTeacherConfig {
     pub timeout_s: u64,
 }
 
+/// The size asked for whatever the request: the configured one, or 1024x1024 for OpenAI's own
+/// models (`None`: the run's image size, for other servers).
+fn openai_size(config: &OpenAiTeacherConfig) -> Option<String> {
+    match &config.size {
+        Some(size) => Some(size.clone()),
+        None if config.model.starts_with("dall-e") || config.model.starts_with("gpt-image") => Some("1024x1024".into()),
+        None => None,
+    }
+}
+
 fn openai_base() -> String {
     "https://api.openai.com/v1".into()
 }
@@ -73,17 +84,33 @@ fn two_minutes() -> u64 {
     120
 }
 
-/// Published per-image prices (USD, square 1024 px, default quality), November 2026.
-pub fn list_price(model: &str, quality: Option<&str>) -> f64 {
-    match (model, quality) {
-        ("gpt-image-1", Some("low")) => 0.011,
-        ("gpt-image-1", Some("high")) => 0.167,
-        ("gpt-image-1", _) => 0.042,
-        ("dall-e-3", Some("hd")) => 0.08,
-        ("dall-e-3", _) => 0.04,
-        ("dall-e-2", _) => 0.02,
-        _ => 0.0,
-    }
+/// Published per-image prices (USD) by model, quality and size, November 2026; `None` for a
+/// combination not in the table. gpt-image-1 without a quality (the API's `auto`) is quoted at
+/// `high`, the most `auto` can cost.
+pub fn list_price(model: &str, quality: Option<&str>, size: &str) -> Option<f64> {
+    let oblong = match size {
+        "1024x1024" => false,
+        "1024x1536" | "1536x1024" if model == "gpt-image-1" => true,
+        "1024x1792" | "1792x1024" if model == "dall-e-3" => true,
+        _ if model == "dall-e-2" => {
+            return match size {
+                "256x256" => Some(0.016),
+                "512x512" => Some(0.018),
+                _ => None,
+            };
+        }
+        _ => return None,
+    };
+    let (square, wide) = match (model, quality) {
+        ("gpt-image-1", Some("low")) => (0.011, 0.016),
+        ("gpt-image-1", Some("medium")) => (0.042, 0.063),
+        ("gpt-image-1", Some("high" | "auto") | None) => (0.167, 0.25),
+        ("dall-e-3", Some("hd")) => (0.08, 0.12),
+        ("dall-e-3", Some("standard") | None) => (0.04, 0.08),
+        ("dall-e-2", _) => (0.02, 0.02),
+        _ => return None,
+    };
+    Some(if oblong { wide } else { square })
 }
 
 /// The `openai` teacher.
@@ -91,6 +118,8 @@ pub struct OpenAiTeacher {
     config: OpenAiTeacherConfig,
     key: Option<String>,
     http: HttpClient,
+    /// Price per image, USD.
+    price: f64,
 }
 
 impl OpenAiTeacher {
@@ -108,17 +137,15 @@ impl OpenAiTeacher {
             requests_per_minute: config.requests_per_minute,
             max_bytes: (config.max_response_mb as usize) << 20,
         })?;
-        Ok(OpenAiTeacher { config, key, http })
+        let listed = openai_size(&config).and_then(|size| list_price(&config.model, config.quality.as_deref(), &size));
+        let what =
+            format!("{} at size {:?}", config.model, openai_size(&config).unwrap_or_else(|| "of the run".into()));
+        let price = evolve_sdk::http::price_per_image(config.price_usd, listed, &what)?;
+        Ok(OpenAiTeacher { config, key, http, price })
     }
 
     fn size(&self, request: &GenerateRequest) -> String {
-        match &self.config.size {
-            Some(size) => size.clone(),
-            None if self.config.model.starts_with("dall-e") || self.config.model.starts_with("gpt-image") => {
-                "1024x1024".into()
-            }
-            None => format!("{}x{}", request.width, request.height),
-        }
+        openai_size(&self.config).unwrap_or_else(|| format!("{}x{}", request.width, request.height))
     }
 
     fn post(&self, url: String) -> evolve_sdk::http::reqwest::RequestBuilder {
@@ -137,9 +164,7 @@ impl Teacher for OpenAiTeacher {
     }
 
     fn price(&self, _request: &GenerateRequest) -> Cost {
-        Cost::from_usd(
-            self.config.price_usd.unwrap_or_else(|| list_price(&self.config.model, self.config.quality.as_deref())),
-        )
+        Cost::from_usd(self.price)
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {
@@ -164,13 +189,13 @@ impl Teacher for OpenAiTeacher {
         let item = json.get("data").and_then(|d| d.get(0)).ok_or_else(|| {
             PluginError::transient(format!(
                 "no data[0] in the reply: {}",
-                &json.to_string()[..json.to_string().len().min(200)]
+                json.to_string().chars().take(200).collect::<String>()
             ))
         })?;
         let bytes = if let Some(b64) = item.get("b64_json").and_then(|v| v.as_str()) {
             base64_decode(b64)?
         } else if let Some(url) = item.get("url").and_then(|v| v.as_str()) {
-            self.http.send(self.http.client().get(url)).await?.body
+            self.http.download(url).await?
         } else {
             return Err(PluginError::Failed("reply has neither b64_json nor url".into()));
         };

@@ -27,7 +27,7 @@ pub struct ReplicateConfig {
     /// Further input fields sent beside `prompt` and `seed` (e.g. `aspect_ratio`, `output_format`).
     #[serde(default)]
     pub input: Map<String, Value>,
-    /// Price per image in USD; default from the built-in table, 0 for unknown models.
+    /// Price per image in USD; default from the built-in table (required for unlisted models).
     #[serde(default)]
     pub price_usd: Option<f64>,
     /// Predictions in flight at once.
@@ -64,8 +64,8 @@ fn second() -> u64 {
 }
 
 /// Published per-image prices (USD), November 2026.
-pub fn list_price(model: &str) -> f64 {
-    match model.split(':').next().unwrap_or(model) {
+pub fn list_price(model: &str) -> Option<f64> {
+    Some(match model.split(':').next().unwrap_or(model) {
         "black-forest-labs/flux-schnell" => 0.003,
         "black-forest-labs/flux-dev" => 0.025,
         "black-forest-labs/flux-1.1-pro" => 0.04,
@@ -73,8 +73,8 @@ pub fn list_price(model: &str) -> f64 {
         "stability-ai/stable-diffusion-3.5-large" => 0.065,
         "ideogram-ai/ideogram-v2" => 0.08,
         "recraft-ai/recraft-v3" => 0.04,
-        _ => 0.0,
-    }
+        _ => return None,
+    })
 }
 
 /// The `replicate` teacher.
@@ -82,6 +82,8 @@ pub struct Replicate {
     config: ReplicateConfig,
     key: String,
     http: HttpClient,
+    /// Price per image, USD.
+    price: f64,
 }
 
 impl Replicate {
@@ -89,10 +91,13 @@ impl Replicate {
     pub fn new(config: ReplicateConfig) -> Result<Self, PluginError> {
         let key = config.api_key.resolve()?;
         let http = HttpClient::paced(Duration::from_secs(120), config.requests_per_minute)?;
-        Ok(Replicate { config, key, http })
+        let price = evolve_sdk::http::price_per_image(config.price_usd, list_price(&config.model), &config.model)?;
+        Ok(Replicate { config, key, http, price })
     }
 
+    /// GETs `url`, named in a reply, with the key: only if it is Replicate's own.
     async fn get(&self, url: &str) -> Result<Value, PluginError> {
+        evolve_sdk::http::check_key_target(&self.config.base_url, url)?;
         self.http.send(self.http.client().get(url).bearer_auth(&self.key)).await?.json()
     }
 }
@@ -122,7 +127,7 @@ impl Teacher for Replicate {
     }
 
     fn price(&self, _request: &GenerateRequest) -> Cost {
-        Cost::from_usd(self.config.price_usd.unwrap_or_else(|| list_price(&self.config.model)))
+        Cost::from_usd(self.price)
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {

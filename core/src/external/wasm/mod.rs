@@ -225,7 +225,7 @@ impl Judge for WasmJudge {
             })
         })
         .await??;
-        Ok(Verdict {
+        (Verdict {
             choice: match verdict.choice {
                 judge::Choice::Best(i) => Choice::Best(i as usize),
                 judge::Choice::Tie => Choice::Tie,
@@ -233,6 +233,7 @@ impl Judge for WasmJudge {
             confidence: verdict.confidence,
             raw: verdict.raw,
         })
+        .checked(request.images.len())
     }
 
     async fn expand(&self, request: &ExpandRequest) -> Result<Vec<String>, PluginError> {

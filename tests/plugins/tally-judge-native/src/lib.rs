@@ -7,10 +7,16 @@ use evolve_sdk::prelude::*;
 #[derive(Debug, Clone, serde::Deserialize, evolve_sdk::schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(crate = "evolve_sdk::schemars")]
-pub struct TallyConfig {}
+pub struct TallyConfig {
+    /// A hostile answer instead of the honest one: `nan_confidence` or `choice_out_of_range`.
+    #[serde(default)]
+    pub hostile: Option<String>,
+}
 
 /// The judge.
-pub struct Tally;
+pub struct Tally {
+    hostile: Option<String>,
+}
 
 fn red(image: &Image) -> u64 {
     image.pixels().chunks(3).map(|p| p[0] as u64).sum()
@@ -21,7 +27,12 @@ impl Judge for Tally {
     async fn compare(&self, request: &CompareRequest) -> Result<Verdict, PluginError> {
         let best = request.images.iter().enumerate().max_by_key(|(_, image)| red(image)).map(|(i, _)| i);
         let choice = best.map_or(Choice::Tie, Choice::Best);
-        Ok(Verdict { choice, confidence: 0.9, raw: format!("reddest: {best:?}") })
+        let raw = format!("reddest: {best:?}");
+        Ok(match self.hostile.as_deref() {
+            Some("nan_confidence") => Verdict { choice, confidence: f32::NAN, raw },
+            Some("choice_out_of_range") => Verdict { choice: Choice::Best(request.images.len()), confidence: 0.9, raw },
+            _ => Verdict { choice, confidence: 0.9, raw },
+        })
     }
 
     async fn expand(&self, request: &ExpandRequest) -> Result<Vec<String>, PluginError> {
@@ -38,5 +49,5 @@ evolve_sdk::export_native_plugin! {
     name: "tally",
     description: "Test fixture: prefers the reddest image.",
     config: TallyConfig,
-    build: |_config: TallyConfig, _ctx: &PluginContext| Ok(Tally),
+    build: |config: TallyConfig, _ctx: &PluginContext| Ok(Tally { hostile: config.hostile }),
 }
