@@ -235,3 +235,49 @@ max_steps = 150
     );
     assert_eq!(count(&conn, "SELECT count(*) FROM rounds WHERE finished_at IS NULL"), 0);
 }
+
+#[test]
+fn a_teacher_that_panics_costs_its_calls_not_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write(
+        dir.path(),
+        r#"
+[run]
+name = "panicky"
+seed = 9
+
+[base_model]
+plugin = "dit"
+config = { preset = "tiny", depth = 2, sample_steps = 2 }
+
+[[teachers]]
+plugin = "shapes"
+config = { panic_rate = 0.3 }
+
+[judge]
+plugin = "shapes"
+
+[prompts]
+generate = 16
+
+[training]
+batch_size = 4
+checkpoint_every = 20
+
+[director]
+every_steps = 10
+select_ratio = 0.5
+
+[budget]
+max_teacher_calls = 40
+max_steps = 40
+"#,
+    );
+    let run = dir.path().join("run");
+    let out = evolve().args(["run"]).arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap();
+    ok(&out);
+    let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
+    let dropped = count(&conn, "SELECT count(*) FROM pending WHERE dropped LIKE '%panicked%'");
+    assert!(dropped > 0, "no panic was contained (or none injected)");
+    assert!(count(&conn, "SELECT count(*) FROM samples") > 0);
+}

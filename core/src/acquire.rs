@@ -60,6 +60,24 @@ where
     }
 }
 
+/// Runs `call` (a plugin's future) on a task of its own, so that a panic in the plugin becomes
+/// that call's error instead of ending the run and the purchases in flight with it.
+pub async fn contained<T: Send + 'static>(
+    call: impl std::future::Future<Output = Result<T, PluginError>> + Send + 'static,
+) -> Result<T, PluginError> {
+    tokio::spawn(call).await.unwrap_or_else(|joined| {
+        let why = match joined.try_into_panic() {
+            Ok(panic) => panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into()),
+            Err(cancelled) => cancelled.to_string(),
+        };
+        Err(PluginError::Failed(format!("the plugin panicked: {why}")))
+    })
+}
+
 /// The experiment's initial prompts: the prompt file's lines, then prompts the judge writes by
 /// mutation, up to `limit`, skipping held-out evaluation prompts and duplicates.
 pub async fn seed_prompts(

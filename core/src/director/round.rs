@@ -123,8 +123,14 @@ pub async fn run_round(
     let mut wanted = vec![];
     let mut removed = vec![];
     while let Some(joined) = tasks.join_next().await {
-        let Some(decision) = joined.map_err(|e| DirectorError::Trainer(format!("judge task failed: {e}")))? else {
-            continue;
+        // A judge or operator that panics costs its sample this round, not the run.
+        let decision = match joined {
+            Ok(Some(decision)) => decision,
+            Ok(None) => continue,
+            Err(panic) => {
+                tracing::warn!(%panic, "judging a sample panicked; it is skipped this round");
+                continue;
+            }
         };
         let mut run = lock(&ctx.run);
         let base = run.images.put(&decision.base_image)?;

@@ -6,7 +6,7 @@
 //! bought again; a paid image is durable before the ledger row that names it commits.
 
 use super::{DirectorError, lock};
-use crate::acquire::{request_for, with_retries};
+use crate::acquire::{contained, request_for, with_retries};
 use crate::budget::Budget;
 use crate::experiment::Experiment;
 use crate::store::{Candidate, PendingRow, RequestHash, RunDir, StoreError};
@@ -160,7 +160,8 @@ impl Shop {
         };
         let outcome = {
             let _permit = slot.permits.acquire().await;
-            with_retries(ATTEMPTS, || slot.teacher.generate(request)).await
+            let (teacher, request) = (Arc::clone(&slot.teacher), request.clone());
+            contained(async move { with_retries(ATTEMPTS, || teacher.generate(&request)).await }).await
         };
         let budget = || lock(&self.budget);
         match outcome {
@@ -197,7 +198,8 @@ impl Shop {
             let request = CompareRequest { prompt: row.want.prompt.clone(), images: pair, seed: rng.next_u64() };
             let verdict = {
                 let _permit = self.judge_permits.acquire().await;
-                with_retries(ATTEMPTS, || self.judge.compare(&request)).await
+                let judge = Arc::clone(&self.judge);
+                contained(async move { with_retries(ATTEMPTS, || judge.compare(&request)).await }).await
             };
             match verdict {
                 Ok(v) if v.choice == Choice::Best(usize::from(!challenger_first)) => champion = challenger,

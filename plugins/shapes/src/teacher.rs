@@ -27,6 +27,11 @@ pub struct ShapesTeacherConfig {
     #[serde(default)]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub failure_rate: f64,
+    /// Probability that a call panics before billing (a bug in a plugin), to check that a run
+    /// contains it.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub panic_rate: f64,
     /// Calls the host may have in flight at once.
     #[serde(default = "sixteen")]
     #[schemars(range(min = 1, max = 1024))]
@@ -58,11 +63,12 @@ impl ShapesTeacher {
         let unit = 0.0..=1.0;
         if !unit.contains(&config.failure_rate)
             || !unit.contains(&config.sloppiness)
+            || !unit.contains(&config.panic_rate)
             || config.price_usd < 0.0
             || !config.price_usd.is_finite()
         {
             return Err(PluginError::InvalidConfig(
-                "failure_rate and sloppiness must be in [0, 1] and price_usd >= 0".into(),
+                "failure_rate, sloppiness and panic_rate must be in [0, 1] and price_usd >= 0".into(),
             ));
         }
         Ok(ShapesTeacher { config, seed, calls: AtomicU64::new(0) })
@@ -112,6 +118,9 @@ impl Teacher for ShapesTeacher {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         if SplitMix64::from_parts(&[self.seed, request.seed, call]).chance(self.config.failure_rate) {
             return Err(PluginError::transient("shapes teacher: injected failure (failure_rate)"));
+        }
+        if SplitMix64::from_parts(&[self.seed, request.seed, call, 0x9A41C]).chance(self.config.panic_rate) {
+            panic!("shapes teacher: injected panic (panic_rate) on {:?}", request.prompt);
         }
         let mut rng = SplitMix64::from_parts(&[self.seed, request.seed, 0x510_99E]);
         let rendered =

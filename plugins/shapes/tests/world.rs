@@ -298,6 +298,7 @@ fn teacher_price_latency_and_failures_are_configurable() {
         failure_rate,
         concurrency: 4,
         sloppiness: 0.0,
+        panic_rate: 0.0,
         invoice: None,
     };
 
