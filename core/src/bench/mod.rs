@@ -8,6 +8,9 @@ pub mod train_throughput;
 /// The benchmarks this build has, with one line on each.
 pub const AVAILABLE: [(&str, &str); 3] = [
     ("train-throughput", "images/s of a DiT training step, candle vs PyTorch eager, same shapes"),
-    ("data-efficiency", "ShapesEval vs teacher calls at equal steps: uniform prompts vs the director"),
+    (
+        "data-efficiency",
+        "ShapesEval vs teacher calls at equal steps over seeds: uniform prompts vs the director and its ablations",
+    ),
     ("plugin-overhead", "cost of one operator call: built-in vs native library vs wasm component"),
 ];

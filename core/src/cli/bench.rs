@@ -6,12 +6,16 @@ use evolve_core::registry::Registry;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Settings of `evolve bench data-efficiency`.
+/// Settings of `evolve bench data-efficiency` (`None`: the full or quick default).
 pub struct DataSettings {
     /// Trainer steps per run.
-    pub steps: u64,
+    pub steps: Option<u64>,
     /// Teacher-call budgets.
-    pub budgets: Vec<u64>,
+    pub budgets: Option<Vec<u64>>,
+    /// Seeds per arm and budget.
+    pub seeds: Option<u64>,
+    /// A smoke run.
+    pub quick: bool,
     /// Output folder.
     pub out: PathBuf,
 }
@@ -77,26 +81,53 @@ fn train(python: Option<PathBuf>, only: &[String]) -> anyhow::Result<ExitCode> {
 }
 
 fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
-    let mut budgets = data.budgets;
+    let defaults = if data.quick {
+        data_efficiency::Settings::quick(data.out.clone())
+    } else {
+        data_efficiency::Settings::full(data.out.clone())
+    };
+    let mut budgets = data.budgets.unwrap_or(defaults.budgets);
     budgets.sort_unstable();
     budgets.dedup();
     if budgets.is_empty() || budgets[0] == 0 {
         bail!("--budgets needs positive teacher-call counts, e.g. --budgets 20,60,200");
     }
-    let settings = data_efficiency::Settings { steps: data.steps.max(1), budgets, out: data.out, seed: 0 };
+    let seeds = data.seeds.map_or(defaults.seeds, |n| (0..n).collect());
+    if seeds.is_empty() {
+        bail!("--seeds needs at least 1 (2 or more for confidence intervals)");
+    }
+    let settings =
+        data_efficiency::Settings { steps: data.steps.unwrap_or(defaults.steps).max(1), budgets, seeds, ..defaults };
     let registry = Registry::builtin();
-    let runs = settings.budgets.len() * data_efficiency::Arm::ALL.len();
+    let runs = settings.budgets.len() * settings.arms.len() * settings.seeds.len();
     let mut started = 0;
+    let began = std::time::Instant::now();
     let points = data_efficiency::measure(&settings, &registry, |what| {
         started += 1;
-        eprintln!("[{started}/{runs}] {what}");
+        eprintln!("[{started}/{runs}, {:.0} min] {what}", began.elapsed().as_secs_f64() / 60.0);
     })
     .map_err(anyhow::Error::msg)?;
     let (table, figures) = data_efficiency::summarise(&points, &settings);
-    print!("{table}");
-    for f in figures {
+    let seeds: Vec<String> = settings.seeds.iter().map(u64::to_string).collect();
+    let header = format!(
+        "ShapesEval after {} steps of 16, seeds {}, {:.0} min\n",
+        settings.steps,
+        seeds.join(","),
+        began.elapsed().as_secs_f64() / 60.0
+    );
+    print!("{header}{table}");
+    for f in &figures {
         println!("{f}");
     }
+    let lines: Vec<_> = settings.arms.iter().map(|&arm| data_efficiency::line(&points, arm, &settings)).collect();
+    let title =
+        format!("ShapesEval vs teacher calls ({} steps, {} seeds, 95% CI)", settings.steps, settings.seeds.len());
+    let svg = settings.out.join("data-efficiency.svg");
+    std::fs::write(&svg, data_efficiency::chart::svg(&title, &lines)).with_context(|| svg.display().to_string())?;
+    let summary = settings.out.join("summary.txt");
+    let text = format!("{header}{table}{}\n", figures.join("\n"));
+    std::fs::write(&summary, text).with_context(|| summary.display().to_string())?;
+    eprintln!("chart: {}\ntable: {}", svg.display(), summary.display());
     Ok(ExitCode::SUCCESS)
 }
 

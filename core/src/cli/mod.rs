@@ -205,8 +205,10 @@ enum Command {
     /// Run a benchmark; ends with `figure-name: value` lines for scripts.
     ///
     /// train-throughput: images/s of a training step, evolve vs PyTorch eager (needs
-    /// bench/setup-torch.sh). data-efficiency: ShapesEval vs teacher calls, uniform prompts vs
-    /// the director, at equal training steps (10-20 minutes on 2 CPU cores by default).
+    /// bench/setup-torch.sh). data-efficiency: ShapesEval vs teacher calls at equal training
+    /// steps, uniform prompts vs the director (exact and noisy judge, and without each curation
+    /// step), every point over several seeds with a 95% interval (about an hour on 2 CPU cores
+    /// by default; --quick for a smoke run); writes a table and an SVG chart under --out.
     /// plugin-overhead: cost of one operator call, built-in vs native vs wasm (builds the probe
     /// plugins with cargo; run from the repository root).
     Bench {
@@ -219,12 +221,18 @@ enum Command {
         /// Only these cases (e.g. `tiny`).
         #[arg(long)]
         case: Vec<String>,
-        /// data-efficiency: trainer steps of every run.
-        #[arg(long, default_value_t = 500)]
-        steps: u64,
-        /// data-efficiency: teacher-call budgets, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = [20u64, 60, 200])]
-        budgets: Vec<u64>,
+        /// data-efficiency: trainer steps of every run (default 400; --quick: 30).
+        #[arg(long)]
+        steps: Option<u64>,
+        /// data-efficiency: teacher-call budgets, comma-separated (default 20,60,200; --quick: 8,16).
+        #[arg(long, value_delimiter = ',')]
+        budgets: Option<Vec<u64>>,
+        /// data-efficiency: seeds per arm and budget (default 3; --quick: 2); at least 2 for intervals.
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// data-efficiency: a smoke run (every arm, tiny budgets and steps, two seeds: minutes).
+        #[arg(long)]
+        quick: bool,
         /// data-efficiency: where the runs are written.
         #[arg(long, value_name = "DIR", default_value = "target/bench/data-efficiency")]
         out: PathBuf,
@@ -262,8 +270,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { world, addr, token_env } => serve(&world, addr, &token_env),
-        Command::Bench { name, python, case, steps, budgets, out } => {
-            bench::run(&name, python, &case, bench::DataSettings { steps, budgets, out })
+        Command::Bench { name, python, case, steps, budgets, seeds, quick, out } => {
+            bench::run(&name, python, &case, bench::DataSettings { steps, budgets, seeds, quick, out })
         }
     }
 }

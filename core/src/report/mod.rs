@@ -6,7 +6,7 @@
 
 mod data;
 mod html;
-mod svg;
+pub(crate) mod svg;
 
 use crate::store::{ImageStore, StoreError, atomic_write};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,338 @@
+//! `evolve bench data-efficiency`: ShapesEval against teacher calls, at equal training steps,
+//! for uniform random prompts (the paper's baseline, `evolve train --static`) and for the
+//! director (`evolve run`): with an exact judge, with one that errs like a real VLM, and without
+//! each of its curation steps (the paper's ablations).
+//!
+//! Every arm runs at every budget over several seeds (the same seeds for every arm), so each
+//! point is a mean with a 95% interval ([`stats`]); the headline is the fraction of the
+//! baseline's largest budget each arm needs to reach the baseline's score there, with a
+//! bootstrap interval. Every point is a real training run on the embedded world, so the
+//! defaults are sized for about an hour on a 2-core CPU; `--quick` is a smoke run.
+
+pub mod chart;
+pub mod stats;
+
+use crate::director::{self, RunOptions};
+use crate::experiment::{self, Experiment};
+use crate::registry::Registry;
+use crate::static_train::{self, StaticOptions};
+use stats::{Estimate, Runs};
+use std::path::PathBuf;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Trainer steps of every run (equal for every arm).
+    pub steps: u64,
+    /// Teacher-call budgets, ascending.
+    pub budgets: Vec<u64>,
+    /// Run seeds: every arm and budget runs once per seed.
+    pub seeds: Vec<u64>,
+    /// The arms to run.
+    pub arms: Vec<Arm>,
+    /// Where the runs, the table and the figure are written.
+    pub out: PathBuf,
+}
+
+impl Settings {
+    /// The full benchmark: 6 arms × 3 budgets × 3 seeds of 400 steps (54 runs, about an hour
+    /// on 2 CPU cores).
+    pub fn full(out: PathBuf) -> Settings {
+        Settings { steps: 400, budgets: vec![20, 60, 200], seeds: vec![0, 1, 2], arms: Arm::ALL.to_vec(), out }
+    }
+
+    /// A smoke run: every arm at two small budgets, two seeds, 30 steps.
+    pub fn quick(out: PathBuf) -> Settings {
+        Settings { steps: 30, budgets: vec![8, 16], seeds: vec![0, 1], arms: Arm::ALL.to_vec(), out }
+    }
+}
+
+/// One way of spending the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arm {
+    /// Uniformly random prompts bought up front, trained on uniformly (the baseline).
+    Uniform,
+    /// The director with the exact judge and the paper's curation chain.
+    Director,
+    /// The director with a judge that flips 10% of its verdicts and prefers the first image
+    /// shown 10% of the time.
+    NoisyJudge,
+    /// The director without expansion (no variations of what the model gets wrong).
+    WithoutExpansion,
+    /// The director without deletion (mastered samples stay).
+    WithoutDeletion,
+    /// The director without mutation (no unrelated new prompts).
+    WithoutMutation,
+}
+
+impl Arm {
+    /// Every arm, baseline first.
+    pub const ALL: [Arm; 6] = [
+        Arm::Uniform,
+        Arm::Director,
+        Arm::NoisyJudge,
+        Arm::WithoutExpansion,
+        Arm::WithoutDeletion,
+        Arm::WithoutMutation,
+    ];
+
+    /// Its name in tables and figures.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arm::Uniform => "uniform (baseline)",
+            Arm::Director => "director, exact judge",
+            Arm::NoisyJudge => "director, noisy judge",
+            Arm::WithoutExpansion => "director w/o expansion",
+            Arm::WithoutDeletion => "director w/o deletion",
+            Arm::WithoutMutation => "director w/o mutation",
+        }
+    }
+
+    fn slug(self) -> String {
+        self.name().replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    }
+
+    /// The judge's config table.
+    fn judge(self) -> &'static str {
+        match self {
+            Arm::NoisyJudge => "{ flip_rate = 0.1, position_bias = 0.1 }",
+            _ => "{}",
+        }
+    }
+
+    /// The curation chain, as `[[operators]]` tables (empty: the paper's default chain).
+    fn operators(self) -> String {
+        let without = match self {
+            Arm::WithoutExpansion => "expansion",
+            Arm::WithoutDeletion => "deletion",
+            Arm::WithoutMutation => "mutation",
+            _ => return String::new(),
+        };
+        ["discrimination", "expansion", "deletion", "mutation"]
+            .into_iter()
+            .filter(|op| *op != without)
+            .map(|op| format!("[[operators]]\nplugin = \"{op}\"\n"))
+            .collect()
+    }
+}
+
+/// One measured run.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// The arm.
+    pub arm: Arm,
+    /// The call budget it was given.
+    pub budget: u64,
+    /// Its seed.
+    pub seed: u64,
+    /// Calls it made.
+    pub calls: u64,
+    /// ShapesEval overall.
+    pub score: f64,
+    /// Wall time of the run, seconds.
+    pub seconds: f64,
+}
+
+/// The experiment file of one run.
+pub fn experiment_text(arm: Arm, budget: u64, seed: u64, steps: u64) -> String {
+    // The director starts from a quarter of the budget and spends the rest where the judge
+    // finds the model weak.
+    let initial = if arm == Arm::Uniform { budget } else { (budget / 4).max(4).min(budget) };
+    let every = (steps / 10).max(1);
+    format!(
+        r#"
+[run]
+name = "data-efficiency"
+seed = {seed}
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", sample_steps = 10 }}
+[[teachers]]
+plugin = "shapes"
+[judge]
+plugin = "shapes"
+config = {judge}
+{operators}
+[eval]
+plugin = "shapes"
+[prompts]
+generate = {initial}
+[training]
+batch_size = 16
+checkpoint_every = {steps}
+[director]
+every_steps = {every}
+[budget]
+max_teacher_calls = {budget}
+max_steps = {steps}
+"#,
+        judge = arm.judge(),
+        operators = arm.operators(),
+    )
+}
+
+/// Measures every arm at every budget and seed (each point also appended to `points.csv`);
+/// `progress` hears about each run as it starts.
+pub fn measure(settings: &Settings, registry: &Registry, mut progress: impl FnMut(&str)) -> Result<Vec<Point>, String> {
+    let mut points = vec![];
+    std::fs::create_dir_all(&settings.out).map_err(|e| format!("{}: {e}", settings.out.display()))?;
+    let csv = settings.out.join("points.csv");
+    std::fs::write(&csv, "arm,budget,seed,calls,score,seconds\n").map_err(|e| format!("{}: {e}", csv.display()))?;
+    for &seed in &settings.seeds {
+        for &budget in &settings.budgets {
+            for &arm in &settings.arms {
+                progress(&format!("{} with {budget} teacher calls, seed {seed}, {} steps", arm.name(), settings.steps));
+                let point = measure_one(arm, budget, seed, settings, registry)?;
+                // Each point is kept as it comes, so an interrupted benchmark still has its runs.
+                let line =
+                    format!("{},{budget},{seed},{},{:.6},{:.1}\n", arm.slug(), point.calls, point.score, point.seconds);
+                append(&settings.out.join("points.csv"), &line)?;
+                points.push(point);
+            }
+        }
+    }
+    Ok(points)
+}
+
+fn append(path: &std::path::Path, line: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(line.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn measure_one(arm: Arm, budget: u64, seed: u64, settings: &Settings, registry: &Registry) -> Result<Point, String> {
+    let name = format!("{}-{budget}-seed{seed}", arm.slug());
+    let run_dir = settings.out.join(&name);
+    let _ = std::fs::remove_dir_all(&run_dir);
+    std::fs::create_dir_all(&settings.out).map_err(|e| format!("{}: {e}", settings.out.display()))?;
+    let path = settings.out.join(format!("{name}.toml"));
+    let text = experiment_text(arm, budget, seed, settings.steps);
+    std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let experiment: Experiment = experiment::parse(&text, &path, registry).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let (calls, report) = if arm == Arm::Uniform {
+        let options = StaticOptions { run_dir: run_dir.clone(), resume: false, quiet: true };
+        let outcome = static_train::run(&experiment, &path, registry, &options).map_err(|e| e.to_string())?;
+        (outcome.samples as u64, outcome.eval)
+    } else {
+        let options = RunOptions { run_dir: run_dir.clone(), resume: false, quiet: true, json: false };
+        let outcome = director::run(&experiment, &path, registry, &options).map_err(|e| e.to_string())?;
+        (outcome.calls, outcome.eval)
+    };
+    let score = report.map(|r| r.overall).ok_or("the run produced no evaluation")?;
+    Ok(Point { arm, budget, seed, calls, score, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Per seed, `arm`'s (calls, score) at every budget.
+fn runs_of(points: &[Point], arm: Arm, settings: &Settings) -> Runs {
+    settings
+        .seeds
+        .iter()
+        .map(|&seed| {
+            let of_seed = |budget: u64| points.iter().find(|p| p.arm == arm && p.seed == seed && p.budget == budget);
+            settings.budgets.iter().filter_map(|&b| of_seed(b)).map(|p| (p.calls as f64, p.score)).collect()
+        })
+        .filter(|curve: &Vec<(f64, f64)>| curve.len() == settings.budgets.len())
+        .collect()
+}
+
+/// `arm`'s mean calls and score estimate at each budget.
+pub fn line(points: &[Point], arm: Arm, settings: &Settings) -> chart::Line {
+    let points = settings
+        .budgets
+        .iter()
+        .map(|&budget| {
+            let at: Vec<&Point> = points.iter().filter(|p| p.arm == arm && p.budget == budget).collect();
+            let calls = at.iter().map(|p| p.calls as f64).sum::<f64>() / at.len().max(1) as f64;
+            (calls, stats::estimate(&at.iter().map(|p| p.score).collect::<Vec<_>>()))
+        })
+        .collect();
+    chart::Line { label: arm.name().to_string(), points }
+}
+
+/// The results table (mean ± 95% half-interval per arm and budget) and the `figure: value`
+/// lines: each arm's calls ratio to match the baseline, with its interval, and whether the
+/// director's interval at the smallest budget is clear of the baseline's.
+pub fn summarise(points: &[Point], settings: &Settings) -> (String, Vec<String>) {
+    let header: String = settings.budgets.iter().map(|b| format!("{:>19}", format!("{b} calls"))).collect();
+    let mut table = format!("{:<26}{header}   calls ratio to match baseline (95% CI)\n", "arm (mean ± 95% CI)");
+    let mut figures = vec![];
+    let baseline = runs_of(points, Arm::Uniform, settings);
+    let show = |e: Estimate| format!("{:.1}% ± {:.1}", 100.0 * e.mean, 100.0 * e.half_width);
+    let ratio_text = |ratio: Option<f64>, (low, high): (f64, f64)| {
+        let end = |v: f64| if v.is_finite() { format!("{v:.2}") } else { "not reached".into() };
+        let point = ratio.map_or("not reached".into(), |r| format!("{r:.2}"));
+        format!("{point} ({} to {})", end(low), end(high))
+    };
+    for &arm in &settings.arms {
+        let cells: String =
+            line(points, arm, settings).points.iter().map(|(_, e)| format!("{:>19}", show(*e))).collect();
+        let ratio = if arm == Arm::Uniform {
+            "1 (baseline)".to_string()
+        } else {
+            let (ratio, interval) = stats::calls_ratio_interval(&baseline, &runs_of(points, arm, settings));
+            let text = ratio_text(ratio, interval);
+            figures.push(format!("data-efficiency {} calls ratio to match uniform: {text}", arm.name()));
+            text
+        };
+        table.push_str(&format!("{:<26}{cells}   {ratio}\n", arm.name()));
+    }
+    if let (Some(&smallest), true) = (settings.budgets.first(), settings.arms.contains(&Arm::Director)) {
+        let at = |arm: Arm| line(points, arm, settings).points.first().map(|p| p.1);
+        if let (Some(director), Some(uniform)) = (at(Arm::Director), at(Arm::Uniform)) {
+            let verdict = if director.separate_from(uniform) { "separate" } else { "overlap" };
+            figures.push(format!("data-efficiency intervals at {smallest} calls, director vs uniform: {verdict}"));
+        }
+    }
+    (table, figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_arms_experiment_is_valid_and_ablates_one_operator() {
+        let registry = Registry::builtin();
+        for arm in Arm::ALL {
+            let text = experiment_text(arm, 60, 1, 100);
+            let path = std::path::Path::new("bench.toml");
+            let experiment = experiment::parse(&text, path, &registry).unwrap_or_else(|e| panic!("{arm:?}: {e}"));
+            let chain: Vec<String> = experiment.operators.iter().map(|o| o.plugin.to_string()).collect();
+            let ablated = match arm {
+                Arm::WithoutExpansion => Some("expansion"),
+                Arm::WithoutDeletion => Some("deletion"),
+                Arm::WithoutMutation => Some("mutation"),
+                _ => None,
+            };
+            assert_eq!(chain.len(), if ablated.is_some() { 3 } else { 4 }, "{arm:?}: {chain:?}");
+            if let Some(op) = ablated {
+                assert!(!chain.iter().any(|c| c == op), "{arm:?}: {chain:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_summary_gives_each_arm_its_interval_and_ratio() {
+        let settings = Settings { out: PathBuf::new(), ..Settings::quick(PathBuf::new()) };
+        let mut points = vec![];
+        for &seed in &settings.seeds {
+            for (i, &budget) in settings.budgets.iter().enumerate() {
+                for &arm in &settings.arms {
+                    let lift = if arm == Arm::Uniform { 0.0 } else { 0.1 };
+                    let score = 0.1 * (i + 1) as f64 + lift + 0.01 * seed as f64;
+                    points.push(Point { arm, budget, seed, calls: budget, score, seconds: 1.0 });
+                }
+            }
+        }
+        let (table, figures) = summarise(&points, &settings);
+        assert_eq!(table.lines().count(), 1 + Arm::ALL.len(), "{table}");
+        assert!(table.contains("±"), "{table}");
+        assert_eq!(figures.len(), Arm::ALL.len(), "{figures:?}");
+        assert!(figures[0].contains("director, exact judge calls ratio to match uniform: 0."), "{figures:?}");
+    }
+}
