@@ -292,14 +292,22 @@ impl Drop for Server {
     }
 }
 
-#[test]
-fn an_evolve_run_with_the_openai_plugins_against_evolve_serve_survives_a_kill() {
-    let mut child = evolve().args(["serve", "--addr", "127.0.0.1:0"]).stdout(Stdio::piped()).spawn().unwrap();
+/// `evolve serve` on a free loopback port, with `extra` arguments and `env`; the server
+/// (stopped when dropped) and its base URL.
+fn start_serve(extra: &[&str], env: &[(&str, &str)]) -> (Server, String) {
+    let mut command = evolve();
+    command.args(["serve", "--addr", "127.0.0.1:0"]).args(extra).envs(env.iter().copied());
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let _server = Server(child);
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
     assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1"), "{line}");
+    (Server(child), url)
+}
+
+#[test]
+fn an_evolve_run_with_the_openai_plugins_against_evolve_serve_survives_a_kill() {
+    let (_server, url) = start_serve(&[], &[]);
 
     let dir = tempfile::tempdir().unwrap();
     let exp = dir.path().join("exp.toml");
@@ -362,16 +370,8 @@ max_steps = 60
 
 #[test]
 fn evolve_serve_with_a_token_refuses_requests_without_it() {
-    let mut child = evolve()
-        .args(["serve", "--addr", "127.0.0.1:0", "--token-env", "EVOLVE_TEST_SERVE_TOKEN"])
-        .env("EVOLVE_TEST_SERVE_TOKEN", "s3cret")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let _server = Server(child);
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let token = ("EVOLVE_TEST_SERVE_TOKEN", "s3cret");
+    let (_server, url) = start_serve(&["--token-env", token.0], &[token]);
     let rt = runtime();
     let client = evolve_sdk::http::reqwest::Client::new();
     let body = json!({ "prompt": "a red circle", "size": "32x32" });
@@ -385,11 +385,7 @@ fn evolve_serve_with_a_token_refuses_requests_without_it() {
 
 #[test]
 fn evolve_serve_answers_only_its_loopback_name_and_bounds_what_a_request_may_hold() {
-    let mut child = evolve().args(["serve", "--addr", "127.0.0.1:0"]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let _server = Server(child);
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let (_server, url) = start_serve(&[], &[]);
     let rt = runtime();
     let client = evolve_sdk::http::reqwest::Client::new();
     let send = |request: evolve_sdk::http::reqwest::RequestBuilder| {

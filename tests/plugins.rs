@@ -58,19 +58,25 @@ fn quarantined(result: Result<Vec<Action>, PluginError>) -> String {
     }
 }
 
-/// A loopback HTTP server answering every request with 200 and `hello`; returns its port.
-fn hello_server() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// A loopback HTTP server at `ip` answering every request with `reply` (a whole HTTP/1.1
+/// response); returns its port.
+fn canned_server(ip: &str, reply: String) -> u16 {
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut stream = stream;
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
+            let _ = stream.write_all(reply.as_bytes());
         }
     });
     port
+}
+
+/// A loopback HTTP server answering every request with 200 and `hello`; returns its port.
+fn hello_server() -> u16 {
+    canned_server("127.0.0.1", "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello".into())
 }
 
 // ---------------------------------------------------------------- well-behaved plugins
@@ -286,37 +292,15 @@ fn network_goes_only_to_allowed_hosts() {
     }
 }
 
-/// A loopback server on `127.0.0.1` that redirects every request to `target`; returns its port.
-fn redirect_server(target: String) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let reply =
-                format!("HTTP/1.1 302 Found\r\nlocation: {target}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = stream.write_all(reply.as_bytes());
-        }
-    });
-    port
-}
-
 #[test]
 fn a_redirect_never_takes_a_plugin_past_its_allow_list() {
     // 127.0.0.2 is loopback too, but not in the allow-list (127.0.0.1:*).
-    let outside = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
-    let outside_port = outside.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in outside.incoming().flatten() {
-            let mut stream = stream;
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nstolen");
-        }
-    });
-    let port = redirect_server(format!("http://127.0.0.2:{outside_port}/steal"));
+    let stolen = "HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nstolen";
+    let outside_port = canned_server("127.0.0.2", stolen.into());
+    let redirect = format!(
+        "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.2:{outside_port}/steal\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    let port = canned_server("127.0.0.1", redirect);
     for plugin in [wasm(&files().probe_wasm), native(&files().probe_native)] {
         let url = format!("http://127.0.0.1:{port}/");
         let op = probe(plugin.clone(), serde_json::json!({ "behaviour": "fetch", "url": url }));

@@ -89,7 +89,9 @@ impl Arm {
     }
 
     fn slug(self) -> String {
-        self.name().replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+        let words: Vec<&str> =
+            self.name().split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+        words.join("-")
     }
 
     /// The judge's config table.
