@@ -8,7 +8,7 @@ use crate::registry::Registry;
 use crate::run_model::{self, HostState, RunModelError};
 use crate::step_means::{RECORD_EVERY, StepMeans};
 use crate::store::{RunDir, StoreError};
-use crate::training_set::{DEFAULT_CACHE_BYTES, ImageCache, TrainingSample, TrainingSet};
+use crate::training_set::TrainingSet;
 use evolve_sdk::{BaseModel, SplitMix64};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -136,10 +136,7 @@ pub fn run(
         buying.set_position(n as u64)
     }))?;
     buying.finish();
-    let images = ImageCache::new(run.images.clone(), experiment.run.image_size, DEFAULT_CACHE_BYTES);
-    let mut data = TrainingSet::new(images);
-    let samples = run.ledger.samples(true).map_err(StoreError::from)?;
-    data.add(samples.into_iter().map(|s| TrainingSample { id: s.id, prompt: s.prompt, image: s.image }));
+    let mut data = TrainingSet::active(&run, experiment.run.image_size)?;
     if data.is_empty() {
         return Err(TrainError::Other("no training samples: the prompt set is empty".into()));
     }

@@ -7,7 +7,7 @@
 //! are decoded again when drawn. Both training modes (the director's trainer and `train
 //! --static`) draw their batches here, so they draw them the same way.
 
-use crate::store::{ImageHash, ImageStore, StoreError};
+use crate::store::{ImageHash, ImageStore, RunDir, StoreError};
 use evolve_sdk::{Image, SplitMix64, TrainBatch};
 use lru::LruCache;
 use std::collections::HashMap;
@@ -74,6 +74,15 @@ impl TrainingSet {
     /// An empty set whose images come from `images`.
     pub fn new(images: ImageCache) -> TrainingSet {
         TrainingSet { samples: vec![], index: HashMap::new(), images }
+    }
+
+    /// The run's active samples, their images from its store fitted to `size`, with the default
+    /// cache (what both training modes start from).
+    pub fn active(run: &RunDir, size: u32) -> Result<TrainingSet, StoreError> {
+        let mut set = TrainingSet::new(ImageCache::new(run.images.clone(), size, DEFAULT_CACHE_BYTES));
+        let samples = run.ledger.samples(true)?;
+        set.add(samples.into_iter().map(|s| TrainingSample { id: s.id, prompt: s.prompt, image: s.image }));
+        Ok(set)
     }
 
     /// Samples in the set.

@@ -27,7 +27,7 @@ use crate::experiment::Experiment;
 use crate::registry::Registry;
 use crate::run_model::{self, HostState, RunModelError};
 use crate::store::{NewPending, RoundSummary, RunDir, StoreError, TeacherRecord};
-use crate::training_set::{DEFAULT_CACHE_BYTES, ImageCache, TrainingSample, TrainingSet};
+use crate::training_set::TrainingSet;
 use evolve_sdk::{Cost, Evaluator, Judge, Origin, PluginError};
 use progress::Progress;
 use round::{RoundContext, run_round};
@@ -397,12 +397,7 @@ impl Director {
 
     /// The active set; its images are read from the store as batches draw them.
     fn active_set(&self) -> Result<TrainingSet, DirectorError> {
-        let run = lock(&self.run);
-        let images = ImageCache::new(run.images.clone(), self.experiment.run.image_size, DEFAULT_CACHE_BYTES);
-        let mut set = TrainingSet::new(images);
-        let samples = run.ledger.samples(true).map_err(StoreError::from)?;
-        set.add(samples.into_iter().map(|s| TrainingSample { id: s.id, prompt: s.prompt, image: s.image }));
-        Ok(set)
+        Ok(TrainingSet::active(&lock(&self.run), self.experiment.run.image_size)?)
     }
 
     fn record_teacher_rates(&self, step: u64) -> Result<(), DirectorError> {

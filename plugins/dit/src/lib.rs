@@ -331,8 +331,8 @@ impl DitModel {
         }
         let mut rng = self.rng.clone();
         let mut parts = Vec::with_capacity(groups.len());
+        let downscale = self.pixel_size / self.shape.image_size;
         for (bucket, members) in groups {
-            let downscale = self.pixel_size / self.shape.image_size;
             let grid = (bucket.height / downscale, bucket.width / downscale);
             let images: Vec<&Image> = members.iter().map(|&i| &batch.images[i]).collect();
             let x0 = self.images_to_tensor(&images, bucket)?;

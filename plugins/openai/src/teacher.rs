@@ -137,9 +137,9 @@ impl OpenAiTeacher {
             requests_per_minute: config.requests_per_minute,
             max_bytes: (config.max_response_mb as usize) << 20,
         })?;
-        let listed = openai_size(&config).and_then(|size| list_price(&config.model, config.quality.as_deref(), &size));
-        let what =
-            format!("{} at size {:?}", config.model, openai_size(&config).unwrap_or_else(|| "of the run".into()));
+        let size = openai_size(&config);
+        let listed = size.as_deref().and_then(|size| list_price(&config.model, config.quality.as_deref(), size));
+        let what = format!("{} at size {:?}", config.model, size.as_deref().unwrap_or("of the run"));
         let price = evolve_sdk::http::price_per_image(config.price_usd, listed, &what)?;
         Ok(OpenAiTeacher { config, key, http, price })
     }
