@@ -68,7 +68,7 @@ fn static_training_learns_checkpoints_resumes_samples_and_evaluates() {
     let run = dir.path().join("run");
     let exp = experiment(dir.path(), 150);
     let out = ok(&evolve(&["train", exp.to_str().unwrap(), "--static", "--quiet", "--run-dir", run.to_str().unwrap()]));
-    assert!(out.contains("ShapesEval v1"), "{out}");
+    assert!(out.contains("ShapesEval v2"), "{out}");
     assert!(out.contains("150 steps on 48 teacher images"), "{out}");
 
     // Each record is the mean loss of its 10 steps. The model predicts the clean image, whose loss
@@ -115,6 +115,27 @@ fn static_training_learns_checkpoints_resumes_samples_and_evaluates() {
     ]));
     let png = std::fs::read(&grid).unwrap();
     assert_eq!(&png[1..4], b"PNG");
+
+    // A bare file name is written to the current folder (it once failed to fsync folder "").
+    let bare = Command::new(env!("CARGO_BIN_EXE_evolve"))
+        .args(["sample", "--run", run.to_str().unwrap(), "--prompt", "a circle", "-n", "1", "--out", "bare.png"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    ok(&bare);
+    assert!(dir.path().join("bare.png").is_file());
+
+    // Every single-object prompt, read back by the detector: a share per shape and overall.
+    let readback = ok(&evolve(&["bench", "shape-readback", "--run", run.to_str().unwrap(), "--seeds", "1"]));
+    assert_eq!(readback.lines().filter(|l| l.starts_with("circle ") || l.starts_with("diamond ")).count(), 2);
+    let share: f64 = readback
+        .lines()
+        .find_map(|l| l.strip_prefix("shape-readback prompted shape: "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no readback figure in {readback}"));
+    assert!((0.0..=1.0).contains(&share));
+    let all = readback.lines().find(|l| l.starts_with("all ")).unwrap_or_default();
+    assert_eq!(all.split_whitespace().nth(1), Some("84"), "{readback}");
 
     let report: serde_json::Value =
         serde_json::from_str(&ok(&evolve(&["eval", "--run", run.to_str().unwrap(), "--json"]))).unwrap();

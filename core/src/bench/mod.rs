@@ -3,14 +3,16 @@
 
 pub mod data_efficiency;
 pub mod plugin_overhead;
+pub mod shape_readback;
 pub mod train_throughput;
 
 /// The benchmarks this build has, with one line on each.
-pub const AVAILABLE: [(&str, &str); 3] = [
+pub const AVAILABLE: [(&str, &str); 4] = [
     ("train-throughput", "images/s of a DiT training step, candle vs PyTorch eager, same shapes"),
     (
         "data-efficiency",
         "ShapesEval vs teacher calls at equal steps over seeds: uniform prompts vs the director and its ablations",
     ),
     ("plugin-overhead", "cost of one operator call: built-in vs native library vs wasm component"),
+    ("shape-readback", "how often a run's model draws the prompted shape (every single-object prompt, --run DIR)"),
 ];

@@ -1,7 +1,7 @@
 //! `evolve bench`: run a benchmark and print its figures.
 
 use anyhow::{Context, bail};
-use evolve_core::bench::{AVAILABLE, data_efficiency, plugin_overhead, train_throughput};
+use evolve_core::bench::{AVAILABLE, data_efficiency, plugin_overhead, shape_readback, train_throughput};
 use evolve_core::registry::Registry;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +14,8 @@ pub struct DataSettings {
     pub budgets: Option<Vec<u64>>,
     /// Seeds per arm and budget.
     pub seeds: Option<u64>,
+    /// Arms by key (the baseline is always measured).
+    pub arms: Option<Vec<String>>,
     /// A smoke run.
     pub quick: bool,
     /// Output folder.
@@ -21,8 +23,15 @@ pub struct DataSettings {
 }
 
 /// Runs benchmark `name`.
-pub fn run(name: &str, python: Option<PathBuf>, cases: &[String], data: DataSettings) -> anyhow::Result<ExitCode> {
+pub fn run(
+    name: &str,
+    run: Option<PathBuf>,
+    python: Option<PathBuf>,
+    cases: &[String],
+    data: DataSettings,
+) -> anyhow::Result<ExitCode> {
     match name {
+        "shape-readback" => readback(run, data.seeds),
         "train-throughput" => train(python, cases),
         "data-efficiency" => data_efficiency(data),
         "plugin-overhead" => plugin_overhead(),
@@ -31,6 +40,16 @@ pub fn run(name: &str, python: Option<PathBuf>, cases: &[String], data: DataSett
             bail!("no benchmark `{other}` in this build; available:\n{}", list.join("\n"))
         }
     }
+}
+
+fn readback(run: Option<PathBuf>, seeds: Option<u64>) -> anyhow::Result<ExitCode> {
+    let Some(run) = run else { bail!("shape-readback measures a run's model: give --run DIR") };
+    let seeds = seeds.unwrap_or(shape_readback::SEEDS);
+    let tallies = shape_readback::measure(&run, &Registry::builtin(), seeds)
+        .map_err(anyhow::Error::msg)
+        .context("shape-readback")?;
+    print!("{}", shape_readback::table(&tallies));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn train(python: Option<PathBuf>, only: &[String]) -> anyhow::Result<ExitCode> {
@@ -96,8 +115,29 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     if seeds.is_empty() {
         bail!("--seeds needs at least 1 (2 or more for confidence intervals)");
     }
-    let settings =
-        data_efficiency::Settings { steps: data.steps.unwrap_or(defaults.steps).max(1), budgets, seeds, ..defaults };
+    let arms = match &data.arms {
+        None => defaults.arms.clone(),
+        Some(keys) => {
+            let mut arms = vec![data_efficiency::Arm::Uniform];
+            for key in keys {
+                let Some(arm) = data_efficiency::Arm::from_key(key) else {
+                    let valid: Vec<&str> = data_efficiency::Arm::ALL.iter().map(|a| a.key()).collect();
+                    bail!("--arms: no arm `{key}`; valid: {}", valid.join(", "));
+                };
+                if !arms.contains(&arm) {
+                    arms.push(arm);
+                }
+            }
+            arms
+        }
+    };
+    let settings = data_efficiency::Settings {
+        steps: data.steps.unwrap_or(defaults.steps).max(1),
+        budgets,
+        seeds,
+        arms,
+        ..defaults
+    };
     let registry = Registry::builtin();
     let runs = settings.budgets.len() * settings.arms.len() * settings.seeds.len();
     let mut started = 0;

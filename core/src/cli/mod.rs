@@ -210,10 +210,15 @@ enum Command {
     /// step), every point over several seeds with a 95% interval (about an hour on 2 CPU cores
     /// by default; --quick for a smoke run); writes a table and an SVG chart under --out.
     /// plugin-overhead: cost of one operator call, built-in vs native vs wasm (builds the probe
-    /// plugins with cargo; run from the repository root).
+    /// plugins with cargo; run from the repository root). shape-readback: how often the model of
+    /// the run at --run draws the shape a single-object prompt asks for, read by the shapes
+    /// world's detector.
     Bench {
-        /// Which benchmark: train-throughput, data-efficiency or plugin-overhead.
+        /// Which benchmark: train-throughput, data-efficiency, plugin-overhead or shape-readback.
         name: String,
+        /// shape-readback: the run whose model is measured.
+        #[arg(long, value_name = "DIR")]
+        run: Option<PathBuf>,
         /// Python with PyTorch for reference measurements (default: bench/.venv/bin/python,
         /// else python3).
         #[arg(long, value_name = "PATH")]
@@ -227,9 +232,14 @@ enum Command {
         /// data-efficiency: teacher-call budgets, comma-separated (default 20,60,200; --quick: 8,16).
         #[arg(long, value_delimiter = ',')]
         budgets: Option<Vec<u64>>,
-        /// data-efficiency: seeds per arm and budget (default 3; --quick: 2); at least 2 for intervals.
+        /// data-efficiency: seeds per arm and budget (default 3; --quick: 2); at least 2 for
+        /// intervals. shape-readback: seeds per prompt (default 4).
         #[arg(long)]
         seeds: Option<u64>,
+        /// data-efficiency: only these arms, comma-separated (uniform, director, noisy,
+        /// no-expansion, no-deletion, no-mutation; the uniform baseline is always run).
+        #[arg(long, value_delimiter = ',')]
+        arms: Option<Vec<String>>,
         /// data-efficiency: a smoke run (every arm, tiny budgets and steps, two seeds: minutes).
         #[arg(long)]
         quick: bool,
@@ -270,8 +280,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { world, addr, token_env } => serve(&world, addr, &token_env),
-        Command::Bench { name, python, case, steps, budgets, seeds, quick, out } => {
-            bench::run(&name, python, &case, bench::DataSettings { steps, budgets, seeds, quick, out })
+        Command::Bench { name, run, python, case, steps, budgets, seeds, arms, quick, out } => {
+            bench::run(&name, run, python, &case, bench::DataSettings { steps, budgets, seeds, arms, quick, out })
         }
     }
 }

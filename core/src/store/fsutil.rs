@@ -11,7 +11,7 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one, never a
 /// torn one: temp file in the same folder, fsync, rename, fsync the folder.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
     let result = (|| {
@@ -25,6 +25,15 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The folder `path` lies in: `.` for a bare file name (whose `parent()` is empty, which no
+/// call can open).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// Makes a rename or create inside `dir` durable.
@@ -44,5 +53,13 @@ mod tests {
         atomic_write(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_bare_file_name_lies_in_the_current_folder() {
+        // `evolve sample --out grid.png` once failed with "cannot fsync directory ''".
+        assert_eq!(folder_of(Path::new("grid.png")), Path::new("."));
+        assert_eq!(folder_of(Path::new("out/grid.png")), Path::new("out"));
+        assert_eq!(folder_of(Path::new("/grid.png")), Path::new("/"));
     }
 }

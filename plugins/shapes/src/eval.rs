@@ -7,8 +7,14 @@ use evolve_sdk::SplitMix64;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-/// Bump when the suite changes; scores of different versions are not comparable.
-pub const VERSION: u32 = 1;
+/// Bump when the suite or the world it renders changes; scores of different versions are not
+/// comparable. 2: objects on a four-by-four grid in two exact sizes (was: anywhere, any size
+/// in a range); the prompts are version 1's.
+pub const VERSION: u32 = 2;
+
+/// The version whose prompts and seeds the suite draws (they stay those of version 1 so that
+/// no prompt a run of version 1 trained on becomes an evaluation prompt).
+const PROMPTS_VERSION: u64 = 1;
 
 /// GenEval's task categories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,12 +130,12 @@ pub fn suite() -> &'static [EvalPrompt] {
         let mut all = vec![];
         let mut seen = HashSet::new();
         for (category, count) in Category::ALL {
-            let mut rng = SplitMix64::from_parts(&[0x5EA1, VERSION as u64, category as u64]);
+            let mut rng = SplitMix64::from_parts(&[0x5EA1, PROMPTS_VERSION, category as u64]);
             let mut taken = 0;
             while taken < count {
                 let prompt = draw(category, &mut rng);
                 if seen.insert(prompt) {
-                    let seed = SplitMix64::from_parts(&[VERSION as u64, all.len() as u64]).next_u64();
+                    let seed = SplitMix64::from_parts(&[PROMPTS_VERSION, all.len() as u64]).next_u64();
                     all.push(EvalPrompt { prompt, category, seed });
                     taken += 1;
                 }

@@ -207,7 +207,7 @@ pub enum Prompt {
     Single(ObjectSpec),
     /// `count` (2-4) identical objects.
     Count(u8, ObjectSpec),
-    /// Two objects, anywhere.
+    /// Two objects, in no stated relation.
     Pair(ObjectSpec, ObjectSpec),
     /// Two objects in a spatial relation: the first is `relation` the second.
     Relation(ObjectSpec, Relation, ObjectSpec),

@@ -7,7 +7,8 @@
 //!   diamond" — four shapes, six colours, two sizes, counts 2-4, four relations — written and
 //!   parsed both ways.
 //! - [`render`] and the `shapes` **teacher**: renders any prompt exactly, deterministic for
-//!   (prompt, seed), with jittered positions, sizes, colours and background. Optional price,
+//!   (prompt, seed): objects in fixed places for the prompt's structure, small or large, in
+//!   jittered colours on a random grey background with grain. Optional price,
 //!   latency and failure rate exercise budgets and retries offline.
 //! - [`detect`] and the `shapes` **judge**: a detector (colour segmentation, connected
 //!   components, shape templates) reads images back; `compare` prefers the image satisfying more

@@ -1,10 +1,9 @@
 //! The teacher's side of the world: lay a prompt out as a scene, then rasterise it.
 //!
-//! Sizes are half-extents (half the bounding-box side) in units of `side / 32`: small objects
-//! 4-4.5, large 6.5-7, unsized ones anywhere from 4 to 6.5 (4-5 when three or four share the
-//! frame). The detector calls an object small up to 5.25 and large from 5.75, so every render is
-//! read back with more than half a pixel to spare. Below 4 a circle on the pixel grid is too
-//! square to tell apart.
+//! Sizes are half-extents (half the bounding-box side) in units of `side / 32`: small objects 4,
+//! large 7, unsized ones either (small when three or four share the frame). The detector calls
+//! an object small up to 5.25 and large from 5.75, so every render is read back with more than
+//! a pixel to spare. Below 4 a circle on the pixel grid is too square to tell apart.
 
 use crate::grammar::{Colour, ObjectSpec, Prompt, Relation, Shape, Size};
 use evolve_sdk::{Image, SplitMix64};
@@ -48,70 +47,65 @@ pub fn inside(shape: Shape, u: f32, v: f32, e: f32) -> bool {
     }
 }
 
-fn extent_range(spec: &ObjectSpec, crowded: bool) -> (f32, f32) {
+/// Half-extent of a small object and of a large one.
+const SMALL: f32 = 4.0;
+const LARGE: f32 = 7.0;
+
+fn size_of(spec: &ObjectSpec, crowded: bool, rng: &mut SplitMix64) -> Size {
     match spec.size {
-        Some(Size::Small) => (4.0, 4.5),
-        Some(Size::Large) => (6.5, 7.0),
-        None if crowded => (4.0, 5.0),
-        None => (4.0, 6.5),
+        Some(size) => size,
+        None if crowded => Size::Small,
+        None => Size::ALL[rng.below(2) as usize],
     }
 }
 
-/// Lays `prompt` out at `width` x `height` so that every clause of it holds with a margin.
+/// Where the objects of `prompt` go, in its order, in units of `side / 32`: one object in the
+/// middle; two side by side (one above the other for `above` / `below`), in the prompt's order
+/// read left to right or top to bottom; three in a row; four in a square.
+fn slots(prompt: &Prompt) -> &'static [(f32, f32)] {
+    const ROW: [(f32, f32); 2] = [(8.0, 16.0), (24.0, 16.0)];
+    const COLUMN: [(f32, f32); 2] = [(16.0, 8.0), (16.0, 24.0)];
+    match prompt {
+        Prompt::Single(_) => &[(16.0, 16.0)],
+        Prompt::Count(3, _) => &[(6.0, 16.0), (16.0, 16.0), (26.0, 16.0)],
+        Prompt::Count(4, _) => &[(8.0, 8.0), (24.0, 8.0), (8.0, 24.0), (24.0, 24.0)],
+        Prompt::Count(..) | Prompt::Pair(..) | Prompt::Relation(_, Relation::LeftOf, _) => &ROW,
+        Prompt::Relation(_, Relation::RightOf, _) => &[ROW[1], ROW[0]],
+        Prompt::Relation(_, Relation::Above, _) => &COLUMN,
+        Prompt::Relation(_, Relation::Below, _) => &[COLUMN[1], COLUMN[0]],
+    }
+}
+
+/// Lays `prompt` out at `width` x `height`: each object in its slot ([`slots`]), small or
+/// large, in its colour or a random one.
+///
+/// Placement is fixed by the prompt's structure, not drawn: a small patch-based model spends
+/// CPU minutes learning where objects may go and how many, and with free placement it never
+/// got to shapes (measured: DESIGN.md, "known traps"). Sizes, colours left open and the
+/// background stay random.
 pub fn layout(prompt: &Prompt, width: u32, height: u32, rng: &mut SplitMix64) -> Scene {
     let scale = width.min(height) as f32 / 32.0;
+    let (sx, sy) = (width as f32 / 32.0, height as f32 / 32.0);
     let specs = prompt.objects();
     let crowded = specs.len() > 2;
-    let gap = 2.0 * scale;
     let background = 60 + rng.below(140) as u8;
     let count_colour = *rng.pick(&Colour::ALL).expect("non-empty");
-    for attempt in 0..200 {
-        // After many misses, shrink towards the small end of each size range.
-        let shrink = (attempt as f32 / 150.0).min(1.0);
-        let mut objects: Vec<Placed> = Vec::with_capacity(specs.len());
-        for (i, spec) in specs.iter().enumerate() {
-            let (lo, hi) = extent_range(spec, crowded);
-            let extent = scale * (lo + (hi - lo) * (1.0 - shrink) * rng.next_f64() as f32);
+    let objects = specs
+        .iter()
+        .zip(slots(prompt))
+        .map(|(spec, &(cx, cy))| {
+            let extent = match size_of(spec, crowded, rng) {
+                Size::Small => SMALL,
+                Size::Large => LARGE,
+            };
             let colour = spec.colour.unwrap_or_else(|| match prompt {
                 Prompt::Count(..) => count_colour,
                 _ => *rng.pick(&Colour::ALL).expect("non-empty"),
             });
-            let placed = (0..100).find_map(|_| {
-                let cx = extent + 1.0 + rng.next_f64() as f32 * (width as f32 - 2.0 * extent - 2.0);
-                let cy = extent + 1.0 + rng.next_f64() as f32 * (height as f32 - 2.0 * extent - 2.0);
-                let candidate = Placed { shape: spec.shape, colour, cx, cy, extent };
-                let apart = objects.iter().all(|o| {
-                    (o.cx - cx).abs() >= o.extent + extent + gap || (o.cy - cy).abs() >= o.extent + extent + gap
-                });
-                let related = match (prompt, i) {
-                    (Prompt::Relation(_, relation, _), 1) => clearly(*relation, &objects[0], &candidate),
-                    _ => true,
-                };
-                (apart && related).then_some(candidate)
-            });
-            match placed {
-                Some(p) => objects.push(p),
-                None => break,
-            }
-        }
-        if objects.len() == specs.len() {
-            return Scene { width, height, background, objects };
-        }
-    }
-    // Unreachable for grammar prompts at 32 px and up (tested); keep the frame valid anyway.
-    Scene { width, height, background, objects: vec![] }
-}
-
-/// `a` is `relation` `b` with room to spare: apart along the relation's axis by more than
-/// twice the offset across it.
-fn clearly(relation: Relation, a: &Placed, b: &Placed) -> bool {
-    let (dx, dy) = (b.cx - a.cx, b.cy - a.cy);
-    match relation {
-        Relation::LeftOf => dx > 0.0 && dy.abs() * 2.0 <= dx,
-        Relation::RightOf => dx < 0.0 && dy.abs() * 2.0 <= -dx,
-        Relation::Above => dy > 0.0 && dx.abs() * 2.0 <= dy,
-        Relation::Below => dy < 0.0 && dx.abs() * 2.0 <= -dy,
-    }
+            Placed { shape: spec.shape, colour, cx: cx * sx, cy: cy * sy, extent: extent * scale }
+        })
+        .collect();
+    Scene { width, height, background, objects }
 }
 
 /// Draws `scene`: a grey background with faint tint and grain, objects in jittered colours.
@@ -147,4 +141,52 @@ pub fn render(prompt: &Prompt, width: u32, height: u32, seed: u64) -> Image {
     let mut rng = SplitMix64::from_parts(&[seed, 0x7265_6E64]);
     let scene = layout(prompt, width, height, &mut rng);
     rasterize(&scene, &mut rng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grammar::Structure;
+
+    /// Every prompt's objects fit the frame, apart by two units or more, each in its slot and
+    /// of its size: what lets the detector read any render back exactly.
+    #[test]
+    fn every_prompt_lays_out_in_its_slots_apart_and_inside() {
+        let mut rng = SplitMix64::new(7);
+        for _ in 0..2000 {
+            let prompt = Prompt::random_any(&mut rng);
+            for side in [32, 96] {
+                let scene = layout(&prompt, side, side, &mut rng);
+                let unit = side as f32 / 32.0;
+                assert_eq!(scene.objects.len(), prompt.objects().len(), "{prompt}");
+                for (i, (o, spec)) in scene.objects.iter().zip(prompt.objects()).enumerate() {
+                    assert_eq!(o.shape, spec.shape);
+                    assert!(spec.colour.is_none_or(|c| c == o.colour), "{prompt}");
+                    let want = spec.size.map(|s| if s == Size::Small { SMALL } else { LARGE });
+                    assert!(want.is_none_or(|e| e * unit == o.extent), "{prompt}");
+                    assert!(o.cx - o.extent >= 0.0 && o.cx + o.extent <= side as f32, "{prompt}");
+                    assert!(o.cy - o.extent >= 0.0 && o.cy + o.extent <= side as f32, "{prompt}");
+                    for p in &scene.objects[..i] {
+                        let gap =
+                            ((o.cx - p.cx).abs() - o.extent - p.extent).max((o.cy - p.cy).abs() - o.extent - p.extent);
+                        assert!(gap >= 2.0 * unit, "{prompt}: gap {gap}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_prompt_places_its_objects() {
+        let parse = |text: &str| Prompt::parse(text).unwrap();
+        let mut rng = SplitMix64::new(1);
+        let centres = |text: &str, rng: &mut SplitMix64| -> Vec<(f32, f32)> {
+            layout(&parse(text), 32, 32, rng).objects.iter().map(|o| (o.cx, o.cy)).collect()
+        };
+        assert_eq!(centres("a circle", &mut rng), [(16.0, 16.0)]);
+        assert_eq!(centres("a circle to the right of a square", &mut rng), [(24.0, 16.0), (8.0, 16.0)]);
+        assert_eq!(centres("a circle below a square", &mut rng), [(16.0, 24.0), (16.0, 8.0)]);
+        assert_eq!(centres("four circles", &mut rng).len(), 4);
+        assert_eq!(Structure::ALL.len(), 4, "a new structure needs slots");
+    }
 }

@@ -88,6 +88,23 @@ impl Arm {
         }
     }
 
+    /// Its short name on the command line (`--arms`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Arm::Uniform => "uniform",
+            Arm::Director => "director",
+            Arm::NoisyJudge => "noisy",
+            Arm::WithoutExpansion => "no-expansion",
+            Arm::WithoutDeletion => "no-deletion",
+            Arm::WithoutMutation => "no-mutation",
+        }
+    }
+
+    /// The arm whose [`Arm::key`] is `key`.
+    pub fn from_key(key: &str) -> Option<Arm> {
+        Arm::ALL.into_iter().find(|a| a.key() == key)
+    }
+
     fn slug(self) -> String {
         let words: Vec<&str> =
             self.name().split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
