@@ -30,6 +30,11 @@ pub struct OptimConfig {
     /// a warm-up; see `AdamW::ema_decay_at`).
     #[serde(default = "ema")]
     pub ema_decay: f64,
+    /// Step at which a cosine decay of the learning rate, begun after the warm-up, reaches a
+    /// tenth of the peak (where it then stays); 0 keeps the peak. Set it to the run's
+    /// `max_steps` so that the last weights settle instead of still moving at the peak rate.
+    #[serde(default)]
+    pub decay_steps: u64,
 }
 
 fn lr() -> f64 {
@@ -48,6 +53,9 @@ fn ema() -> f64 {
     0.999
 }
 
+/// Share of the peak learning rate a decay ends at.
+const MIN_LR_SHARE: f64 = 0.1;
+
 impl Default for OptimConfig {
     fn default() -> Self {
         OptimConfig {
@@ -56,18 +64,22 @@ impl Default for OptimConfig {
             weight_decay: weight_decay(),
             grad_clip: clip(),
             ema_decay: ema(),
+            decay_steps: 0,
         }
     }
 }
 
 impl OptimConfig {
-    /// The learning rate at (1-based) `step`.
+    /// The learning rate at (1-based) `step`: linear warm-up, then the peak or a cosine decay.
     pub fn lr_at(&self, step: u64) -> f64 {
-        if self.warmup_steps == 0 {
-            self.learning_rate
+        let warm = if self.warmup_steps == 0 { 1.0 } else { (step as f64 / self.warmup_steps as f64).min(1.0) };
+        let decay = if self.decay_steps > self.warmup_steps && step > self.warmup_steps {
+            let done = ((step - self.warmup_steps) as f64 / (self.decay_steps - self.warmup_steps) as f64).min(1.0);
+            MIN_LR_SHARE + (1.0 - MIN_LR_SHARE) * 0.5 * (1.0 + (std::f64::consts::PI * done).cos())
         } else {
-            self.learning_rate * (step as f64 / self.warmup_steps as f64).min(1.0)
-        }
+            1.0
+        };
+        self.learning_rate * warm * decay
     }
 }
 
@@ -272,4 +284,21 @@ fn sum_of_squares_in_place<T: Element + Float>(g: &Tensor) -> Result<Option<f64>
         }
     })?;
     Ok(Some(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warms_up_then_decays_to_a_tenth_by_decay_steps() {
+        let c = OptimConfig { learning_rate: 1.0, warmup_steps: 100, decay_steps: 1100, ..OptimConfig::default() };
+        assert_eq!(c.lr_at(50), 0.5);
+        assert_eq!(c.lr_at(100), 1.0);
+        assert!((c.lr_at(600) - 0.55).abs() < 1e-12, "half way down: {}", c.lr_at(600));
+        assert!((c.lr_at(1100) - 0.1).abs() < 1e-12);
+        assert!((c.lr_at(5000) - 0.1).abs() < 1e-12);
+        let constant = OptimConfig { learning_rate: 1.0, ..OptimConfig::default() };
+        assert_eq!(constant.lr_at(5000), 1.0);
+    }
 }
