@@ -81,7 +81,7 @@ fn slots(prompt: &Prompt) -> &'static [(f32, f32)] {
 ///
 /// Placement is fixed by the prompt's structure, not drawn: a small patch-based model spends
 /// CPU minutes learning where objects may go and how many, and with free placement it never
-/// got to shapes (measured: DESIGN.md, "known traps"). Sizes, colours left open and the
+/// got to shapes (measured: README, "What to expect from the embedded default"). Sizes, colours left open and the
 /// background stay random.
 pub fn layout(prompt: &Prompt, width: u32, height: u32, rng: &mut SplitMix64) -> Scene {
     let scale = width.min(height) as f32 / 32.0;
