@@ -45,40 +45,41 @@ impl Tally {
     }
 }
 
-/// Every single-object prompt of the grammar.
-pub fn prompts() -> Vec<Prompt> {
+/// Every object the grammar can name: each shape with or without a colour and a size word.
+fn objects() -> Vec<ObjectSpec> {
     let colours = std::iter::once(None).chain(Colour::ALL.map(Some));
     let sizes = [None, Some(Size::Small), Some(Size::Large)];
     Shape::ALL
         .into_iter()
         .flat_map(|shape| {
-            colours.clone().flat_map(move |colour| {
-                sizes.into_iter().map(move |size| Prompt::Single(ObjectSpec { shape, colour, size }))
-            })
+            colours
+                .clone()
+                .flat_map(move |colour| sizes.into_iter().map(move |size| ObjectSpec { shape, colour, size }))
         })
         .collect()
+}
+
+/// Every single-object prompt of the grammar.
+pub fn prompts() -> Vec<Prompt> {
+    objects().into_iter().map(Prompt::Single).collect()
 }
 
 /// Renders every single-object prompt with the run's model at `seeds` seeds and tallies, per
 /// shape in [`Shape::ALL`]'s order, what the detector reads.
 pub fn measure(run: &Path, registry: &Registry, seeds: u64) -> Result<[Tally; 4], String> {
     let (_, mut model, _) = run_model::open(run, registry).map_err(|e| e.to_string())?;
-    let prompts = prompts();
+    let specs = objects();
+    let texts: Vec<String> = specs.iter().map(|&spec| Prompt::Single(spec).to_string()).collect();
     let mut tallies = [Tally::default(); 4];
     for seed in 0..seeds {
-        let request = SampleRequest {
-            prompts: prompts.iter().map(Prompt::to_string).collect(),
-            seed: 0x5EAD_BAC0 + seed,
-            ..SampleRequest::default()
-        };
+        let request = SampleRequest { prompts: texts.clone(), seed: 0x5EAD_BAC0 + seed, ..SampleRequest::default() };
         let images = model.generate(&request).map_err(|e| format!("rendering: {e}"))?;
-        for (prompt, image) in prompts.iter().zip(&images) {
-            let Prompt::Single(spec) = prompt else { continue };
-            let objects = detect(image);
+        for (spec, image) in specs.iter().zip(&images) {
+            let found = detect(image);
             let tally = Tally {
                 images: 1,
-                shape: objects.iter().any(|o| o.shape == spec.shape) as u32,
-                exact: clauses(prompt).iter().all(|c| c.holds(&objects)) as u32,
+                shape: found.iter().any(|o| o.shape == spec.shape) as u32,
+                exact: clauses(&Prompt::Single(*spec)).iter().all(|c| c.holds(&found)) as u32,
             };
             tallies[spec.shape as usize].add(tally);
         }

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 /// Bump when the suite or the world it renders changes; scores of different versions are not
-/// comparable. 2: objects on a four-by-four grid in two exact sizes (was: anywhere, any size
-/// in a range); the prompts are version 1's.
+/// comparable. 2: objects in fixed places for the prompt's structure, in two exact sizes (was:
+/// anywhere, any size in a range); the prompts are version 1's.
 pub const VERSION: u32 = 2;
 
 /// The version whose prompts and seeds the suite draws (they stay those of version 1 so that
