@@ -228,17 +228,19 @@ fn a_reply_without_an_image_in_any_script_is_an_error_not_a_panic() {
 fn bad_images_and_refusals_are_clear_errors() {
     let rt = runtime();
     let base = start_fault_server(&rt);
+    // A 2xx answer was billed, however unusable: the error says so, so that the host counts it.
     let cases = [
-        ("huge", json!({ "max_response_mb": 1 }), "larger than"),
-        ("bomb", json!({}), "image"),
-        ("corrupt", json!({}), "image"),
-        ("unauthorised", json!({}), "HTTP 401"),
+        ("huge", json!({ "max_response_mb": 1 }), "larger than", true),
+        ("bomb", json!({}), "image", true),
+        ("corrupt", json!({}), "image", true),
+        ("unauthorised", json!({}), "HTTP 401", false),
     ];
-    for (scenario, extra, needle) in cases {
+    for (scenario, extra, needle, billed) in cases {
         let teacher = teacher(&base, scenario, extra);
         let req = request();
         match rt.block_on(with_retries(6, || teacher.generate(&req))) {
-            Err(PluginError::Failed(message)) => assert!(message.contains(needle), "{scenario}: {message}"),
+            Err(PluginError::Billed(message)) if billed => assert!(message.contains(needle), "{scenario}: {message}"),
+            Err(PluginError::Failed(message)) if !billed => assert!(message.contains(needle), "{scenario}: {message}"),
             other => panic!("{scenario}: expected a clear failure, got {:?}", other.map(|_| ())),
         }
     }

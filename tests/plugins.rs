@@ -10,7 +10,7 @@ use evolve_sdk::{Action, Operator, PluginContext, PluginError};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
@@ -174,6 +174,27 @@ call_timeout_ms = 300
     assert!(count("SELECT count(*) FROM rounds") >= 3);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("quarantined"), "{stdout}");
+}
+
+#[test]
+fn a_teacher_whose_pricing_fails_is_never_bought_from_as_if_free() {
+    use evolve_core::purchase::{Bought, TeacherSlot, Till};
+    let files = files();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config = serde_json::json!({ "micro_usd": 40, "unpriceable": "priceless" });
+    let teacher = registry().teacher(&wasm(&files.flat_teacher_wasm), config, &PluginContext::new("t", 0)).unwrap();
+    let request = evolve_sdk::GenerateRequest { prompt: "a priceless circle".into(), width: 8, height: 8, seed: 1 };
+    assert!(teacher.quote(&request).is_err(), "a trap while pricing is an error, not a price of $0");
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = evolve_core::store::RunDir::create(&dir.path().join("run"), "[run]\nname = \"p\"\n").unwrap();
+    let budget = evolve_core::budget::Budget::new(None, None, 0, evolve_sdk::Cost::ZERO);
+    let till = Till { run: Arc::new(Mutex::new(run)), budget: Arc::new(Mutex::new(budget)) };
+    let slot = TeacherSlot::new("t".into(), Arc::from(teacher));
+    let bought = rt.block_on(till.buy(&slot, &request)).unwrap();
+    assert!(matches!(bought, Bought::Failed(_)), "an unpriced request must not be bought");
+    let run = till.run.lock().unwrap();
+    assert_eq!(run.ledger.call_totals().unwrap(), (0, evolve_sdk::Cost::ZERO));
 }
 
 #[test]

@@ -1,12 +1,14 @@
 //! Getting training data: initial prompts from a file and the judge, and teacher images bought
-//! exactly once each (looked up by request hash in the ledger before any call is made).
+//! exactly once each ([`crate::purchase`]).
 
 use crate::budget::Budget;
 use crate::experiment::Experiment;
-use crate::store::{NewSample, RequestHash, RunDir, StoreError, StoredImage};
-use evolve_sdk::{Evaluator, GenerateRequest, GeneratedImage, Judge, MutateRequest, Origin, PluginError, Teacher};
+use crate::lock;
+use crate::purchase::{Bought, TeacherSlot, Till};
+use crate::store::{NewSample, RunDir, StoreError, StoredImage};
+use evolve_sdk::{Evaluator, GenerateRequest, Judge, MutateRequest, Origin, PluginError, Teacher};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Why data could not be acquired.
@@ -40,23 +42,53 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, PluginError>>,
 {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::new();
     let mut attempt = 1;
-    // Jitter spreads the retries of many concurrent calls instead of having them hit a
-    // recovering provider in lockstep; the seed needs no reproducibility.
-    let mut jitter = evolve_sdk::SplitMix64::new(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0),
-    );
     loop {
         match f().await {
-            Err(PluginError::Transient { retry_after, .. }) if attempt < attempts => {
-                let backoff = delay.mul_f64(0.5 + 0.5 * jitter.next_f64());
-                tokio::time::sleep(retry_after.unwrap_or(backoff)).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+            Err(error) if error.is_retryable() && attempt < attempts => {
+                backoff.wait(&error).await;
                 attempt += 1;
             }
             other => return other,
         }
+    }
+}
+
+/// Waits between retries: exponential back-off from 100 ms to 30 s, with jitter, or the
+/// provider's requested wait (`Retry-After`) when it named one.
+pub struct Backoff {
+    delay: Duration,
+    jitter: evolve_sdk::SplitMix64,
+}
+
+impl Backoff {
+    /// A back-off at its first, shortest wait.
+    pub fn new() -> Backoff {
+        // Jitter spreads the retries of many concurrent calls instead of having them hit a
+        // recovering provider in lockstep; the seed needs no reproducibility.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Backoff { delay: Duration::from_millis(100), jitter: evolve_sdk::SplitMix64::new(seed) }
+    }
+
+    /// Waits before retrying after `error`, and doubles the next wait.
+    pub async fn wait(&mut self, error: &PluginError) {
+        let requested = match error {
+            PluginError::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        let backoff = self.delay.mul_f64(0.5 + 0.5 * self.jitter.next_f64());
+        tokio::time::sleep(requested.unwrap_or(backoff)).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
     }
 }
 
@@ -138,24 +170,27 @@ pub fn request_for(experiment: &Experiment, prompt: &str) -> GenerateRequest {
     GenerateRequest { prompt: prompt.to_string(), width: size, height: size, seed }
 }
 
-/// Buys `prompts` from `teacher` as seed samples: already-paid requests come from the ledger,
-/// the rest are called with the teacher's concurrency. Each image is durable before its sample
-/// row is written. `progress` is called after each prompt.
+/// Buys `prompts` from `teacher` as seed samples within `max_cost_usd`: already-paid requests
+/// come from the ledger, the rest are bought ([`crate::purchase`]) with the teacher's
+/// concurrency. `progress` is called after each prompt.
 pub async fn buy_seed_samples(
-    run: &mut RunDir,
+    run: &Arc<Mutex<RunDir>>,
     experiment: &Experiment,
     teacher: Arc<dyn Teacher>,
     label: &str,
     prompts: &[String],
     mut progress: impl FnMut(usize),
 ) -> Result<usize, AcquireError> {
-    let known: std::collections::HashSet<String> =
-        run.ledger.samples(false).map_err(StoreError::from)?.into_iter().map(|s| s.prompt).collect();
-    let permits = Arc::new(tokio::sync::Semaphore::new(teacher.limits().concurrency.max(1) as usize));
-    // `max_cost_usd` holds here as in the director: every call is reserved at its quote first.
-    let (paid_calls, paid_cost) = run.ledger.call_totals().map_err(StoreError::from)?;
+    let (known, (paid_calls, paid_cost)) = {
+        let run = lock(run);
+        let known: std::collections::HashSet<String> =
+            run.ledger.samples(false).map_err(StoreError::from)?.into_iter().map(|s| s.prompt).collect();
+        (known, run.ledger.call_totals().map_err(StoreError::from)?)
+    };
     let max_cost = experiment.budget.max_cost_usd.map(evolve_sdk::Cost::from_usd);
-    let mut budget = Budget::new(None, max_cost, paid_calls, paid_cost);
+    let budget = Arc::new(Mutex::new(Budget::new(None, max_cost, paid_calls, paid_cost)));
+    let till = Till { run: Arc::clone(run), budget: Arc::clone(&budget) };
+    let slot = Arc::new(TeacherSlot::new(label.to_string(), teacher));
     let mut tasks = tokio::task::JoinSet::new();
     let mut done = 0;
     for prompt in prompts {
@@ -164,37 +199,27 @@ pub async fn buy_seed_samples(
             progress(done);
             continue;
         }
-        let request = request_for(experiment, prompt);
-        let hash = RequestHash::of(label, &request);
-        if let Some(call) = run.paid(&hash)? {
-            // Paid before a crash, but its sample row never written: reuse the image.
-            let stored = run.images.existing(&call.image)?;
-            add_seed(run, prompt, &stored, label)?;
-            done += 1;
-            progress(done);
-            continue;
-        }
-        let Some(reservation) = budget.reserve(teacher.price(&request)) else {
+        if lock(&budget).exhausted() {
             tracing::warn!(%prompt, "max_cost_usd reached: the remaining prompts are not bought");
             break;
-        };
-        let (teacher, permits) = (Arc::clone(&teacher), Arc::clone(&permits));
+        }
+        let request = request_for(experiment, prompt);
+        let (till, slot) = (till.clone(), Arc::clone(&slot));
         tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let result = with_retries(6, || teacher.generate(&request)).await;
-            (request, hash, result, reservation)
+            let bought = till.buy(&slot, &request).await;
+            (request, bought)
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        let Ok((request, hash, result, reservation)) = joined else { continue };
-        let generated: GeneratedImage = result.map_err(|source| AcquireError::Plugin {
-            what: format!("teacher {label} on {:?}", request.prompt),
-            source,
-        })?;
-        budget.settle(reservation, generated.cost);
-        let request_json = serde_json::to_string(&request).unwrap_or_default();
-        let stored = run.commit_paid(&hash, label, &request_json, &generated)?;
-        add_seed(run, &request.prompt, &stored, label)?;
+        let Ok((request, bought)) = joined else { continue };
+        let stored = match bought? {
+            Bought::Image(stored, _) => stored,
+            Bought::OverBudget => continue,
+            Bought::Failed(source) => {
+                return Err(AcquireError::Plugin { what: format!("teacher {label} on {:?}", request.prompt), source });
+            }
+        };
+        add_seed(&mut lock(run), &request.prompt, &stored, label)?;
         done += 1;
         progress(done);
     }

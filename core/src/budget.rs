@@ -47,6 +47,11 @@ impl Budget {
         self.paid_cost = self.paid_cost + actual;
     }
 
+    /// Corrects a call booked at `booked` that turned out to cost `actual`.
+    pub fn reprice(&mut self, booked: Cost, actual: Cost) {
+        self.paid_cost = Cost { micro_usd: self.paid_cost.micro_usd.saturating_sub(booked.micro_usd) } + actual;
+    }
+
     /// Returns a reserved call that was not made (or failed without charge).
     pub fn release(&mut self, reservation: Reservation) {
         self.unreserve(reservation);

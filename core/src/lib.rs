@@ -21,6 +21,7 @@ pub mod director;
 pub mod eval;
 pub mod experiment;
 pub mod external;
+pub mod purchase;
 pub mod registry;
 pub mod report;
 pub mod run_model;
@@ -29,3 +30,9 @@ pub mod static_train;
 pub mod step_means;
 pub mod store;
 pub mod training_set;
+
+/// Locks `mutex`. A poisoned lock (a panic elsewhere) is still usable: every ledger write is its
+/// own transaction and the budget's counters are updated whole.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

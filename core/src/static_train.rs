@@ -97,7 +97,7 @@ pub fn run(
     options: &StaticOptions,
 ) -> Result<StaticOutcome, TrainError> {
     let run_dir = &options.run_dir;
-    let mut run = if options.resume {
+    let run = if options.resume {
         RunDir::open(run_dir)?
     } else {
         let resolved = crate::experiment::resolved_toml(experiment, experiment_path).map_err(TrainError::Other)?;
@@ -132,9 +132,14 @@ pub fn run(
         runtime.block_on(acquire::seed_prompts(experiment, base, judge.as_ref(), evaluator.as_deref(), limit))?;
     let buying = bar(options.quiet, prompts.len() as u64, "buying images {bar:30} {pos}/{len} {msg}");
     buying.set_message(format!("from teacher {label}"));
-    runtime.block_on(acquire::buy_seed_samples(&mut run, experiment, Arc::clone(&teacher), &label, &prompts, |n| {
+    let shared = Arc::new(std::sync::Mutex::new(run));
+    runtime.block_on(acquire::buy_seed_samples(&shared, experiment, Arc::clone(&teacher), &label, &prompts, |n| {
         buying.set_position(n as u64)
     }))?;
+    let run = Arc::try_unwrap(shared)
+        .map_err(|_| TrainError::Other("a purchase outlived the buying phase".into()))?
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     buying.finish();
     let mut data = TrainingSet::active(&run, experiment.run.image_size)?;
     if data.is_empty() {

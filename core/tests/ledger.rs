@@ -31,7 +31,7 @@ fn a_paid_request_is_never_paid_twice() {
         };
         if run.paid(&hash).unwrap().is_none() {
             paid += 1;
-            run.commit_paid(&hash, "shapes", &serde_json::to_string(&req).unwrap(), &render(1)).unwrap();
+            run.commit_paid(&hash, "shapes", &serde_json::to_string(&req).unwrap(), &render(1), None).unwrap();
         }
         let call = run.paid(&hash).unwrap().expect("recorded");
         assert_eq!(run.images.get(&call.image).unwrap(), render(1).image);
@@ -120,7 +120,7 @@ fn check_finds_missing_and_corrupt_images() {
     let dir = tempfile::tempdir().unwrap();
     let mut run = RunDir::create(dir.path(), "").unwrap();
     let hash = RequestHash::of("t", &request("x", 0));
-    let stored = run.commit_paid(&hash, "t", "{}", &render(9)).unwrap();
+    let stored = run.commit_paid(&hash, "t", "{}", &render(9), None).unwrap();
     std::fs::write(run.images.path(stored.hash()), b"bitrot").unwrap();
     let report = run.check().unwrap();
     assert!(!report.is_consistent());
@@ -171,7 +171,7 @@ fn crash_child_writer() {
     for seed in start.. {
         let req = request("crash", seed);
         let hash = RequestHash::of("shapes", &req);
-        let stored = run.commit_paid(&hash, "shapes", "{}", &render(seed)).unwrap();
+        let stored = run.commit_paid(&hash, "shapes", "{}", &render(seed), None).unwrap();
         run.ledger
             .add_sample(&NewSample {
                 prompt: &format!("prompt {seed}"),

@@ -20,6 +20,15 @@ pub enum PluginError {
         /// The provider's requested wait (e.g. from `Retry-After`), if any.
         retry_after: Option<Duration>,
     },
+    /// A paid request whose fate is unknown: it left, but no answer came (a time-out, a dropped
+    /// connection) or the answer could not be read, so the provider may have accepted and billed
+    /// it. The host counts the attempt as billed at its quote, then retries like a transient failure.
+    #[error("outcome unknown, possibly billed: {0}")]
+    Uncertain(String),
+    /// The provider accepted and billed the request, but what it delivered is unusable (a
+    /// corrupt or oversized image). The host counts the attempt at its quote and does not retry.
+    #[error("billed, unusable: {0}")]
+    Billed(String),
     /// A failure that retrying will not fix (authentication, refused content, malformed reply).
     #[error("{0}")]
     Failed(String),
@@ -40,6 +49,6 @@ impl PluginError {
 
     /// Whether the host should try the same call again.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, PluginError::Transient { .. })
+        matches!(self, PluginError::Transient { .. } | PluginError::Uncertain(_))
     }
 }

@@ -65,6 +65,12 @@ pub struct Response {
 }
 
 impl Response {
+    /// The body of a 2xx answer to a paid request as JSON; one that is not is
+    /// [`PluginError::Uncertain`], since the provider accepted (and billed) the request.
+    pub fn paid_json(&self) -> Result<serde_json::Value, PluginError> {
+        self.json().map_err(billed)
+    }
+
     /// The body as JSON, or a retryable error naming what was wrong (providers send truncated
     /// or HTML error bodies under load).
     pub fn json(&self) -> Result<serde_json::Value, PluginError> {
@@ -146,6 +152,21 @@ impl HttpClient {
     /// server's `Retry-After`); other non-2xx statuses become [`PluginError::Failed`] with the
     /// start of the body, which providers use for the reason.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, PluginError> {
+        self.exchange(request, false).await
+    }
+
+    /// Sends a paid request (a teacher's submission) once, like [`send`](Self::send), except that
+    /// a failure after the request may have reached the provider — a time-out, a dropped
+    /// connection, a 2xx body that breaks off — is [`PluginError::Uncertain`]: the provider may
+    /// have billed it, and the host must count it. A refused connection, or a 429/5xx answer, is
+    /// still [`PluginError::Transient`]: nothing was bought. Read the reply with
+    /// [`Response::paid_json`].
+    pub async fn purchase(&self, request: reqwest::RequestBuilder) -> Result<Response, PluginError> {
+        self.exchange(request, true).await
+    }
+
+    async fn exchange(&self, request: reqwest::RequestBuilder, paid: bool) -> Result<Response, PluginError> {
+        let transport_error = |error| transport_error(error, paid);
         self.pace().await;
         let mut response = request.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
@@ -162,16 +183,17 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
             .unwrap_or_default();
+        let too_large = || {
+            let error = PluginError::Failed(format!("response larger than {} bytes refused", self.settings.max_bytes));
+            if paid && (200..300).contains(&status) { billed(error) } else { error }
+        };
         if response.content_length().is_some_and(|n| n as usize > self.settings.max_bytes) {
-            return Err(PluginError::Failed(format!("response larger than {} bytes refused", self.settings.max_bytes)));
+            return Err(too_large());
         }
         let mut body = vec![];
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if body.len() + chunk.len() > self.settings.max_bytes {
-                return Err(PluginError::Failed(format!(
-                    "response larger than {} bytes refused",
-                    self.settings.max_bytes
-                )));
+                return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
@@ -191,7 +213,7 @@ fn snippet(body: &[u8]) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn transport_error(error: reqwest::Error) -> PluginError {
+fn transport_error(error: reqwest::Error, paid: bool) -> PluginError {
     // reqwest's message names the URL; its causes say what went wrong (a refused redirect).
     let mut message = format!("transport: {error}");
     let mut source = std::error::Error::source(&error);
@@ -201,6 +223,8 @@ fn transport_error(error: reqwest::Error) -> PluginError {
     }
     if error.is_redirect() {
         PluginError::Failed(message)
+    } else if paid && !error.is_connect() && (error.is_timeout() || error.is_request() || error.is_body()) {
+        PluginError::Uncertain(message)
     } else if error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() || error.is_decode() {
         PluginError::transient(message)
     } else {
@@ -243,6 +267,19 @@ impl HttpClient {
                 Err(other) => return Err(other),
             }
         }
+    }
+}
+
+/// A failure after a provider accepted a paid request, as an error the host counts: one that
+/// may pass (a broken-off reply) is [`PluginError::Uncertain`] and retried; one that will not
+/// (a corrupt or oversized image, a reply without one) is [`PluginError::Billed`].
+pub fn billed(error: PluginError) -> PluginError {
+    match error {
+        PluginError::Uncertain(_) | PluginError::Billed(_) => error,
+        PluginError::Transient { message, .. } => {
+            PluginError::Uncertain(format!("the provider accepted the request, but {message}"))
+        }
+        other => PluginError::Billed(format!("the provider accepted the request, but {other}")),
     }
 }
 

@@ -90,7 +90,7 @@ pub use operator::{Action, EvaluatedSample, Operator, Origin, Outcome};
 pub use plugin::{Limits, PluginContext, PluginInfo, PluginKind};
 pub use registry::{BuiltinPlugin, Constructor, builtin_plugins};
 pub use rng::SplitMix64;
-pub use teacher::{Cost, GenerateRequest, GeneratedImage, Teacher};
+pub use teacher::{Cost, GenerateRequest, GeneratedImage, Job, Submitted, Teacher, generate_by_job};
 
 /// Re-exported so that [`register_plugin!`] works without the plugin crate naming `inventory`.
 #[doc(hidden)]
@@ -105,8 +105,8 @@ pub use serde_json;
 pub mod prelude {
     pub use crate::{
         Action, BaseModel, Choice, CompareRequest, Cost, EvalCase, EvalSuite, EvaluatedSample, Evaluator,
-        ExpandRequest, GenerateRequest, GeneratedImage, Image, Judge, Limits, MutateRequest, Operator, Origin, Outcome,
-        PluginContext, PluginError, SampleRequest, SecretRef, SplitMix64, StepStats, Teacher, TrainBatch, Verdict,
-        async_trait,
+        ExpandRequest, GenerateRequest, GeneratedImage, Image, Job, Judge, Limits, MutateRequest, Operator, Origin,
+        Outcome, PluginContext, PluginError, SampleRequest, SecretRef, SplitMix64, StepStats, Submitted, Teacher,
+        TrainBatch, Verdict, async_trait,
     };
 }

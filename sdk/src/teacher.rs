@@ -69,10 +69,29 @@ pub struct GeneratedImage {
     pub cost: Cost,
 }
 
+/// A job a queueing provider accepted (and bills), as text only its teacher reads back: the
+/// provider's job id, its polling address. The host writes it down before collecting the
+/// result, so that a run stopped at any moment collects what it paid for instead of buying it
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job(pub String);
+
+/// What a teacher's [`submit`](Teacher::submit) got from the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// The provider answered with the image at once.
+    Done(GeneratedImage),
+    /// The provider queued the request; [`collect`](Teacher::collect) fetches the result.
+    Accepted(Job),
+}
+
 /// An image model to learn from.
 ///
 /// Implementations make one call per [`generate`](Teacher::generate); retries, rate limits,
-/// concurrency and never paying twice for the same request are the host's job.
+/// concurrency and never paying twice for the same request are the host's job. A provider that
+/// queues requests also implements [`submit`](Teacher::submit) and [`collect`](Teacher::collect)
+/// (and `generate` as [`generate_by_job`]), so that the host can record the accepted job between
+/// the two.
 #[async_trait::async_trait]
 pub trait Teacher: Send + Sync {
     /// How many calls the provider tolerates; the host never exceeds it.
@@ -84,6 +103,40 @@ pub trait Teacher: Send + Sync {
     /// instead of overshooting it.
     fn price(&self, request: &GenerateRequest) -> Cost;
 
+    /// The price of `request`, or why it cannot be priced. The host quotes every call with it
+    /// and buys nothing it cannot price. The default is [`price`](Teacher::price); only wrappers
+    /// of plugins across a boundary, whose pricing can fail, override it.
+    fn quote(&self, request: &GenerateRequest) -> Result<Cost, PluginError> {
+        Ok(self.price(request))
+    }
+
     /// Renders `request`.
+    ///
+    /// Report an error after the provider may have accepted the request (no answer came, or it
+    /// could not be read) as [`PluginError::Uncertain`]: the host then counts it as billed.
     async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError>;
+
+    /// Sends `request` and returns as soon as the provider has it: the image, or the job it
+    /// queued. The default renders the image at once with [`generate`](Teacher::generate).
+    async fn submit(&self, request: &GenerateRequest) -> Result<Submitted, PluginError> {
+        self.generate(request).await.map(Submitted::Done)
+    }
+
+    /// Fetches the result of `job`, which this teacher's provider accepted for `request` (maybe
+    /// in an earlier process). Collecting again must not buy again.
+    async fn collect(&self, request: &GenerateRequest, job: &Job) -> Result<GeneratedImage, PluginError> {
+        let _ = (request, job);
+        Err(PluginError::Unsupported("this teacher queues no jobs".into()))
+    }
+}
+
+/// [`Teacher::generate`] for a teacher whose provider queues jobs: submit, then collect.
+pub async fn generate_by_job<T: Teacher + ?Sized>(
+    teacher: &T,
+    request: &GenerateRequest,
+) -> Result<GeneratedImage, PluginError> {
+    match teacher.submit(request).await? {
+        Submitted::Done(image) => Ok(image),
+        Submitted::Accepted(job) => teacher.collect(request, &job).await,
+    }
 }

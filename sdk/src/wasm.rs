@@ -47,6 +47,10 @@ fn to_wit_error(error: PluginError) -> types::PluginError {
         PluginError::InvalidConfig(m) => types::PluginError::InvalidConfig(m),
         PluginError::InvalidInput(m) => types::PluginError::InvalidInput(m),
         PluginError::Transient { message, .. } => types::PluginError::Transient(message),
+        // The frozen 0.1 world has no case for it; the host then cannot count a possibly billed
+        // attempt, which is why wasm teachers make one request per call.
+        PluginError::Uncertain(m) => types::PluginError::Transient(m),
+        PluginError::Billed(m) => types::PluginError::Failed(m),
         PluginError::Unsupported(m) => types::PluginError::Unsupported(m),
         PluginError::Failed(m) | PluginError::Quarantined(m) => types::PluginError::Failed(m),
     }

@@ -24,6 +24,7 @@ pub use trainer::TrainerStatus;
 use crate::acquire::{self, AcquireError};
 use crate::eval::{EvalError, EvalReport, eval_model};
 use crate::experiment::Experiment;
+use crate::purchase::TeacherSlot;
 use crate::registry::Registry;
 use crate::run_model::{self, HostState, RunModelError};
 use crate::store::{NewPending, RoundSummary, RunDir, StoreError, TeacherRecord};
@@ -31,16 +32,12 @@ use crate::training_set::TrainingSet;
 use evolve_sdk::{Cost, Evaluator, Judge, Origin, PluginError};
 use progress::Progress;
 use round::{RoundContext, run_round};
-use shop::{Purchase, Shop, TeacherSlot};
+use shop::{Purchase, Shop};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use trainer::{Trainer, TrainerSettings};
 
-/// Locks `mutex`. A poisoned lock (a panic elsewhere) is still usable: every ledger write is its
-/// own transaction and the budget's counters are updated whole.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::lock;
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]

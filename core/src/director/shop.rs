@@ -5,35 +5,20 @@
 //! A request already paid for (same teacher, same request hash) is read from the ledger, never
 //! bought again; a paid image is durable before the ledger row that names it commits.
 
-use super::{DirectorError, lock};
+use super::DirectorError;
 use crate::acquire::{contained, request_for, with_retries};
 use crate::budget::Budget;
 use crate::experiment::Experiment;
-use crate::store::{Candidate, PendingRow, RequestHash, RunDir, StoreError};
+use crate::lock;
+use crate::purchase::{Bought, TeacherSlot, Till};
+use crate::store::{Candidate, PendingRow, RunDir, StoreError};
 use crate::training_set::TrainingSample;
-use evolve_sdk::{Choice, CompareRequest, GenerateRequest, Image, Judge, SplitMix64, Teacher};
+use evolve_sdk::{Choice, CompareRequest, GenerateRequest, Image, Judge, SplitMix64};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
-/// Attempts per call for transient failures (429, 5xx, time-outs).
+/// Attempts per judge call for transient failures (429, 5xx, time-outs).
 const ATTEMPTS: u32 = 6;
-
-/// A teacher with its label and its concurrency limit.
-pub struct TeacherSlot {
-    /// The teacher's label in the ledger.
-    pub label: String,
-    /// The plugin.
-    pub teacher: Arc<dyn Teacher>,
-    permits: Arc<Semaphore>,
-}
-
-impl TeacherSlot {
-    /// `teacher` labelled `label`, driven within its declared concurrency.
-    pub fn new(label: String, teacher: Arc<dyn Teacher>) -> TeacherSlot {
-        let permits = Arc::new(Semaphore::new(teacher.limits().concurrency.max(1) as usize));
-        TeacherSlot { label, teacher, permits }
-    }
-}
 
 /// What became of one pending prompt.
 pub enum Purchase {
@@ -43,12 +28,6 @@ pub enum Purchase {
     Dropped,
     /// The budget ran out before any image was bought; the prompt stays pending.
     OverBudget,
-}
-
-enum Bought {
-    Image(crate::store::StoredImage, Image),
-    OverBudget,
-    Failed(String),
 }
 
 /// Buys images for the run.
@@ -146,41 +125,8 @@ impl Shop {
     }
 
     async fn buy_from(&self, index: usize, request: &GenerateRequest) -> Result<Bought, DirectorError> {
-        let slot = &self.teachers[index];
-        let hash = RequestHash::of(&slot.label, request);
-        {
-            let run = lock(&self.run);
-            if let Some(call) = run.paid(&hash)? {
-                return Ok(Bought::Image(run.images.existing(&call.image)?, run.images.get(&call.image)?));
-            }
-        }
-        let price = slot.teacher.price(request);
-        let Some(reservation) = lock(&self.budget).reserve(price) else {
-            return Ok(Bought::OverBudget);
-        };
-        let outcome = {
-            let _permit = slot.permits.acquire().await;
-            let (teacher, request) = (Arc::clone(&slot.teacher), request.clone());
-            contained(async move { with_retries(ATTEMPTS, || teacher.generate(&request)).await }).await
-        };
-        let budget = || lock(&self.budget);
-        match outcome {
-            Ok(generated) => {
-                let json = serde_json::to_string(request).unwrap_or_default();
-                let stored = lock(&self.run).commit_paid(&hash, &slot.label, &json, &generated)?;
-                budget().settle(reservation, generated.cost);
-                Ok(Bought::Image(stored, generated.image))
-            }
-            Err(error) => {
-                budget().release(reservation);
-                if let evolve_sdk::PluginError::Quarantined(reason) = &error {
-                    // The run goes on with the other teachers; the fault is on record.
-                    let instance = format!("teacher.{}", slot.label);
-                    lock(&self.run).ledger.record_fault(&instance, None, reason).map_err(StoreError::from)?;
-                }
-                Ok(Bought::Failed(error.to_string()))
-            }
-        }
+        let till = Till { run: Arc::clone(&self.run), budget: Arc::clone(&self.budget) };
+        Ok(till.buy(&self.teachers[index], request).await?)
     }
 
     /// The index of the best image: pairwise, champion against challenger, order randomised.

@@ -139,13 +139,12 @@ impl Teacher for NativeTeacher {
     }
 
     fn price(&self, request: &GenerateRequest) -> Cost {
-        match result(self.0.price(&FfiGenerateRequest::new(request))) {
-            Ok(micro_usd) => Cost { micro_usd },
-            Err(error) => {
-                tracing::warn!(%error, "native teacher could not price a request; counted as free");
-                Cost::ZERO
-            }
-        }
+        // Only for display: the host buys with `quote`, which refuses what cannot be priced.
+        self.quote(request).unwrap_or(Cost::ZERO)
+    }
+
+    fn quote(&self, request: &GenerateRequest) -> Result<Cost, PluginError> {
+        Ok(Cost { micro_usd: result(self.0.price(&FfiGenerateRequest::new(request)))? })
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {

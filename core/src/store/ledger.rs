@@ -68,6 +68,8 @@ pub struct NewApiCall<'a> {
     pub revised_prompt: Option<String>,
     /// What it cost.
     pub cost: Cost,
+    /// The journalled attempt that delivered it ([`Ledger::attempt_sent`]), settled with it.
+    pub attempt: Option<i64>,
 }
 
 /// A recorded paid call.
@@ -281,16 +283,25 @@ impl Ledger {
                 call.cost.micro_usd as i64
             ],
             )?;
+            if let Some(attempt) = call.attempt {
+                tx.execute("DELETE FROM attempts WHERE id = ?1", [attempt])?;
+            }
             Ok(())
         })
     }
 
-    /// Paid calls so far and what they cost in total.
+    /// Paid calls so far and what they cost in total: the delivered ones at their cost, and every
+    /// attempt that may have been billed without delivering (in flight, queued, or lost) at its
+    /// quote.
     pub fn call_totals(&self) -> Result<(u64, Cost), LedgerError> {
         self.sql(|c| {
-            c.query_row("SELECT count(*), coalesce(sum(cost_micro_usd), 0) FROM api_calls", [], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, Cost { micro_usd: r.get::<_, i64>(1)?.max(0) as u64 }))
-            })
+            c.query_row(
+                "SELECT (SELECT count(*) FROM api_calls) + (SELECT count(*) FROM attempts),
+                        (SELECT coalesce(sum(cost_micro_usd), 0) FROM api_calls)
+                          + (SELECT coalesce(sum(quoted_micro_usd), 0) FROM attempts)",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, Cost { micro_usd: r.get::<_, i64>(1)?.max(0) as u64 })),
+            )
         })
     }
 

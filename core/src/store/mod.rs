@@ -18,6 +18,7 @@ mod fsutil;
 mod images;
 mod ledger;
 mod migrations;
+mod purchases;
 
 pub use curation::{Candidate, NewPending, PendingRow, TeacherRecord};
 pub use fsutil::atomic_write;
@@ -26,6 +27,7 @@ pub use ledger::{
     ApiCall, ConsistencyReport, Ledger, LedgerError, NewApiCall, NewJudgment, NewSample, RequestHash, RoundSummary,
     SampleRow,
 };
+pub use purchases::QueuedJob;
 
 use std::path::{Path, PathBuf};
 
@@ -122,6 +124,14 @@ impl RunDir {
         }
         let images = ImageStore::open(&root.join("images"))?;
         let ledger = Ledger::open(&root.join("ledger.sqlite"))?;
+        // This process alone holds the run: an attempt still in flight was a dead process's.
+        let interrupted = ledger.charge_interrupted_attempts()?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "paid calls were in flight when the run stopped: counted as billed at their quotes"
+            );
+        }
         Ok(RunDir { root: root.to_path_buf(), _lock: lock, ledger, images })
     }
 
@@ -150,14 +160,16 @@ impl RunDir {
         Ok(self.ledger.lookup_call(request)?)
     }
 
-    /// Makes a paid image durable: the file first, then the ledger row that names it.
-    /// Returns the stored image; calling it again for the same request is a no-op.
+    /// Makes a paid image durable: the file first, then the ledger row that names it (settling
+    /// the journalled `attempt` that delivered it). Returns the stored image; calling it again
+    /// for the same request is a no-op.
     pub fn commit_paid(
         &mut self,
         request: &RequestHash,
         plugin: &str,
         request_json: &str,
         generated: &evolve_sdk::GeneratedImage,
+        attempt: Option<i64>,
     ) -> Result<StoredImage, StoreError> {
         let stored = self.images.put(&generated.image)?;
         self.ledger.record_call(&NewApiCall {
@@ -167,6 +179,7 @@ impl RunDir {
             image: &stored,
             revised_prompt: generated.revised_prompt.clone(),
             cost: generated.cost,
+            attempt,
         })?;
         Ok(stored)
     }

@@ -1,8 +1,8 @@
 //! # evolve-bfl
 //!
 //! The `bfl` teacher: Black Forest Labs' FLUX API. A request is submitted to
-//! `{base_url}/{model}`, the returned `polling_url` polled until `Ready`, and the sample image
-//! downloaded at once (its URL expires after ten minutes).
+//! `{base_url}/{model}`, the returned `polling_url` (the job the host records) polled until
+//! `Ready`, and the sample image downloaded at once (its URL expires after ten minutes).
 
 use evolve_sdk::http::{HttpClient, poll};
 use evolve_sdk::prelude::*;
@@ -106,6 +106,10 @@ impl Teacher for Bfl {
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {
+        evolve_sdk::generate_by_job(self, request).await
+    }
+
+    async fn submit(&self, request: &GenerateRequest) -> Result<Submitted, PluginError> {
         let mut input = self.config.input.clone();
         input.insert("prompt".into(), request.prompt.clone().into());
         input.insert("seed".into(), (request.seed % (1 << 31)).into());
@@ -113,18 +117,25 @@ impl Teacher for Bfl {
         input.entry("width").or_insert_with(|| (request.width.clamp(256, 1440) / 32 * 32).into());
         input.entry("height").or_insert_with(|| (request.height.clamp(256, 1440) / 32 * 32).into());
         let url = format!("{}/{}", self.config.base_url.trim_end_matches('/'), self.config.model);
-        let submitted =
-            self.http.send(self.http.client().post(url).header("x-key", &self.key).json(&input)).await?.json()?;
+        let submitted = self
+            .http
+            .purchase(self.http.client().post(url).header("x-key", &self.key).json(&input))
+            .await?
+            .paid_json()?;
         let polling_url = submitted
             .get("polling_url")
             .and_then(Value::as_str)
-            .ok_or_else(|| PluginError::Failed(format!("reply without polling_url: {submitted}")))?
-            .to_string();
-        evolve_sdk::http::check_key_target(&self.config.base_url, &polling_url)?;
+            .ok_or_else(|| PluginError::Uncertain(format!("reply without polling_url: {submitted}")))?;
+        Ok(Submitted::Accepted(Job(polling_url.to_string())))
+    }
+
+    async fn collect(&self, request: &GenerateRequest, job: &Job) -> Result<GeneratedImage, PluginError> {
+        let polling_url = &job.0;
+        evolve_sdk::http::check_key_target(&self.config.base_url, polling_url)?;
         let interval = Duration::from_millis(self.config.poll_ms);
         let sample = poll(interval, Duration::from_secs(self.config.timeout_s), || async {
             let status =
-                self.http.send(self.http.client().get(&polling_url).header("x-key", &self.key)).await?.json()?;
+                self.http.send(self.http.client().get(polling_url).header("x-key", &self.key)).await?.json()?;
             match status.get("status").and_then(Value::as_str).unwrap_or("") {
                 "Ready" => status
                     .pointer("/result/sample")

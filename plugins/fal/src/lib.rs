@@ -108,6 +108,10 @@ impl Teacher for Fal {
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {
+        evolve_sdk::generate_by_job(self, request).await
+    }
+
+    async fn submit(&self, request: &GenerateRequest) -> Result<Submitted, PluginError> {
         let mut input = self.config.input.clone();
         input.insert("prompt".into(), request.prompt.clone().into());
         input.insert("seed".into(), (request.seed % (1 << 31)).into());
@@ -117,17 +121,29 @@ impl Teacher for Fal {
         let url = format!("{}/{}", self.config.base_url.trim_end_matches('/'), self.config.model);
         let submitted = self
             .http
-            .send(self.http.client().post(url).header("Authorization", &self.auth).json(&input))
+            .purchase(self.http.client().post(url).header("Authorization", &self.auth).json(&input))
             .await?
-            .json()?;
+            .paid_json()?;
         let field = |name: &str| {
             submitted
                 .get(name)
                 .and_then(Value::as_str)
-                .map(String::from)
-                .ok_or_else(|| PluginError::Failed(format!("queue reply without {name}: {submitted}")))
+                .map(Value::from)
+                .ok_or_else(|| PluginError::Uncertain(format!("queue reply without {name}: {submitted}")))
         };
-        let (status_url, response_url) = (field("status_url")?, field("response_url")?);
+        let job = serde_json::json!({ "status_url": field("status_url")?, "response_url": field("response_url")? });
+        Ok(Submitted::Accepted(Job(job.to_string())))
+    }
+
+    async fn collect(&self, request: &GenerateRequest, job: &Job) -> Result<GeneratedImage, PluginError> {
+        let job: Value = serde_json::from_str(&job.0).unwrap_or_default();
+        let url = |name: &str| {
+            job.get(name)
+                .and_then(Value::as_str)
+                .map(String::from)
+                .ok_or_else(|| PluginError::Failed(format!("a recorded fal job without {name}: {job}")))
+        };
+        let (status_url, response_url) = (url("status_url")?, url("response_url")?);
         let interval = Duration::from_millis(self.config.poll_ms);
         poll(interval, Duration::from_secs(self.config.timeout_s), || async {
             let status = self.get(&status_url).await?;

@@ -181,7 +181,18 @@ impl Teacher for OpenAiTeacher {
             body["seed"] = request.seed.into();
         }
         let url = format!("{}/images/generations", self.config.base_url.trim_end_matches('/'));
-        let reply = self.http.send(self.post(url).json(&body)).await?;
+        let reply = self.http.purchase(self.post(url).json(&body)).await?;
+        // The request is billed from here on, whatever becomes of the reply.
+        self.read(request, reply).await.map_err(evolve_sdk::http::billed)
+    }
+}
+
+impl OpenAiTeacher {
+    async fn read(
+        &self,
+        request: &GenerateRequest,
+        reply: evolve_sdk::http::Response,
+    ) -> Result<GeneratedImage, PluginError> {
         if !reply.content_type.contains("json") {
             return Err(PluginError::transient(format!("expected JSON, got content type {:?}", reply.content_type)));
         }

@@ -131,6 +131,10 @@ impl Teacher for Replicate {
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {
+        evolve_sdk::generate_by_job(self, request).await
+    }
+
+    async fn submit(&self, request: &GenerateRequest) -> Result<Submitted, PluginError> {
         let mut input = self.config.input.clone();
         input.insert("prompt".into(), request.prompt.clone().into());
         input.insert("seed".into(), (request.seed % (1 << 31)).into());
@@ -141,25 +145,32 @@ impl Teacher for Replicate {
         };
         let created = self
             .http
-            .send(self.http.client().post(url).bearer_auth(&self.key).header("Prefer", "wait").json(&body))
+            .purchase(self.http.client().post(url).bearer_auth(&self.key).header("Prefer", "wait").json(&body))
             .await?
-            .json()?;
-        let image_url = match output_of(&created)? {
-            Some(url) => url,
-            None => {
-                let get = created
-                    .pointer("/urls/get")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| PluginError::Failed(format!("prediction without urls.get: {created}")))?;
-                let interval = Duration::from_millis(self.config.poll_ms);
-                poll(interval, Duration::from_secs(self.config.timeout_s), || async {
-                    output_of(&self.get(get).await?)
-                })
-                .await?
-            }
-        };
+            .paid_json()?;
+        let finished = output_of(&created)?;
+        match (created.pointer("/urls/get").and_then(Value::as_str), finished) {
+            // The prediction's own address is the job: collecting it again costs nothing.
+            (Some(get), _) => Ok(Submitted::Accepted(Job(get.to_string()))),
+            (None, Some(image_url)) => Ok(Submitted::Done(self.fetch(request, &image_url).await?)),
+            (None, None) => Err(PluginError::Uncertain(format!("prediction without urls.get: {created}"))),
+        }
+    }
+
+    async fn collect(&self, request: &GenerateRequest, job: &Job) -> Result<GeneratedImage, PluginError> {
+        let interval = Duration::from_millis(self.config.poll_ms);
+        let image_url = poll(interval, Duration::from_secs(self.config.timeout_s), || async {
+            output_of(&self.get(&job.0).await?)
+        })
+        .await?;
+        self.fetch(request, &image_url).await
+    }
+}
+
+impl Replicate {
+    async fn fetch(&self, request: &GenerateRequest, image_url: &str) -> Result<GeneratedImage, PluginError> {
         Ok(GeneratedImage {
-            image: self.http.fetch_image(&image_url).await?,
+            image: self.http.fetch_image(image_url).await?,
             revised_prompt: None,
             cost: self.price(request),
         })

@@ -130,22 +130,24 @@ impl Teacher for Stability {
         let accept = if self.config.json { "application/json" } else { "image/*" };
         let reply = self
             .http
-            .send(self.http.client().post(url).bearer_auth(&self.key).header("Accept", accept).multipart(form))
+            .purchase(self.http.client().post(url).bearer_auth(&self.key).header("Accept", accept).multipart(form))
             .await?;
+        // The request is billed from here on: an unreadable image is counted, then retried.
+        let billed = evolve_sdk::http::billed;
         let image = if reply.content_type.starts_with("image/") {
-            decode_image(&reply.body)?
+            decode_image(&reply.body).map_err(billed)?
         } else if reply.content_type.contains("json") {
-            let json = reply.json()?;
+            let json = reply.paid_json()?;
             if json.get("finish_reason").and_then(Value::as_str) == Some("CONTENT_FILTERED") {
                 return Err(PluginError::Failed("Stability filtered the image (CONTENT_FILTERED)".into()));
             }
             let b64 = json
                 .get("image")
                 .and_then(Value::as_str)
-                .ok_or_else(|| PluginError::Failed(format!("JSON reply without image: {json}")))?;
-            decode_image(&base64_decode(b64)?)?
+                .ok_or_else(|| billed(PluginError::Failed(format!("JSON reply without image: {json}"))))?;
+            decode_image(&base64_decode(b64)?).map_err(billed)?
         } else {
-            return Err(PluginError::transient(format!("unexpected content type {:?}", reply.content_type)));
+            return Err(billed(PluginError::Failed(format!("unexpected content type {:?}", reply.content_type))));
         };
         Ok(GeneratedImage { image, revised_prompt: None, cost: self.price(request) })
     }

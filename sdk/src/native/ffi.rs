@@ -18,7 +18,8 @@ use std::time::Duration;
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct FfiError {
-    /// 0 invalid config, 1 invalid input, 2 transient, 3 failed, 4 unsupported, 5 panicked.
+    /// 0 invalid config, 1 invalid input, 2 transient, 3 failed, 4 unsupported, 5 panicked,
+    /// 6 uncertain (possibly billed), 7 billed and unusable.
     pub kind: u8,
     /// The message.
     pub message: RString,
@@ -41,6 +42,8 @@ impl From<PluginError> for FfiError {
             PluginError::Transient { message, retry_after } => (2, message, retry_after),
             PluginError::Failed(m) => (3, m, None),
             PluginError::Unsupported(m) => (4, m, None),
+            PluginError::Uncertain(m) => (6, m, None),
+            PluginError::Billed(m) => (7, m, None),
             // Only the host quarantines; a plugin passing the variant on is just failing.
             PluginError::Quarantined(m) => (3, m, None),
         };
@@ -61,6 +64,8 @@ impl From<FfiError> for PluginError {
             },
             4 => PluginError::Unsupported(message),
             5 => PluginError::Failed(format!("the plugin panicked: {message}")),
+            6 => PluginError::Uncertain(message),
+            7 => PluginError::Billed(message),
             _ => PluginError::Failed(message),
         }
     }

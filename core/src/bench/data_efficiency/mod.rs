@@ -119,19 +119,25 @@ impl Arm {
         }
     }
 
-    /// The curation chain, as `[[operators]]` tables (empty: the paper's default chain).
+    /// The curation chain, as `[[operators]]` tables: the main job's (`examples/shapes`), less
+    /// the step an ablation leaves out.
     fn operators(self) -> String {
         let without = match self {
-            Arm::WithoutExpansion => "expansion",
-            Arm::WithoutDeletion => "deletion",
-            Arm::WithoutMutation => "mutation",
-            _ => return String::new(),
+            Arm::WithoutExpansion => Some("expansion"),
+            Arm::WithoutDeletion => Some("deletion"),
+            Arm::WithoutMutation => Some("mutation"),
+            _ => None,
         };
-        ["discrimination", "expansion", "deletion", "mutation"]
-            .into_iter()
-            .filter(|op| *op != without)
-            .map(|op| format!("[[operators]]\nplugin = \"{op}\"\n"))
-            .collect()
+        [
+            ("discrimination", "{}"),
+            ("expansion", "{ expand_num = 3 }"),
+            ("deletion", "{}"),
+            ("mutation", "{ mutation_ratio = 0.5 }"),
+        ]
+        .into_iter()
+        .filter(|(op, _)| Some(*op) != without)
+        .map(|(op, config)| format!("[[operators]]\nplugin = \"{op}\"\nconfig = {config}\n"))
+        .collect()
     }
 }
 
@@ -165,7 +171,7 @@ name = "data-efficiency"
 seed = {seed}
 [base_model]
 plugin = "dit"
-config = {{ preset = "tiny", sample_steps = 10 }}
+config = {{ preset = "tiny", guidance = 4.5 }}
 [[teachers]]
 plugin = "shapes"
 [judge]
@@ -177,10 +183,11 @@ plugin = "shapes"
 [prompts]
 generate = {initial}
 [training]
-batch_size = 16
+batch_size = 32
 checkpoint_every = {steps}
 [director]
 every_steps = {every}
+sample_steps = 10
 [budget]
 max_teacher_calls = {budget}
 max_steps = {steps}

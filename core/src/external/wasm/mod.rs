@@ -173,12 +173,17 @@ impl Teacher for WasmTeacher {
     }
 
     fn price(&self, request: &GenerateRequest) -> Cost {
+        // Only for display: the host buys with `quote`, which refuses what cannot be priced.
+        self.quote(request).unwrap_or(Cost::ZERO)
+    }
+
+    fn quote(&self, request: &GenerateRequest) -> Result<Cost, PluginError> {
         let wit = to_wit_request(request);
         let price = self.0.call(|live| {
             let this = resource(live)?;
             live.plugin.evolve_plugin_teacher().instance().call_price(&mut live.store, this, &wit).map(Ok)
         });
-        Cost { micro_usd: price.unwrap_or(0) }
+        Ok(Cost { micro_usd: price? })
     }
 
     async fn generate(&self, request: &GenerateRequest) -> Result<GeneratedImage, PluginError> {

@@ -11,6 +11,9 @@ pub struct FlatConfig {
     /// Price of one image in micro-dollars.
     #[serde(default)]
     pub micro_usd: u64,
+    /// Pricing a prompt that contains this word traps (a plugin whose pricing fails).
+    #[serde(default)]
+    pub unpriceable: Option<String>,
 }
 
 /// The teacher.
@@ -22,7 +25,10 @@ impl Teacher for Flat {
         Limits { concurrency: 8, requests_per_minute: Some(600) }
     }
 
-    fn price(&self, _request: &GenerateRequest) -> Cost {
+    fn price(&self, request: &GenerateRequest) -> Cost {
+        if self.0.unpriceable.as_ref().is_some_and(|word| request.prompt.contains(word.as_str())) {
+            panic!("no price for {:?}", request.prompt);
+        }
         Cost { micro_usd: self.0.micro_usd }
     }
 
