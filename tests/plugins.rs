@@ -260,6 +260,16 @@ fn an_infinite_loop_times_out_and_is_quarantined() {
 }
 
 #[test]
+fn a_guest_asleep_in_a_wasi_call_is_stopped_at_its_time_limit() {
+    let op = probe(wasm(&files().probe_wasm), serde_json::json!({ "behaviour": "sleep" }));
+    let started = Instant::now();
+    let reason = quarantined(op.decide(&typical_sample()));
+    assert!(reason.contains("exceeded its time limit of 300 ms"), "{reason}");
+    // It asked for 20 s; the limit is 300 ms.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
 fn a_memory_bomb_hits_the_memory_limit() {
     let op = probe(wasm(&files().probe_wasm), serde_json::json!({ "behaviour": "memory_bomb" }));
     let reason = quarantined(op.decide(&typical_sample()));

@@ -1,6 +1,7 @@
 //! One wasm plugin instance in its sandbox: a store with a memory limit, a per-call time limit
-//! (epoch interruption, not counting time spent in host calls), WASI with nothing granted
-//! unless the experiment grants it, and quarantine after the first fault.
+//! (epoch interruption, not counting time spent in the host's HTTP; WASI waits cut at the
+//! limit), WASI with nothing granted unless the experiment grants it, and quarantine after the
+//! first fault.
 
 use super::bindings::{self, evolve::plugin::host, evolve::plugin::types};
 use super::engine::{TICK, engine, first_line};
@@ -9,8 +10,9 @@ use crate::external::capabilities;
 use evolve_sdk::PluginError;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
-use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime::component::{Component, Linker, Resource, ResourceAny, ResourceTable};
+use wasmtime::{ResourceLimiter, Store, StoreContextMut, UpdateDeadline};
+use wasmtime_wasi::p2::{DynPollable, Pollable};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 /// What the store holds for the host.
@@ -20,11 +22,61 @@ pub struct HostState {
     label: String,
     allow_hosts: Vec<String>,
     memory_limit: usize,
+    /// Bytes of every linear memory of the instance together.
+    memory_used: usize,
+    /// Elements of every table of the instance together.
+    table_elements: usize,
     memory_exceeded: bool,
     timeout: Duration,
     timed_out: bool,
     call_started: Instant,
     host_time: Duration,
+    /// The monotonic clock the guest reads (WASI), so that a wait until an instant can be capped.
+    clock: GuestClock,
+}
+
+impl HostState {
+    /// What is left of this call's time limit.
+    fn remaining(&self) -> Duration {
+        self.timeout.saturating_sub(self.call_started.elapsed().saturating_sub(self.host_time))
+    }
+
+    /// A WASI wait of `wanted`, cut to what is left of the call's time limit. Epoch interruption
+    /// cannot stop a guest blocked in a host call, so a sleep longer than the limit ends at the
+    /// limit, and the call is then failed as timed out.
+    fn wait(&mut self, wanted: Duration) -> wasmtime::Result<Resource<DynPollable>> {
+        let remaining = self.remaining();
+        if wanted > remaining {
+            self.timed_out = true;
+        }
+        let until = tokio::time::Instant::now() + wanted.min(remaining);
+        let sleep = self.table.push(Wait(until))?;
+        wasmtime_wasi::p2::subscribe(&mut self.table, sleep)
+    }
+}
+
+/// The guest's monotonic clock: nanoseconds since the instance was made.
+#[derive(Clone, Copy)]
+struct GuestClock(Instant);
+
+impl wasmtime_wasi::HostMonotonicClock for GuestClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        self.0.elapsed().as_nanos().min(u64::MAX as u128) as u64
+    }
+}
+
+/// A guest's wait (a `pollable`), ready at an instant.
+struct Wait(tokio::time::Instant);
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Wait {
+    async fn ready(&mut self) {
+        tokio::time::sleep_until(self.0).await
+    }
 }
 
 impl WasiView for HostState {
@@ -33,15 +85,41 @@ impl WasiView for HostState {
     }
 }
 
+/// Table elements one instance may hold, all its tables together.
+const TABLE_ELEMENTS: usize = 1 << 20;
+
 impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.memory_limit;
+    // A component may hold several core instances, each with its memories and tables: the
+    // limits are on their sum, not on each.
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.memory_used.saturating_sub(current).saturating_add(desired);
+        let allowed = total <= self.memory_limit;
+        if allowed {
+            self.memory_used = total;
+        }
         self.memory_exceeded |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.table_elements.saturating_sub(current).saturating_add(desired);
+        let allowed = total <= TABLE_ELEMENTS;
+        if allowed {
+            self.table_elements = total;
+        }
+        Ok(allowed)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
     }
 }
 
@@ -103,17 +181,22 @@ impl Sandboxed {
                 PluginError::InvalidConfig(format!("cannot grant read access to {}: {e}", dir.display()))
             })?;
         }
+        let clock = GuestClock(Instant::now());
+        wasi.monotonic_clock(clock);
         let state = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             label: label.to_string(),
             allow_hosts: settings.allow_hosts.clone(),
             memory_limit: (settings.memory_mb as usize) << 20,
+            memory_used: 0,
+            table_elements: 0,
             memory_exceeded: false,
             timeout: Duration::from_millis(settings.call_timeout_ms),
             timed_out: false,
             call_started: Instant::now(),
             host_time: Duration::ZERO,
+            clock,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
@@ -148,7 +231,12 @@ impl Sandboxed {
             return Err(PluginError::Quarantined(reason.clone()));
         }
         begin_call(&mut live.store);
-        match f(&mut live) {
+        let outcome = match f(&mut live) {
+            // A guest whose WASI wait was cut at the time limit returned early, but still overran.
+            Ok(_) if live.store.data().timed_out => Err(wasmtime::Error::msg("time limit exceeded in a WASI wait")),
+            other => other,
+        };
+        match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(plugin_error(error)),
             Err(trap) => {
@@ -168,10 +256,28 @@ fn linker() -> Result<&'static Linker<HostState>, PluginError> {
         let mut linker = Linker::new(engine()?);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s))
+            .and_then(|()| bounded_waits(&mut linker))
             .map_err(|e| format!("cannot link wasm plugins: {}", first_line(&e)))?;
         Ok(linker)
     });
     linker.as_ref().map_err(|e| PluginError::Failed(e.clone()))
+}
+
+/// Replaces WASI's clock subscriptions (what a guest's sleep or timed poll waits on) with waits
+/// cut at the call's time limit ([`HostState::wait`]).
+fn bounded_waits(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    clock.func_wrap("subscribe-duration", |mut store: StoreContextMut<'_, HostState>, (nanos,): (u64,)| {
+        Ok((store.data_mut().wait(Duration::from_nanos(nanos))?,))
+    })?;
+    clock.func_wrap("subscribe-instant", |mut store: StoreContextMut<'_, HostState>, (when,): (u64,)| {
+        let state = store.data_mut();
+        let wanted = Duration::from_nanos(when.saturating_sub(wasmtime_wasi::HostMonotonicClock::now(&state.clock)));
+        Ok((state.wait(wanted)?,))
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 fn begin_call(store: &mut Store<HostState>) {
@@ -204,5 +310,48 @@ pub fn plugin_error(error: types::PluginError) -> PluginError {
         types::PluginError::Transient(m) => PluginError::transient(m),
         types::PluginError::Failed(m) => PluginError::Failed(m),
         types::PluginError::Unsupported(m) => PluginError::Unsupported(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(memory_mb: usize) -> HostState {
+        HostState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            label: "t".into(),
+            allow_hosts: vec![],
+            memory_limit: memory_mb << 20,
+            memory_used: 0,
+            table_elements: 0,
+            memory_exceeded: false,
+            timeout: Duration::from_millis(300),
+            timed_out: false,
+            call_started: Instant::now(),
+            host_time: Duration::ZERO,
+            clock: GuestClock(Instant::now()),
+        }
+    }
+
+    #[test]
+    fn the_memory_limit_holds_for_all_memories_together() {
+        let mut state = state(64);
+        assert!(state.memory_growing(0, 40 << 20, None).unwrap(), "one memory of 40 MiB fits");
+        assert!(!state.memory_growing(0, 40 << 20, None).unwrap(), "a second of 40 MiB makes 80 MiB");
+        assert!(state.memory_exceeded);
+        assert!(state.memory_growing(0, 24 << 20, None).unwrap(), "24 MiB more makes exactly 64 MiB");
+        assert!(state.memory_growing(40 << 20, 30 << 20, None).is_ok_and(|grown| grown), "shrinking counts too");
+        assert!(!state.table_growing(0, TABLE_ELEMENTS + 1, None).unwrap());
+    }
+
+    #[test]
+    fn a_wasi_wait_past_the_time_limit_is_cut_and_marks_the_call_timed_out() {
+        let mut state = state(64);
+        let _short = state.wait(Duration::from_millis(10)).unwrap();
+        assert!(!state.timed_out);
+        let _long = state.wait(Duration::from_secs(20)).unwrap();
+        assert!(state.timed_out);
     }
 }

@@ -22,6 +22,8 @@ pub enum Behaviour {
     Fetch,
     /// Read the file at `path` and report its length.
     Read,
+    /// Sleep 20 s in a WASI call, then answer like `expand`.
+    Sleep,
 }
 
 /// The probe's config.
@@ -66,6 +68,10 @@ impl Operator for Probe {
                     hoard.push(vec![1u8; 16 << 20]);
                     std::hint::black_box(&hoard);
                 }
+            }
+            Behaviour::Sleep => {
+                std::thread::sleep(std::time::Duration::from_secs(20));
+                Ok(vec![])
             }
             Behaviour::Panic => panic!("the probe panics on purpose (prompt {:?})", sample.prompt),
             Behaviour::Fetch => {
