@@ -84,11 +84,32 @@ pub fn build(experiment: &Experiment, registry: &Registry, run: &Path) -> Result
         .map_err(|source| RunModelError::Build { plugin: section.plugin.to_string(), source })
 }
 
-/// The latest complete checkpoint folder of the run at `run`, if any.
+/// The latest complete checkpoint folder of the run at `run`, if any: the one `LATEST` names, or,
+/// if that one is gone or incomplete, the newest complete one.
 pub fn latest_checkpoint(run: &Path) -> Option<PathBuf> {
-    let name = std::fs::read_to_string(run.join("checkpoints/LATEST")).ok()?;
-    let dir = run.join("checkpoints").join(name.trim());
-    dir.is_dir().then_some(dir)
+    let root = run.join("checkpoints");
+    let complete = |dir: &Path| dir.join("host.json").is_file();
+    if let Ok(name) = std::fs::read_to_string(root.join("LATEST")) {
+        let dir = root.join(name.trim());
+        if complete(&dir) {
+            return Some(dir);
+        }
+        tracing::warn!(latest = %name.trim(), "the checkpoint LATEST names is missing or incomplete; using the newest complete one");
+    }
+    checkpoint_dirs(&root).into_iter().rev().find(|dir| complete(dir))
+}
+
+/// The checkpoint folders under `root`, oldest first: `step-N`, then its re-saves `step-N-K`.
+fn checkpoint_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect::<Vec<PathBuf>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+        .collect();
+    // Zero-padded step and re-save numbers: the names sort in the order they were written.
+    dirs.sort();
+    dirs
 }
 
 /// Saves `model` (and `host_state`, the caller's own JSON) as checkpoint `step`, atomically:
@@ -102,15 +123,19 @@ pub fn save_checkpoint(
 ) -> Result<PathBuf, RunModelError> {
     let root = run.join("checkpoints");
     // A re-save at the same step (a stop or a resume with no step between) gets a name of its
-    // own: deleting the folder LATEST names before its replacement is in place would leave a
-    // crash in between with no checkpoint. Names sort in the order they were written.
-    let mut name = format!("step-{step:09}");
-    for again in 1.. {
-        if !root.join(&name).exists() {
-            break;
-        }
-        name = format!("step-{step:09}-{again:06}");
-    }
+    // own, after every earlier save of that step: deleting the folder LATEST names before its
+    // replacement is in place would leave a crash in between with no checkpoint, and a name
+    // sorting before a kept one would be pruned at once.
+    let base = format!("step-{step:09}");
+    let resaves = checkpoint_dirs(&root)
+        .iter()
+        .filter_map(|dir| dir.file_name().and_then(|n| n.to_str()).map(String::from))
+        .filter_map(|n| if n == base { Some(0) } else { n.strip_prefix(&format!("{base}-"))?.parse::<u64>().ok() })
+        .max();
+    let name = match resaves {
+        None => base,
+        Some(last) => format!("{base}-{:06}", last + 1),
+    };
     let tmp = root.join(format!(".{name}.partial"));
     let io = |e: std::io::Error| RunModelError::Io(format!("{}: {e}", root.display()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -121,14 +146,7 @@ pub fn save_checkpoint(
     let dir = root.join(&name);
     std::fs::rename(&tmp, &dir).map_err(io)?;
     atomic_write(&root.join("LATEST"), name.as_bytes()).map_err(|e| RunModelError::Io(e.to_string()))?;
-    let mut old: Vec<PathBuf> = std::fs::read_dir(&root)
-        .map_err(io)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
-        .collect();
-    old.sort();
-    for stale in old.iter().rev().skip(2) {
+    for stale in checkpoint_dirs(&root).iter().rev().skip(2) {
         let _ = std::fs::remove_dir_all(stale);
     }
     Ok(dir)
@@ -185,5 +203,26 @@ mod tests {
         let third = save_checkpoint(run.path(), 6, &Versioned(3), &serde_json::Value::Null).unwrap();
         assert_eq!(latest_checkpoint(run.path()), Some(third));
         assert!(!first.exists() && second.exists(), "the two newest are kept, in the order written");
+    }
+
+    #[test]
+    fn many_resaves_at_one_step_keep_what_latest_names() {
+        // Found by the kill -9 soak: after `step-5` was pruned, a fourth save at step 5 took the
+        // free name `step-5`, which sorts before the kept re-saves and was pruned at once.
+        let run = tempfile::tempdir().unwrap();
+        for version in 0..6 {
+            let saved = save_checkpoint(run.path(), 5, &Versioned(version), &serde_json::Value::Null).unwrap();
+            assert_eq!(latest_checkpoint(run.path()), Some(saved.clone()), "save {version}");
+            assert!(saved.join("version").is_file(), "save {version} was pruned");
+        }
+    }
+
+    #[test]
+    fn a_missing_latest_falls_back_to_the_newest_complete_checkpoint() {
+        let run = tempfile::tempdir().unwrap();
+        let kept = save_checkpoint(run.path(), 5, &Versioned(1), &serde_json::Value::Null).unwrap();
+        let broken = save_checkpoint(run.path(), 6, &Versioned(2), &serde_json::Value::Null).unwrap();
+        std::fs::remove_file(broken.join("host.json")).unwrap();
+        assert_eq!(latest_checkpoint(run.path()), Some(kept));
     }
 }

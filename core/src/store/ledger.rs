@@ -284,7 +284,7 @@ impl Ledger {
             ],
             )?;
             if let Some(attempt) = call.attempt {
-                tx.execute("DELETE FROM attempts WHERE id = ?1", [attempt])?;
+                tx.execute("UPDATE attempts SET state = 'delivered' WHERE id = ?1", [attempt])?;
             }
             Ok(())
         })
@@ -296,9 +296,9 @@ impl Ledger {
     pub fn call_totals(&self) -> Result<(u64, Cost), LedgerError> {
         self.sql(|c| {
             c.query_row(
-                "SELECT (SELECT count(*) FROM api_calls) + (SELECT count(*) FROM attempts),
+                "SELECT (SELECT count(*) FROM api_calls) + (SELECT count(*) FROM attempts WHERE state != 'delivered'),
                         (SELECT coalesce(sum(cost_micro_usd), 0) FROM api_calls)
-                          + (SELECT coalesce(sum(quoted_micro_usd), 0) FROM attempts)",
+                          + (SELECT coalesce(sum(quoted_micro_usd), 0) FROM attempts WHERE state != 'delivered')",
                 [],
                 |r| Ok((r.get::<_, i64>(0)? as u64, Cost { micro_usd: r.get::<_, i64>(1)?.max(0) as u64 })),
             )

@@ -117,8 +117,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // v5: purchases in flight. Every attempt at a paid call is written down before its request
     // leaves, with the job the provider queued as soon as it is known, so that a run killed at
     // any moment collects what it paid for on resume instead of buying it again, and its budget
-    // counts every attempt that may have been billed. A delivered attempt moves to api_calls; a
-    // refused one is deleted; the rest stay, charged at their quote.
+    // counts every attempt that may have been billed. A delivered attempt is counted in api_calls
+    // (kept here, `delivered`, for the audit trail); a refused one is deleted; the rest stay,
+    // charged at their quote.
     r#"
     CREATE TABLE attempts (
         id                INTEGER PRIMARY KEY,
@@ -126,7 +127,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         plugin            TEXT NOT NULL,
         request           TEXT NOT NULL,
         quoted_micro_usd  INTEGER NOT NULL CHECK (quoted_micro_usd >= 0),
-        state             TEXT NOT NULL CHECK (state IN ('sent', 'accepted', 'charged')),
+        state             TEXT NOT NULL CHECK (state IN ('sent', 'accepted', 'charged', 'delivered')),
         job               TEXT,
         reason            TEXT,
         created_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))

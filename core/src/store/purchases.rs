@@ -5,8 +5,9 @@
 //! that job on resume instead of buying the request again. An attempt whose fate is unknown (no
 //! answer came, the process died with the request in flight) or whose paid result was lost is
 //! `charged`: it stays in the ledger and counts against the budget at its quote, because the
-//! provider may have billed it. A delivered attempt moves to `api_calls` in the transaction that
-//! records the image; one the provider refused is deleted.
+//! provider may have billed it. A delivered attempt becomes `delivered` in the transaction that
+//! records its image in `api_calls` (which counts it from then on); one the provider refused is
+//! deleted.
 
 use super::ledger::{Ledger, LedgerError, RequestHash};
 use evolve_sdk::{Cost, Job};
