@@ -465,3 +465,52 @@ fn a_paid_result_whose_download_fails_is_downloaded_again_not_bought_again() {
     assert_eq!(billing.submitted.load(SeqCst), 1, "the image was bought again instead of downloaded again");
     assert_eq!(billing.downloads.load(SeqCst), 3);
 }
+
+#[test]
+fn a_result_url_on_the_users_own_network_is_refused_unless_the_provider_lives_there() {
+    use evolve_sdk::http::{HttpClient, HttpSettings};
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    let rt = runtime();
+    let hits = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&hits);
+    let app = Router::new().route(
+        "/secret.png",
+        axum::routing::get(move || {
+            let counted = Arc::clone(&counted);
+            async move {
+                counted.fetch_add(1, SeqCst);
+                ([(header::CONTENT_TYPE, "image/png")], encode_png(&Image::filled(4, 4, [1, 2, 3])).unwrap())
+            }
+        }),
+    );
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move { axum::serve(listener, app).await });
+
+    // A provider on the public internet whose reply names a loopback or link-local address, or a
+    // name for one: nothing is fetched.
+    let public =
+        HttpClient::new(HttpSettings::for_provider("https://api.example.com/v1", Duration::from_secs(5), None))
+            .unwrap();
+    for url in [
+        format!("http://127.0.0.1:{port}/secret.png"),
+        format!("http://localhost:{port}/secret.png"),
+        format!("http://[::ffff:127.0.0.1]:{port}/secret.png"),
+        "http://169.254.169.254/latest/meta-data".to_string(),
+    ] {
+        match rt.block_on(public.download(&url)) {
+            Err(error) => assert!(error.to_string().contains("private address"), "{url}: {error}"),
+            Ok(_) => panic!("{url} was fetched"),
+        }
+    }
+    assert_eq!(hits.load(SeqCst), 0);
+    // Your own server on loopback hands out loopback result URLs.
+    let own = HttpClient::new(HttpSettings::for_provider(
+        &format!("http://127.0.0.1:{port}/v1"),
+        Duration::from_secs(5),
+        None,
+    ))
+    .unwrap();
+    assert!(rt.block_on(own.download(&format!("http://127.0.0.1:{port}/secret.png"))).is_ok());
+    assert_eq!(hits.load(SeqCst), 1);
+}

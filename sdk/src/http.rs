@@ -7,8 +7,11 @@
 //! Retries with back-off are the host's job: a plugin makes one attempt per call and returns
 //! [`PluginError::Transient`] when another attempt may succeed.
 
+mod guard;
+
 use crate::{Image, PluginError};
-use std::sync::Mutex;
+pub use guard::{is_private, is_private_url};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use crate::codec::{
@@ -45,11 +48,27 @@ pub struct HttpSettings {
     pub requests_per_minute: Option<u32>,
     /// Largest response body read.
     pub max_bytes: usize,
+    /// Whether result downloads may reach private addresses (loopback, LAN, link-local): only
+    /// for a provider that is itself at one ([`HttpSettings::for_provider`]).
+    pub private_results: bool,
+}
+
+impl HttpSettings {
+    /// Settings for the provider whose API is at `base_url`: its result URLs may be private
+    /// addresses only if it is at one itself (your own server, a test on loopback).
+    pub fn for_provider(base_url: &str, timeout: Duration, requests_per_minute: Option<u32>) -> HttpSettings {
+        HttpSettings { timeout, requests_per_minute, private_results: is_private_url(base_url), ..Default::default() }
+    }
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        HttpSettings { timeout: Duration::from_secs(120), requests_per_minute: None, max_bytes: DEFAULT_MAX_BYTES }
+        HttpSettings {
+            timeout: Duration::from_secs(120),
+            requests_per_minute: None,
+            max_bytes: DEFAULT_MAX_BYTES,
+            private_results: false,
+        }
     }
 }
 
@@ -114,16 +133,30 @@ impl HttpClient {
             }
         });
         let client = builder().redirect(same_origin).build();
-        let downloads = builder().build();
+        let downloads = if settings.private_results {
+            builder().build()
+        } else {
+            let public_only = reqwest::redirect::Policy::custom(|attempt| match guard::refuse_literal(attempt.url()) {
+                Some(why) => attempt.error(why),
+                None if attempt.previous().len() > 10 => attempt.error("more than 10 redirects"),
+                None => attempt.follow(),
+            });
+            builder().redirect(public_only).dns_resolver(Arc::new(guard::PublicOnly)).build()
+        };
         let (client, downloads) = client
             .and_then(|client| Ok((client, downloads?)))
             .map_err(|e| PluginError::InvalidConfig(format!("HTTP client: {e}")))?;
         Ok(HttpClient { client, downloads, settings, limiter: Mutex::new(None) })
     }
 
-    /// A client with time-out `timeout`, at most `requests_per_minute`, and the default size limit.
-    pub fn paced(timeout: Duration, requests_per_minute: Option<u32>) -> Result<HttpClient, PluginError> {
-        HttpClient::new(HttpSettings { timeout, requests_per_minute, ..HttpSettings::default() })
+    /// A client for the provider at `base_url` with time-out `timeout`, at most
+    /// `requests_per_minute`, and the default size limit.
+    pub fn paced(
+        base_url: &str,
+        timeout: Duration,
+        requests_per_minute: Option<u32>,
+    ) -> Result<HttpClient, PluginError> {
+        HttpClient::new(HttpSettings::for_provider(base_url, timeout, requests_per_minute))
     }
 
     /// The underlying client, to build requests.
@@ -250,6 +283,10 @@ impl HttpClient {
     /// connection) is retried here, up to [`DOWNLOAD_ATTEMPTS`] times with back-off, because the
     /// host retrying the whole call would buy the image again.
     pub async fn download(&self, url: &str) -> Result<Vec<u8>, PluginError> {
+        if !self.settings.private_results {
+            // Refused at once, not retried: no later attempt would be allowed either.
+            guard::check_public(url).await.map_err(PluginError::Failed)?;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -85,7 +85,7 @@ impl Fal {
     /// A teacher with `config`; reads the key now so that a missing one fails at start.
     pub fn new(config: FalConfig) -> Result<Self, PluginError> {
         let auth = format!("Key {}", config.api_key.resolve()?);
-        let http = HttpClient::paced(Duration::from_secs(120), config.requests_per_minute)?;
+        let http = HttpClient::paced(&config.base_url, Duration::from_secs(120), config.requests_per_minute)?;
         let price = evolve_sdk::http::price_per_image(config.price_usd, list_price(&config.model), &config.model)?;
         Ok(Fal { config, auth, http, price })
     }

@@ -128,7 +128,7 @@ impl ChatJudge {
             Protocol::Ollama => "http://127.0.0.1:11434",
         };
         let base_url = config.base_url.clone().unwrap_or_else(|| default_base.into()).trim_end_matches('/').to_string();
-        let http = HttpClient::paced(Duration::from_secs(config.timeout_s), config.requests_per_minute)?;
+        let http = HttpClient::paced(&base_url, Duration::from_secs(config.timeout_s), config.requests_per_minute)?;
         Ok(ChatJudge { config, protocol, base_url, key, http })
     }
 

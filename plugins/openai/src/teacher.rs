@@ -133,9 +133,12 @@ impl OpenAiTeacher {
             return Err(PluginError::InvalidConfig(format!("response_format must be b64_json or url, not {format:?}")));
         }
         let http = HttpClient::new(HttpSettings {
-            timeout: Duration::from_secs(config.timeout_s),
-            requests_per_minute: config.requests_per_minute,
             max_bytes: (config.max_response_mb as usize) << 20,
+            ..HttpSettings::for_provider(
+                &config.base_url,
+                Duration::from_secs(config.timeout_s),
+                config.requests_per_minute,
+            )
         })?;
         let size = openai_size(&config);
         let listed = size.as_deref().and_then(|size| list_price(&config.model, config.quality.as_deref(), size));

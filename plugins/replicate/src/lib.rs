@@ -90,7 +90,7 @@ impl Replicate {
     /// A teacher with `config`; reads the token now so that a missing one fails at start.
     pub fn new(config: ReplicateConfig) -> Result<Self, PluginError> {
         let key = config.api_key.resolve()?;
-        let http = HttpClient::paced(Duration::from_secs(120), config.requests_per_minute)?;
+        let http = HttpClient::paced(&config.base_url, Duration::from_secs(120), config.requests_per_minute)?;
         let price = evolve_sdk::http::price_per_image(config.price_usd, list_price(&config.model), &config.model)?;
         Ok(Replicate { config, key, http, price })
     }

@@ -94,7 +94,8 @@ impl Stability {
             )));
         }
         let key = config.api_key.resolve()?;
-        let http = HttpClient::paced(Duration::from_secs(config.timeout_s), config.requests_per_minute)?;
+        let http =
+            HttpClient::paced(&config.base_url, Duration::from_secs(config.timeout_s), config.requests_per_minute)?;
         Ok(Stability { config, key, http })
     }
 }
