@@ -77,13 +77,18 @@ impl Till {
     pub async fn buy(&self, slot: &TeacherSlot, request: &GenerateRequest) -> Result<Bought, StoreError> {
         let hash = RequestHash::of(&slot.label, request);
         let order = Order { slot, request, json: serde_json::to_string(request).unwrap_or_default(), hash };
-        let (hash, json) = (&order.hash, &order.json);
-        let queued = {
-            let run = lock(&self.run);
-            if let Some(call) = run.paid(hash)? {
-                return Ok(Bought::Image(run.images.existing(&call.image)?, run.images.get(&call.image)?));
-            }
-            run.ledger.queued_job(hash)?
+        let found = self
+            .on_run({
+                let hash = order.hash.clone();
+                move |run| match run.paid(&hash)? {
+                    Some(call) => Ok(Err((run.images.existing(&call.image)?, run.images.get(&call.image)?))),
+                    None => Ok(Ok(run.ledger.queued_job(&hash)?)),
+                }
+            })
+            .await?;
+        let queued = match found {
+            Err((stored, image)) => return Ok(Bought::Image(stored, image)),
+            Ok(queued) => queued,
         };
         if let Some(queued) = queued {
             // Accepted before the last stop and counted then: collect it, never buy it again.
@@ -103,42 +108,46 @@ impl Till {
             let quote = match quoted {
                 Ok(quote) => quote,
                 // Unpriced is never free: nothing is bought that the budget cannot count.
-                Err(error @ PluginError::Quarantined(_)) => return self.failed(slot, error),
+                Err(error @ PluginError::Quarantined(_)) => return self.failed(slot, error).await,
                 Err(error) => {
-                    return self.failed(slot, PluginError::Failed(format!("cannot price the request: {error}")));
+                    let error = PluginError::Failed(format!("cannot price the request: {error}"));
+                    return self.failed(slot, error).await;
                 }
             };
             let Some(reservation) = lock(&self.budget).reserve(quote) else {
                 return Ok(Bought::OverBudget);
             };
             let _permit = slot.permits.acquire().await;
-            let attempt = lock(&self.run).ledger.attempt_sent(hash, &slot.label, json, quote)?;
+            let (hash, label, json) = (order.hash.clone(), slot.label.clone(), order.json.clone());
+            let attempt = self.on_run(move |run| Ok(run.ledger.attempt_sent(&hash, &label, &json, quote)?)).await?;
             let teacher = Arc::clone(&slot.teacher);
             let owned = request.clone();
             let submitted = contained(async move { teacher.submit(&owned).await }).await;
             let error = match submitted {
                 Ok(Submitted::Done(generated)) => {
                     lock(&self.budget).settle(reservation, generated.cost);
-                    return self.commit(&order, attempt, generated);
+                    return self.commit(&order, attempt, generated).await;
                 }
                 Ok(Submitted::Accepted(job)) => {
-                    lock(&self.run).ledger.attempt_accepted(attempt, &job)?;
+                    let recorded = job.clone();
+                    self.on_run(move |run| Ok(run.ledger.attempt_accepted(attempt, &recorded)?)).await?;
                     lock(&self.budget).settle(reservation, quote);
                     return self.collect(&order, attempt, &job, quote).await;
                 }
                 Err(error @ (PluginError::Uncertain(_) | PluginError::Billed(_))) => {
-                    lock(&self.run).ledger.attempt_charged(attempt, &error.to_string())?;
+                    let reason = error.to_string();
+                    self.on_run(move |run| Ok(run.ledger.attempt_charged(attempt, &reason)?)).await?;
                     lock(&self.budget).settle(reservation, quote);
                     error
                 }
                 Err(error) => {
-                    lock(&self.run).ledger.attempt_refused(attempt)?;
+                    self.on_run(move |run| Ok(run.ledger.attempt_refused(attempt)?)).await?;
                     lock(&self.budget).release(reservation);
                     error
                 }
             };
             if !error.is_retryable() || attempt_number == ATTEMPTS {
-                return self.failed(slot, error);
+                return self.failed(slot, error).await;
             }
             backoff.wait(&error).await;
         }
@@ -159,27 +168,45 @@ impl Till {
         match collected {
             Ok(generated) => {
                 lock(&self.budget).reprice(quoted, generated.cost);
-                self.commit(order, attempt, generated)
+                self.commit(order, attempt, generated).await
             }
             Err(error) => {
-                lock(&self.run).ledger.attempt_charged(attempt, &format!("the paid job was lost: {error}"))?;
-                self.failed(order.slot, error)
+                let reason = format!("the paid job was lost: {error}");
+                self.on_run(move |run| Ok(run.ledger.attempt_charged(attempt, &reason)?)).await?;
+                self.failed(order.slot, error).await
             }
         }
     }
 
-    fn commit(&self, order: &Order<'_>, attempt: i64, generated: GeneratedImage) -> Result<Bought, StoreError> {
-        let stored =
-            lock(&self.run).commit_paid(&order.hash, &order.slot.label, &order.json, &generated, Some(attempt))?;
-        Ok(Bought::Image(stored, generated.image))
+    async fn commit(&self, order: &Order<'_>, attempt: i64, generated: GeneratedImage) -> Result<Bought, StoreError> {
+        let (hash, label, json) = (order.hash.clone(), order.slot.label.clone(), order.json.clone());
+        self.on_run(move |run| {
+            let stored = run.commit_paid(&hash, &label, &json, &generated, Some(attempt))?;
+            Ok(Bought::Image(stored, generated.image))
+        })
+        .await
     }
 
-    fn failed(&self, slot: &TeacherSlot, error: PluginError) -> Result<Bought, StoreError> {
+    async fn failed(&self, slot: &TeacherSlot, error: PluginError) -> Result<Bought, StoreError> {
         if let PluginError::Quarantined(reason) = &error {
             // The run goes on with the other teachers; the fault is on record.
-            let instance = format!("teacher.{}", slot.label);
-            lock(&self.run).ledger.record_fault(&instance, None, reason)?;
+            let (instance, reason) = (format!("teacher.{}", slot.label), reason.clone());
+            self.on_run(move |run| Ok(run.ledger.record_fault(&instance, None, &reason)?)).await?;
         }
         Ok(Bought::Failed(error))
+    }
+
+    /// Runs `f` on the run off the async workers: PNG encoding, fsyncs and SQLite commits block,
+    /// and the run's lock may be held by the trainer's side for as long.
+    async fn on_run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut RunDir) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let run = Arc::clone(&self.run);
+        match tokio::task::spawn_blocking(move || f(&mut lock(&run))).await {
+            Ok(result) => result,
+            // Our own code panicked (not a plugin's): let it surface as it would have inline.
+            Err(joined) => std::panic::resume_unwind(joined.into_panic()),
+        }
     }
 }
