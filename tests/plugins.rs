@@ -198,6 +198,33 @@ fn a_teacher_whose_pricing_fails_is_never_bought_from_as_if_free() {
 }
 
 #[test]
+fn a_teacher_billing_above_its_quote_is_recorded_at_what_it_billed_and_flagged() {
+    use evolve_core::purchase::{Bought, TeacherSlot, Till};
+    let files = files();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config = serde_json::json!({ "micro_usd": 40, "overcharge": 25 });
+    let teacher = registry().teacher(&wasm(&files.flat_teacher_wasm), config, &PluginContext::new("t", 0)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = evolve_core::store::RunDir::create(&dir.path().join("run"), "[run]\nname = \"p\"\n").unwrap();
+    let budget = evolve_core::budget::Budget::new(None, None, 0, evolve_sdk::Cost::ZERO);
+    let till = Till { run: Arc::new(Mutex::new(run)), budget: Arc::new(Mutex::new(budget)) };
+    let slot = TeacherSlot::new("t".into(), Arc::from(teacher));
+    let request = evolve_sdk::GenerateRequest { prompt: "a red circle".into(), width: 8, height: 8, seed: 1 };
+    assert!(matches!(rt.block_on(till.buy(&slot, &request)).unwrap(), Bought::Image(..)));
+    assert_eq!(till.budget.lock().unwrap().cost().micro_usd, 65, "the budget counts what was billed");
+    let conn = rusqlite::Connection::open(dir.path().join("run/ledger.sqlite")).unwrap();
+    let (cost, reason): (i64, String) = conn
+        .query_row(
+            "SELECT c.cost_micro_usd, a.reason FROM api_calls c JOIN attempts a ON a.request_hash = c.request_hash",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(cost, 65);
+    assert!(reason.contains("over its quote"), "{reason}");
+}
+
+#[test]
 fn a_wasm_teacher_and_a_native_judge_answer_through_their_interfaces() {
     let files = files();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

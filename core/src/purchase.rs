@@ -126,7 +126,7 @@ impl Till {
             let error = match submitted {
                 Ok(Submitted::Done(generated)) => {
                     lock(&self.budget).settle(reservation, generated.cost);
-                    return self.commit(&order, attempt, generated).await;
+                    return self.commit(&order, attempt, generated, quote).await;
                 }
                 Ok(Submitted::Accepted(job)) => {
                     let recorded = job.clone();
@@ -168,7 +168,7 @@ impl Till {
         match collected {
             Ok(generated) => {
                 lock(&self.budget).reprice(quoted, generated.cost);
-                self.commit(order, attempt, generated).await
+                self.commit(order, attempt, generated, quoted).await
             }
             Err(error) => {
                 let reason = format!("the paid job was lost: {error}");
@@ -178,10 +178,26 @@ impl Till {
         }
     }
 
-    async fn commit(&self, order: &Order<'_>, attempt: i64, generated: GeneratedImage) -> Result<Bought, StoreError> {
+    /// Records the image `attempt` delivered, and what it cost against its `quote`.
+    async fn commit(
+        &self,
+        order: &Order<'_>,
+        attempt: i64,
+        generated: GeneratedImage,
+        quote: evolve_sdk::Cost,
+    ) -> Result<Bought, StoreError> {
         let (hash, label, json) = (order.hash.clone(), order.slot.label.clone(), order.json.clone());
+        // The ledger keeps what the teacher says it cost; a cost above the quote (which the
+        // budget reserved) is the teacher's fault, kept on the attempt and in the log.
+        let overrun = (generated.cost > quote).then(|| format!("cost {} over its quote of {quote}", generated.cost));
+        if let Some(overrun) = &overrun {
+            tracing::warn!(teacher = %label, prompt = %order.request.prompt, "{overrun}");
+        }
         self.on_run(move |run| {
             let stored = run.commit_paid(&hash, &label, &json, &generated, Some(attempt))?;
+            if let Some(overrun) = overrun {
+                run.ledger.attempt_note(attempt, &overrun)?;
+            }
             Ok(Bought::Image(stored, generated.image))
         })
         .await

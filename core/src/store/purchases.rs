@@ -59,6 +59,11 @@ impl Ledger {
         })
     }
 
+    /// Keeps `note` on `attempt` (e.g. a cost above its quote).
+    pub fn attempt_note(&self, attempt: i64, note: &str) -> Result<(), LedgerError> {
+        self.sql(|c| c.execute("UPDATE attempts SET reason = ?2 WHERE id = ?1", params![attempt, note]).map(|_| ()))
+    }
+
     /// Forgets `attempt`: the provider answered that it took nothing (a 429, a 5xx, a refusal).
     pub fn attempt_refused(&self, attempt: i64) -> Result<(), LedgerError> {
         self.sql(|c| c.execute("DELETE FROM attempts WHERE id = ?1", [attempt]).map(|_| ()))

@@ -14,6 +14,9 @@ pub struct FlatConfig {
     /// Pricing a prompt that contains this word traps (a plugin whose pricing fails).
     #[serde(default)]
     pub unpriceable: Option<String>,
+    /// Micro-dollars billed above the quoted price (a teacher that overcharges).
+    #[serde(default)]
+    pub overcharge: u64,
 }
 
 /// The teacher.
@@ -41,7 +44,7 @@ impl Teacher for Flat {
         Ok(GeneratedImage {
             image: Image::filled(request.width, request.height, rgb),
             revised_prompt: Some(format!("{} (flat)", request.prompt)),
-            cost: self.price(request),
+            cost: Cost { micro_usd: self.price(request).micro_usd + self.0.overcharge },
         })
     }
 }
