@@ -59,6 +59,41 @@ struct Decision {
     wanted: Vec<NewPending>,
 }
 
+/// Records one judged sample: the base model's render, the judgment, and what the chain decided.
+fn record(
+    ctx: &RoundContext,
+    round: i64,
+    decision: Decision,
+    summary: &mut RoundSummary,
+    removed: &mut Vec<i64>,
+    wanted: &mut Vec<NewPending>,
+) -> Result<(), DirectorError> {
+    let mut run = lock(&ctx.run);
+    let base = run.images.put(&decision.base_image)?;
+    run.ledger
+        .record_judgment(&NewJudgment {
+            round,
+            sample: decision.sample.id,
+            base_image: &base,
+            teacher_image: &decision.teacher_image,
+            outcome: decision.outcome,
+            base_shown_first: decision.base_first,
+            confidence: decision.verdict.confidence,
+            raw: &decision.verdict.raw,
+        })
+        .map_err(StoreError::from)?;
+    if decision.outcome == Outcome::TeacherBetter {
+        summary.teacher_wins += 1;
+    }
+    summary.rejudged += u32::from(decision.rejudged);
+    if decision.deactivate {
+        run.ledger.deactivate(decision.sample.id, round).map_err(StoreError::from)?;
+        removed.push(decision.sample.id);
+    }
+    wanted.extend(decision.wanted);
+    Ok(())
+}
+
 /// Runs round `round` (a ledger round id) at trainer step `step`.
 pub async fn run_round(
     ctx: &RoundContext,
@@ -132,29 +167,8 @@ pub async fn run_round(
                 continue;
             }
         };
-        let mut run = lock(&ctx.run);
-        let base = run.images.put(&decision.base_image)?;
-        run.ledger
-            .record_judgment(&NewJudgment {
-                round,
-                sample: decision.sample.id,
-                base_image: &base,
-                teacher_image: &decision.teacher_image,
-                outcome: decision.outcome,
-                base_shown_first: decision.base_first,
-                confidence: decision.verdict.confidence,
-                raw: &decision.verdict.raw,
-            })
-            .map_err(StoreError::from)?;
-        if decision.outcome == Outcome::TeacherBetter {
-            summary.teacher_wins += 1;
-        }
-        summary.rejudged += u32::from(decision.rejudged);
-        if decision.deactivate {
-            run.ledger.deactivate(decision.sample.id, round).map_err(StoreError::from)?;
-            removed.push(decision.sample.id);
-        }
-        wanted.extend(decision.wanted);
+        // The render's PNG, its fsync and the judgment's commit block: off the async worker.
+        crate::blocking(|| record(ctx, round, decision, &mut summary, &mut removed, &mut wanted))?;
     }
     summary.deactivated = removed.len() as u32;
     trainer.remove(removed);
@@ -163,7 +177,7 @@ pub async fn run_round(
     }
 
     // Write the new prompts down before paying for any, then buy them.
-    let pending = lock(&ctx.run).ledger.add_pending(&wanted).map_err(StoreError::from)?;
+    let pending = crate::blocking(|| lock(&ctx.run).ledger.add_pending(&wanted)).map_err(StoreError::from)?;
     let purchases = ctx.shop.buy_all(pending.clone(), |_| {}).await?;
     let mut added = vec![];
     for purchase in purchases {

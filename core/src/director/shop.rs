@@ -114,12 +114,13 @@ impl Shop {
                 return Ok(Purchase::OverBudget);
             }
             let reason = failures.join("; ");
-            lock(&self.run).ledger.drop_pending(row.id, &reason).map_err(StoreError::from)?;
+            crate::blocking(|| lock(&self.run).ledger.drop_pending(row.id, &reason)).map_err(StoreError::from)?;
             tracing::warn!(prompt = %row.want.prompt, %reason, "every teacher failed; prompt dropped");
             return Ok(Purchase::Dropped);
         }
         let winner = self.tournament(&row, &images).await;
-        let id = lock(&self.run).ledger.resolve_pending(&row, &candidates, winner).map_err(StoreError::from)?;
+        let id = crate::blocking(|| lock(&self.run).ledger.resolve_pending(&row, &candidates, winner))
+            .map_err(StoreError::from)?;
         let image = candidates[winner].image.hash().clone();
         Ok(Purchase::Added(TrainingSample { id, prompt: row.want.prompt, image }))
     }
