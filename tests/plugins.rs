@@ -5,6 +5,7 @@
 
 use evolve_core::bench::plugin_overhead::{PluginFiles, build_plugins, measure, typical_sample};
 use evolve_core::experiment::{PluginRef, PluginSettings};
+use evolve_core::purchase::{Bought, TeacherSlot, Till};
 use evolve_core::registry::Registry;
 use evolve_sdk::{Action, Operator, PluginContext, PluginError};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -176,21 +177,22 @@ call_timeout_ms = 300
     assert!(stdout.contains("quarantined"), "{stdout}");
 }
 
-#[test]
-fn a_teacher_whose_pricing_fails_is_never_bought_from_as_if_free() {
-    use evolve_core::purchase::{Bought, TeacherSlot, Till};
-    let files = files();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let config = serde_json::json!({ "micro_usd": 40, "unpriceable": "priceless" });
-    let teacher = registry().teacher(&wasm(&files.flat_teacher_wasm), config, &PluginContext::new("t", 0)).unwrap();
-    let request = evolve_sdk::GenerateRequest { prompt: "a priceless circle".into(), width: 8, height: 8, seed: 1 };
-    assert!(teacher.quote(&request).is_err(), "a trap while pricing is an error, not a price of $0");
-
+/// The flat wasm teacher with `config`, as a purchase slot, and a till on a fresh run.
+fn flat_teacher_shop(config: serde_json::Value) -> (TeacherSlot, Till, tempfile::TempDir) {
+    let teacher = registry().teacher(&wasm(&files().flat_teacher_wasm), config, &PluginContext::new("t", 0)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = evolve_core::store::RunDir::create(&dir.path().join("run"), "[run]\nname = \"p\"\n").unwrap();
     let budget = evolve_core::budget::Budget::new(None, None, 0, evolve_sdk::Cost::ZERO);
     let till = Till { run: Arc::new(Mutex::new(run)), budget: Arc::new(Mutex::new(budget)) };
-    let slot = TeacherSlot::new("t".into(), Arc::from(teacher));
+    (TeacherSlot::new("t".into(), Arc::from(teacher)), till, dir)
+}
+
+#[test]
+fn a_teacher_whose_pricing_fails_is_never_bought_from_as_if_free() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (slot, till, _dir) = flat_teacher_shop(serde_json::json!({ "micro_usd": 40, "unpriceable": "priceless" }));
+    let request = evolve_sdk::GenerateRequest { prompt: "a priceless circle".into(), width: 8, height: 8, seed: 1 };
+    assert!(slot.teacher.quote(&request).is_err(), "a trap while pricing is an error, not a price of $0");
     let bought = rt.block_on(till.buy(&slot, &request)).unwrap();
     assert!(matches!(bought, Bought::Failed(_)), "an unpriced request must not be bought");
     let run = till.run.lock().unwrap();
@@ -199,16 +201,8 @@ fn a_teacher_whose_pricing_fails_is_never_bought_from_as_if_free() {
 
 #[test]
 fn a_teacher_billing_above_its_quote_is_recorded_at_what_it_billed_and_flagged() {
-    use evolve_core::purchase::{Bought, TeacherSlot, Till};
-    let files = files();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let config = serde_json::json!({ "micro_usd": 40, "overcharge": 25 });
-    let teacher = registry().teacher(&wasm(&files.flat_teacher_wasm), config, &PluginContext::new("t", 0)).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let run = evolve_core::store::RunDir::create(&dir.path().join("run"), "[run]\nname = \"p\"\n").unwrap();
-    let budget = evolve_core::budget::Budget::new(None, None, 0, evolve_sdk::Cost::ZERO);
-    let till = Till { run: Arc::new(Mutex::new(run)), budget: Arc::new(Mutex::new(budget)) };
-    let slot = TeacherSlot::new("t".into(), Arc::from(teacher));
+    let (slot, till, dir) = flat_teacher_shop(serde_json::json!({ "micro_usd": 40, "overcharge": 25 }));
     let request = evolve_sdk::GenerateRequest { prompt: "a red circle".into(), width: 8, height: 8, seed: 1 };
     assert!(matches!(rt.block_on(till.buy(&slot, &request)).unwrap(), Bought::Image(..)));
     assert_eq!(till.budget.lock().unwrap().cost().micro_usd, 65, "the budget counts what was billed");

@@ -98,15 +98,21 @@ fn request() -> GenerateRequest {
     GenerateRequest { prompt: "a red circle".into(), width: 32, height: 32, seed: 1 }
 }
 
-#[test]
-fn a_refused_attempt_costs_nothing_and_one_timed_out_after_acceptance_is_counted() {
+/// Buys one request from the refuse-then-stall-then-answer provider into a fresh run within
+/// `max_cost`: what was bought, the provider's bill, the till, and the run's folder.
+fn buy_from_a_stalling_provider(max_cost: Option<Cost>) -> (Bought, Arc<Bill>, Till, tempfile::TempDir) {
     let rt = runtime();
     let bill = Arc::new(Bill::default());
     let base = serve(&rt, Router::new().route("/v1/images/generations", post(refuse_then_stall_then_answer)), &bill);
     let dir = tempfile::tempdir().unwrap();
-    let till = till(&dir.path().join("run"), None);
-
+    let till = till(&dir.path().join("run"), max_cost);
     let bought = rt.block_on(till.buy(&openai_slot(&base), &request())).unwrap();
+    (bought, bill, till, dir)
+}
+
+#[test]
+fn a_refused_attempt_costs_nothing_and_one_timed_out_after_acceptance_is_counted() {
+    let (bought, bill, till, dir) = buy_from_a_stalling_provider(None);
     assert!(matches!(bought, Bought::Image(..)), "the third attempt delivers");
     // Billed: the stalled request and the answered one. Recorded: the same two, one with its
     // image and one charged at its quote, with the budget agreeing.
@@ -119,14 +125,8 @@ fn a_refused_attempt_costs_nothing_and_one_timed_out_after_acceptance_is_counted
 
 #[test]
 fn a_budget_counts_attempts_that_may_have_been_billed() {
-    let rt = runtime();
-    let bill = Arc::new(Bill::default());
-    let base = serve(&rt, Router::new().route("/v1/images/generations", post(refuse_then_stall_then_answer)), &bill);
-    let dir = tempfile::tempdir().unwrap();
     // Room for one call: the stalled one takes it, so no third request is sent.
-    let till = till(&dir.path().join("run"), Some(Cost::from_usd(0.015)));
-
-    let bought = rt.block_on(till.buy(&openai_slot(&base), &request())).unwrap();
+    let (bought, bill, _, dir) = buy_from_a_stalling_provider(Some(Cost::from_usd(0.015)));
     assert!(matches!(bought, Bought::OverBudget));
     assert_eq!((bill.requests.load(SeqCst), bill.billed.load(SeqCst)), (2, 1));
     assert_eq!(ledger_totals(&dir.path().join("run")), (0, 1, 10_000));
@@ -228,9 +228,10 @@ max_steps = 2
 
 // ------------------------------------------------------------------------------------ the soak
 
-/// A BFL-style provider at its worst: submissions refused now and then (429, 503: not billed),
-/// polls failing (500) or broken off, results that are slow, unavailable for a while, or
-/// corrupt (billed, unusable). Every accepted submission is billed; its id is on the bill.
+/// A BFL-style provider at its worst: submissions refused now and then (429, 503: not billed) or
+/// accepted and answered after the client's time-out, polls failing (500) or broken off, results
+/// that are slow, unavailable for a while, or corrupt (billed, unusable). Every accepted
+/// submission is billed; its id is on the bill.
 struct Faulty {
     base: OnceLock<String>,
     requests: AtomicU32,
@@ -277,6 +278,12 @@ fn faulty_provider() -> Router<Arc<Faulty>> {
                 (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "0")], "slow down").into_response()
             }
             8..=15 if p.fault() => (StatusCode::SERVICE_UNAVAILABLE, "overloaded").into_response(),
+            // Accepted and billed, but answered after the client gave up: its outcome is unknown.
+            16..=20 if p.fault() => {
+                p.billed.lock().unwrap().push(n);
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                axum::Json(json!({ "id": n, "polling_url": "late" })).into_response()
+            }
             _ => {
                 p.billed.lock().unwrap().push(n);
                 let input: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
@@ -357,7 +364,7 @@ plugin = "dit"
 config = {{ preset = "tiny", sample_steps = 2 }}
 [[teachers]]
 plugin = "bfl"
-config = {{ base_url = "{base}/v1", model = "flux-dev", api_key = {{ env = "{KEY_ENV}" }}, price_usd = 0.01, poll_ms = 20 }}
+config = {{ base_url = "{base}/v1", model = "flux-dev", api_key = {{ env = "{KEY_ENV}" }}, price_usd = 0.01, poll_ms = 20, request_timeout_s = 1 }}
 [judge]
 plugin = "shapes"
 # No deletion: the provider's flat images never teach the model, and the set must not empty.

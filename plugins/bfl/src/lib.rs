@@ -36,9 +36,12 @@ pub struct BflConfig {
     /// Requests submitted per minute.
     #[serde(default)]
     pub requests_per_minute: Option<u32>,
-    /// Longest wait for one request, seconds.
+    /// Longest wait for one request's result (polling included), seconds.
     #[serde(default = "five_minutes")]
     pub timeout_s: u64,
+    /// Longest wait for one HTTP exchange (a submission, a poll, a download), seconds.
+    #[serde(default = "two_minutes")]
+    pub request_timeout_s: u64,
     /// Interval between polls, milliseconds.
     #[serde(default = "half_second")]
     pub poll_ms: u64,
@@ -58,6 +61,9 @@ fn twenty_four() -> u32 {
 }
 fn five_minutes() -> u64 {
     300
+}
+fn two_minutes() -> u64 {
+    120
 }
 fn half_second() -> u64 {
     500
@@ -89,7 +95,11 @@ impl Bfl {
     /// A teacher with `config`; reads the key now so that a missing one fails at start.
     pub fn new(config: BflConfig) -> Result<Self, PluginError> {
         let key = config.api_key.resolve()?;
-        let http = HttpClient::paced(&config.base_url, Duration::from_secs(120), config.requests_per_minute)?;
+        let http = HttpClient::paced(
+            &config.base_url,
+            Duration::from_secs(config.request_timeout_s),
+            config.requests_per_minute,
+        )?;
         let price = evolve_sdk::http::price_per_image(config.price_usd, list_price(&config.model), &config.model)?;
         Ok(Bfl { config, key, http, price })
     }
