@@ -200,7 +200,7 @@ fn a_teacher_whose_pricing_fails_is_never_bought_from_as_if_free() {
 }
 
 #[test]
-fn a_teacher_billing_above_its_quote_is_recorded_at_what_it_billed_and_flagged() {
+fn a_teacher_billing_above_its_quote_is_recorded_at_what_it_billed_and_bought_from_no_more() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (slot, till, dir) = flat_teacher_shop(serde_json::json!({ "micro_usd": 40, "overcharge": 25 }));
     let request = evolve_sdk::GenerateRequest { prompt: "a red circle".into(), width: 8, height: 8, seed: 1 };
@@ -216,6 +216,14 @@ fn a_teacher_billing_above_its_quote_is_recorded_at_what_it_billed_and_flagged()
         .unwrap();
     assert_eq!(cost, 65);
     assert!(reason.contains("over its quote"), "{reason}");
+    // Nothing more is bought from it: its quotes cannot be trusted to hold the budget.
+    let next = evolve_sdk::GenerateRequest { prompt: "a blue square".into(), ..request };
+    match rt.block_on(till.buy(&slot, &next)).unwrap() {
+        Bought::Failed(PluginError::Quarantined(why)) => assert!(why.contains("over its quote"), "{why}"),
+        _ => panic!("an overcharging teacher was bought from again"),
+    }
+    let faults: i64 = conn.query_row("SELECT count(*) FROM plugin_faults", [], |r| r.get(0)).unwrap();
+    assert_eq!(faults, 1);
 }
 
 #[test]

@@ -35,13 +35,16 @@ pub struct TeacherSlot {
     /// The plugin.
     pub teacher: Arc<dyn Teacher>,
     permits: Arc<Semaphore>,
+    /// Set when the teacher billed above its quote: nothing more is bought from it, since the
+    /// budget can only hold against quotes it can trust.
+    overcharged: std::sync::OnceLock<String>,
 }
 
 impl TeacherSlot {
     /// `teacher` labelled `label`, driven within its declared concurrency.
     pub fn new(label: String, teacher: Arc<dyn Teacher>) -> TeacherSlot {
         let permits = Arc::new(Semaphore::new(teacher.limits().concurrency.max(1) as usize));
-        TeacherSlot { label, teacher, permits }
+        TeacherSlot { label, teacher, permits, overcharged: std::sync::OnceLock::new() }
     }
 }
 
@@ -99,6 +102,9 @@ impl Till {
         let mut attempt_number = 0;
         loop {
             attempt_number += 1;
+            if let Some(why) = slot.overcharged.get() {
+                return self.failed(slot, PluginError::Quarantined(why.clone())).await;
+            }
             // Off the async workers: a wasm teacher's quote waits for its instance, which its
             // `generate` may hold while its host HTTP needs a worker to make progress.
             let (teacher, owned) = (Arc::clone(&slot.teacher), request.clone());
@@ -188,10 +194,12 @@ impl Till {
     ) -> Result<Bought, StoreError> {
         let (hash, label, json) = (order.hash.clone(), order.slot.label.clone(), order.json.clone());
         // The ledger keeps what the teacher says it cost; a cost above the quote (which the
-        // budget reserved) is the teacher's fault, kept on the attempt and in the log.
+        // budget reserved) is the teacher's fault, kept on the attempt and in the log, and the
+        // teacher is bought from no more.
         let overrun = (generated.cost > quote).then(|| format!("cost {} over its quote of {quote}", generated.cost));
         if let Some(overrun) = &overrun {
-            tracing::warn!(teacher = %label, prompt = %order.request.prompt, "{overrun}");
+            tracing::warn!(teacher = %label, prompt = %order.request.prompt, "{overrun}; nothing more is bought from it");
+            let _ = order.slot.overcharged.set(format!("teacher `{label}` billed a request {overrun}"));
         }
         self.on_run(move |run| {
             let stored = run.commit_paid(&hash, &label, &json, &generated, Some(attempt))?;

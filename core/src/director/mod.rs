@@ -317,7 +317,7 @@ impl Director {
             if done || now.step < next_round {
                 break; // training finished: a round now would buy images nothing trains on
             }
-            let id = lock(&self.run).ledger.begin_round(now.step).map_err(StoreError::from)?;
+            let id = crate::blocking(|| lock(&self.run).ledger.begin_round(now.step)).map_err(StoreError::from)?;
             rounds += 1;
             let summary: RoundSummary = tokio::select! {
                 summary = run_round(&ctx, &trainer, id, now.step) => summary?,
@@ -388,7 +388,7 @@ impl Director {
             .into_iter()
             .map(|prompt| NewPending { prompt, origin: Origin::Seed, parent: None, round: None })
             .collect();
-        lock(&self.run).ledger.add_pending(&wanted).map_err(StoreError::from)?;
+        crate::blocking(|| lock(&self.run).ledger.add_pending(&wanted)).map_err(StoreError::from)?;
         Ok(())
     }
 
@@ -425,7 +425,7 @@ impl Director {
             return Ok(false);
         }
         let report = trainer.evaluate(Arc::clone(evaluator)).await?;
-        record_eval(&lock(&self.run), step, &report)?;
+        crate::blocking(|| record_eval(&lock(&self.run), step, &report))?;
         Ok(target.is_some_and(|t| report.overall >= t))
     }
 }

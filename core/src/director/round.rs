@@ -189,13 +189,17 @@ pub async fn run_round(
     }
     summary.added = added.len() as u32;
     trainer.add(added);
-    let run = lock(&ctx.run);
-    run.ledger.finish_round(round, summary).map_err(StoreError::from)?;
-    let win_rate = summary.teacher_wins as f64 / summary.selected.max(1) as f64;
-    let active = run.ledger.active_count().map_err(StoreError::from)?;
-    for (name, value) in [("round/teacher_win_rate", win_rate), ("round/active", active as f64)] {
-        run.ledger.record_metric(step, name, value).map_err(StoreError::from)?;
-    }
+    crate::blocking(|| {
+        let run = lock(&ctx.run);
+        run.ledger.finish_round(round, summary)?;
+        let win_rate = summary.teacher_wins as f64 / summary.selected.max(1) as f64;
+        let active = run.ledger.active_count()?;
+        for (name, value) in [("round/teacher_win_rate", win_rate), ("round/active", active as f64)] {
+            run.ledger.record_metric(step, name, value)?;
+        }
+        Ok::<_, crate::store::LedgerError>(())
+    })
+    .map_err(StoreError::from)?;
     Ok(summary)
 }
 
