@@ -282,7 +282,8 @@ fn an_infinite_loop_times_out_and_is_quarantined() {
     // Quarantined for good: the next call fails at once without entering the component.
     let again = Instant::now();
     quarantined(op.decide(&typical_sample()));
-    assert!(again.elapsed() < Duration::from_millis(50));
+    // Re-entering the looping guest would take its full 300 ms limit again.
+    assert!(again.elapsed() < Duration::from_millis(250), "{:?}", again.elapsed());
     // The host is fine: a well-behaved instance of the same component still works.
     let fine = probe(wasm(&files().probe_wasm), serde_json::json!({}));
     assert_eq!(fine.decide(&typical_sample()).unwrap(), vec![Action::Expand { n: 3 }]);

@@ -180,6 +180,9 @@ pub struct DitModel {
     rng: SplitMix64,
 }
 
+/// The layout of checkpoints this build writes and reads (`trainer.json`'s `format`).
+const CHECKPOINT_FORMAT: u32 = 1;
+
 /// What a checkpoint stores besides tensors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TrainerState {
@@ -533,7 +536,7 @@ impl BaseModel for DitModel {
         }
         checkpoint::save_tensors(&tensors, &dir.join("model.safetensors")).map_err(PluginError::Failed)?;
         let state = TrainerState {
-            format: 1,
+            format: CHECKPOINT_FORMAT,
             step: self.optim.step,
             rng: self.rng.state(),
             shape: self.shape,
@@ -573,6 +576,13 @@ impl BaseModel for DitModel {
     fn load(&mut self, dir: &Path) -> Result<(), PluginError> {
         let json = std::fs::read(dir.join("trainer.json")).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
         let state: TrainerState = serde_json::from_slice(&json).map_err(failed)?;
+        if state.format != CHECKPOINT_FORMAT {
+            return Err(PluginError::InvalidConfig(format!(
+                "{} is checkpoint format {}; this evolve reads format {CHECKPOINT_FORMAT}",
+                dir.display(),
+                state.format
+            )));
+        }
         if state.shape != self.shape {
             return Err(PluginError::InvalidConfig(format!(
                 "checkpoint is for {:?}, the config builds {:?}",

@@ -193,6 +193,18 @@ fn a_checkpoint_loads_only_into_a_model_of_its_prediction() {
 }
 
 #[test]
+fn a_checkpoint_of_another_format_is_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model_predicting(3, Prediction::Sample).save(dir.path()).unwrap();
+    let path = dir.path().join("trainer.json");
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    state["format"] = 2.into();
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let err = tiny_model_predicting(3, Prediction::Sample).load(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("checkpoint format 2; this evolve reads format 1"), "{err}");
+}
+
+#[test]
 fn sampling_is_deterministic_for_a_seed() {
     let mut model = tiny_model(4);
     model.train_step(&shapes_batch(4, 1)).unwrap();
