@@ -36,11 +36,29 @@ fn png() -> Vec<u8> {
     encode_png(&Image::filled(32, 32, [200, 30, 30])).unwrap()
 }
 
-fn serve(rt: &tokio::runtime::Runtime, app: Router<Arc<Bill>>, bill: &Arc<Bill>) -> String {
+/// A provider whose replies name its own address.
+trait Served: Send + Sync + 'static {
+    fn base(&self) -> &OnceLock<String>;
+}
+
+impl Served for Bill {
+    fn base(&self) -> &OnceLock<String> {
+        &self.base
+    }
+}
+
+impl Served for Faulty {
+    fn base(&self) -> &OnceLock<String> {
+        &self.base
+    }
+}
+
+/// Serves `app` with `provider`'s state on a free loopback port; its base URL.
+fn serve<P: Served>(rt: &tokio::runtime::Runtime, app: Router<Arc<P>>, provider: &Arc<P>) -> String {
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    bill.base.set(base.clone()).unwrap();
-    let app = app.with_state(Arc::clone(bill));
+    provider.base().set(base.clone()).unwrap();
+    let app = app.with_state(Arc::clone(provider));
     rt.spawn(async move { axum::serve(listener, app).await });
     base
 }
@@ -344,11 +362,7 @@ fn faulty_provider() -> Router<Arc<Faulty>> {
 fn soak_twenty_kills_against_a_faulty_provider_lose_nothing_and_pay_nothing_twice() {
     let rt = runtime();
     let provider = Arc::new(Faulty::default());
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    provider.base.set(base.clone()).unwrap();
-    let app = faulty_provider().with_state(Arc::clone(&provider));
-    rt.spawn(async move { axum::serve(listener, app).await });
+    let base = serve(&rt, faulty_provider(), &provider);
 
     let dir = tempfile::tempdir().unwrap();
     let exp = dir.path().join("exp.toml");

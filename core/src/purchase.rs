@@ -80,15 +80,10 @@ impl Till {
     pub async fn buy(&self, slot: &TeacherSlot, request: &GenerateRequest) -> Result<Bought, StoreError> {
         let hash = RequestHash::of(&slot.label, request);
         let order = Order { slot, request, json: serde_json::to_string(request).unwrap_or_default(), hash };
-        let found = self
-            .on_run({
-                let hash = order.hash.clone();
-                move |run| match run.paid(&hash)? {
-                    Some(call) => Ok(Err((run.images.existing(&call.image)?, run.images.get(&call.image)?))),
-                    None => Ok(Ok(run.ledger.queued_job(&hash)?)),
-                }
-            })
-            .await?;
+        let found = self.on_run(|run| match run.paid(&order.hash)? {
+            Some(call) => Ok(Err((run.images.existing(&call.image)?, run.images.get(&call.image)?))),
+            None => Ok(Ok(run.ledger.queued_job(&order.hash)?)),
+        })?;
         let queued = match found {
             Err((stored, image)) => return Ok(Bought::Image(stored, image)),
             Ok(queued) => queued,
@@ -103,7 +98,7 @@ impl Till {
         loop {
             attempt_number += 1;
             if let Some(why) = slot.overcharged.get() {
-                return self.failed(slot, PluginError::Quarantined(why.clone())).await;
+                return self.failed(slot, PluginError::Quarantined(why.clone()));
             }
             // Off the async workers: a wasm teacher's quote waits for its instance, which its
             // `generate` may hold while its host HTTP needs a worker to make progress.
@@ -114,46 +109,44 @@ impl Till {
             let quote = match quoted {
                 Ok(quote) => quote,
                 // Unpriced is never free: nothing is bought that the budget cannot count.
-                Err(error @ PluginError::Quarantined(_)) => return self.failed(slot, error).await,
+                Err(error @ PluginError::Quarantined(_)) => return self.failed(slot, error),
                 Err(error) => {
                     let error = PluginError::Failed(format!("cannot price the request: {error}"));
-                    return self.failed(slot, error).await;
+                    return self.failed(slot, error);
                 }
             };
             let Some(reservation) = lock(&self.budget).reserve(quote) else {
                 return Ok(Bought::OverBudget);
             };
             let _permit = slot.permits.acquire().await;
-            let (hash, label, json) = (order.hash.clone(), slot.label.clone(), order.json.clone());
-            let attempt = self.on_run(move |run| Ok(run.ledger.attempt_sent(&hash, &label, &json, quote)?)).await?;
+            let attempt =
+                self.on_run(|run| Ok(run.ledger.attempt_sent(&order.hash, &slot.label, &order.json, quote)?))?;
             let teacher = Arc::clone(&slot.teacher);
             let owned = request.clone();
             let submitted = contained(async move { teacher.submit(&owned).await }).await;
             let error = match submitted {
                 Ok(Submitted::Done(generated)) => {
                     lock(&self.budget).settle(reservation, generated.cost);
-                    return self.commit(&order, attempt, generated, quote).await;
+                    return self.commit(&order, attempt, generated, quote);
                 }
                 Ok(Submitted::Accepted(job)) => {
-                    let recorded = job.clone();
-                    self.on_run(move |run| Ok(run.ledger.attempt_accepted(attempt, &recorded)?)).await?;
+                    self.on_run(|run| Ok(run.ledger.attempt_accepted(attempt, &job)?))?;
                     lock(&self.budget).settle(reservation, quote);
                     return self.collect(&order, attempt, &job, quote).await;
                 }
                 Err(error @ (PluginError::Uncertain(_) | PluginError::Billed(_))) => {
-                    let reason = error.to_string();
-                    self.on_run(move |run| Ok(run.ledger.attempt_charged(attempt, &reason)?)).await?;
+                    self.on_run(|run| Ok(run.ledger.attempt_charged(attempt, &error.to_string())?))?;
                     lock(&self.budget).settle(reservation, quote);
                     error
                 }
                 Err(error) => {
-                    self.on_run(move |run| Ok(run.ledger.attempt_refused(attempt)?)).await?;
+                    self.on_run(|run| Ok(run.ledger.attempt_refused(attempt)?))?;
                     lock(&self.budget).release(reservation);
                     error
                 }
             };
             if !error.is_retryable() || attempt_number == ATTEMPTS {
-                return self.failed(slot, error).await;
+                return self.failed(slot, error);
             }
             backoff.wait(&error).await;
         }
@@ -174,25 +167,25 @@ impl Till {
         match collected {
             Ok(generated) => {
                 lock(&self.budget).reprice(quoted, generated.cost);
-                self.commit(order, attempt, generated, quoted).await
+                self.commit(order, attempt, generated, quoted)
             }
             Err(error) => {
                 let reason = format!("the paid job was lost: {error}");
-                self.on_run(move |run| Ok(run.ledger.attempt_charged(attempt, &reason)?)).await?;
-                self.failed(order.slot, error).await
+                self.on_run(|run| Ok(run.ledger.attempt_charged(attempt, &reason)?))?;
+                self.failed(order.slot, error)
             }
         }
     }
 
     /// Records the image `attempt` delivered, and what it cost against its `quote`.
-    async fn commit(
+    fn commit(
         &self,
         order: &Order<'_>,
         attempt: i64,
         generated: GeneratedImage,
         quote: evolve_sdk::Cost,
     ) -> Result<Bought, StoreError> {
-        let (hash, label, json) = (order.hash.clone(), order.slot.label.clone(), order.json.clone());
+        let label = &order.slot.label;
         // The ledger keeps what the teacher says it cost; a cost above the quote (which the
         // budget reserved) is the teacher's fault, kept on the attempt and in the log, and the
         // teacher is bought from no more.
@@ -201,36 +194,27 @@ impl Till {
             tracing::warn!(teacher = %label, prompt = %order.request.prompt, "{overrun}; nothing more is bought from it");
             let _ = order.slot.overcharged.set(format!("teacher `{label}` billed a request {overrun}"));
         }
-        self.on_run(move |run| {
-            let stored = run.commit_paid(&hash, &label, &json, &generated, Some(attempt))?;
+        self.on_run(|run| {
+            let stored = run.commit_paid(&order.hash, label, &order.json, &generated, Some(attempt))?;
             if let Some(overrun) = overrun {
                 run.ledger.attempt_note(attempt, &overrun)?;
             }
             Ok(Bought::Image(stored, generated.image))
         })
-        .await
     }
 
-    async fn failed(&self, slot: &TeacherSlot, error: PluginError) -> Result<Bought, StoreError> {
+    fn failed(&self, slot: &TeacherSlot, error: PluginError) -> Result<Bought, StoreError> {
         if let PluginError::Quarantined(reason) = &error {
             // The run goes on with the other teachers; the fault is on record.
-            let (instance, reason) = (format!("teacher.{}", slot.label), reason.clone());
-            self.on_run(move |run| Ok(run.ledger.record_fault(&instance, None, &reason)?)).await?;
+            let instance = format!("teacher.{}", slot.label);
+            self.on_run(|run| Ok(run.ledger.record_fault(&instance, None, reason)?))?;
         }
         Ok(Bought::Failed(error))
     }
 
-    /// Runs `f` on the run off the async workers: PNG encoding, fsyncs and SQLite commits block,
-    /// and the run's lock may be held by the trainer's side for as long.
-    async fn on_run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut RunDir) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let run = Arc::clone(&self.run);
-        match tokio::task::spawn_blocking(move || f(&mut lock(&run))).await {
-            Ok(result) => result,
-            // Our own code panicked (not a plugin's): let it surface as it would have inline.
-            Err(joined) => std::panic::resume_unwind(joined.into_panic()),
-        }
+    /// Runs `f` on the run through [`crate::blocking`]: PNG encoding, fsyncs and SQLite commits
+    /// block, and the run's lock may be held by the trainer's side for as long.
+    fn on_run<T>(&self, f: impl FnOnce(&mut RunDir) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        crate::blocking(|| f(&mut lock(&self.run)))
     }
 }

@@ -35,8 +35,7 @@ pub struct Shop {
     teachers: Vec<TeacherSlot>,
     judge: Arc<dyn Judge>,
     judge_permits: Arc<Semaphore>,
-    run: Arc<Mutex<RunDir>>,
-    budget: Arc<Mutex<Budget>>,
+    till: Till,
     experiment: Arc<Experiment>,
 }
 
@@ -50,7 +49,7 @@ impl Shop {
         experiment: Arc<Experiment>,
     ) -> Shop {
         let judge_permits = Arc::new(Semaphore::new(judge.limits().concurrency.max(1) as usize));
-        Shop { teachers, judge, judge_permits, run, budget, experiment }
+        Shop { teachers, judge, judge_permits, till: Till { run, budget }, experiment }
     }
 
     /// The judge's concurrency permits, shared by every caller of the judge in the run.
@@ -60,7 +59,7 @@ impl Shop {
 
     /// The budget, shared with whoever reports it.
     pub fn budget(&self) -> Arc<Mutex<Budget>> {
-        Arc::clone(&self.budget)
+        Arc::clone(&self.till.budget)
     }
 
     /// Buys every prompt of `pending` concurrently; `done` is called after each.
@@ -114,20 +113,19 @@ impl Shop {
                 return Ok(Purchase::OverBudget);
             }
             let reason = failures.join("; ");
-            crate::blocking(|| lock(&self.run).ledger.drop_pending(row.id, &reason)).map_err(StoreError::from)?;
+            crate::blocking(|| lock(&self.till.run).ledger.drop_pending(row.id, &reason)).map_err(StoreError::from)?;
             tracing::warn!(prompt = %row.want.prompt, %reason, "every teacher failed; prompt dropped");
             return Ok(Purchase::Dropped);
         }
         let winner = self.tournament(&row, &images).await;
-        let id = crate::blocking(|| lock(&self.run).ledger.resolve_pending(&row, &candidates, winner))
+        let id = crate::blocking(|| lock(&self.till.run).ledger.resolve_pending(&row, &candidates, winner))
             .map_err(StoreError::from)?;
         let image = candidates[winner].image.hash().clone();
         Ok(Purchase::Added(TrainingSample { id, prompt: row.want.prompt, image }))
     }
 
     async fn buy_from(&self, index: usize, request: &GenerateRequest) -> Result<Bought, DirectorError> {
-        let till = Till { run: Arc::clone(&self.run), budget: Arc::clone(&self.budget) };
-        Ok(till.buy(&self.teachers[index], request).await?)
+        Ok(self.till.buy(&self.teachers[index], request).await?)
     }
 
     /// The index of the best image: pairwise, champion against challenger, order randomised.
