@@ -286,3 +286,134 @@ max_steps = 40
     assert!(dropped > 0, "no panic was contained (or none injected)");
     assert!(count(&conn, "SELECT count(*) FROM samples") > 0);
 }
+
+/// Steps the trainer took while a round was running: `loss` records (every 10 steps) after the
+/// round's step, written before the round finished.
+fn steps_during_rounds(run: &Path) -> i64 {
+    let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
+    count(
+        &conn,
+        "SELECT count(*) FROM metrics m JOIN rounds r
+         WHERE m.name = 'loss' AND m.step > r.step AND m.recorded_at < r.finished_at",
+    )
+}
+
+#[test]
+fn in_lockstep_training_waits_for_each_round_and_otherwise_trains_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A slow teacher makes every round's purchases take seconds: time enough for many steps.
+    let text = |lockstep: bool| {
+        format!(
+            r#"
+[run]
+name = "lockstep"
+seed = 3
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", sample_steps = 2 }}
+[[teachers]]
+plugin = "shapes"
+config = {{ latency_ms = 400, concurrency = 1 }}
+[judge]
+plugin = "shapes"
+[prompts]
+generate = 6
+[training]
+batch_size = 4
+checkpoint_every = 1000
+[director]
+every_steps = 20
+select_ratio = 1.0
+lockstep = {lockstep}
+[budget]
+max_teacher_calls = 30
+max_steps = 100
+"#
+        )
+    };
+    let mut during = vec![];
+    for lockstep in [false, true] {
+        let exp = dir.path().join(format!("lockstep-{lockstep}.toml"));
+        std::fs::write(&exp, text(lockstep)).unwrap();
+        let run = dir.path().join(format!("run-{lockstep}"));
+        ok(&evolve().args(["run"]).arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap());
+        let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
+        assert!(count(&conn, "SELECT count(*) FROM rounds WHERE added > 0") > 0, "rounds bought nothing");
+        if lockstep {
+            assert_eq!(count(&conn, "SELECT count(*) FROM rounds WHERE step % 20 != 0"), 0, "rounds off their step");
+        }
+        during.push(steps_during_rounds(&run));
+    }
+    assert!(during[0] > 0, "without lockstep the trainer trains on while the teacher works");
+    assert_eq!(during[1], 0, "in lockstep it waits for every round");
+}
+
+#[test]
+fn paced_spending_shares_the_budget_over_the_rounds_instead_of_spending_it_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |spend: &str| {
+        format!(
+            r#"
+[run]
+name = "paced"
+seed = 4
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", sample_steps = 2 }}
+[[teachers]]
+plugin = "shapes"
+[judge]
+plugin = "shapes"
+[prompts]
+generate = 10
+[training]
+batch_size = 4
+checkpoint_every = 1000
+[director]
+every_steps = 20
+select_ratio = 1.0
+spend = "{spend}"
+[budget]
+max_teacher_calls = 60
+max_steps = 120
+"#
+        )
+    };
+    let mut added_per_round = vec![];
+    for spend in ["as_asked", "paced"] {
+        let exp = dir.path().join(format!("{spend}.toml"));
+        std::fs::write(&exp, text(spend)).unwrap();
+        let run = dir.path().join(spend);
+        ok(&evolve().args(["run"]).arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap());
+        let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
+        let mut query = conn.prepare("SELECT added FROM rounds ORDER BY step").unwrap();
+        let added: Vec<i64> = query.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(added.len(), 5, "rounds at steps 20, 40, 60, 80 and 100: {added:?}");
+        added_per_round.push(added);
+    }
+    let (greedy, paced) = (&added_per_round[0], &added_per_round[1]);
+    // An untrained model fails everything: left alone, the first two rounds spend it all.
+    assert!(greedy[0] > 20, "about 3 variations of each of the 10 seeds: {greedy:?}");
+    assert_eq!(greedy[0] + greedy[1], 50, "{greedy:?}");
+    assert_eq!(greedy[2..], [0, 0, 0], "{greedy:?}");
+    // Paced, the 50 calls left are spent 10 a round (each round's share of what is left).
+    assert_eq!(paced[0], 10, "{paced:?}");
+    assert!(paced.iter().all(|&a| a <= 13), "{paced:?}");
+    assert!(paced[4] > 0, "the last round still buys: {paced:?}");
+    let conn = Connection::open(dir.path().join("paced").join("ledger.sqlite")).unwrap();
+    assert!(count(&conn, "SELECT count(*) FROM api_calls") <= 60);
+}
+
+#[test]
+fn paced_spending_without_a_call_or_step_limit_is_refused_at_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write(
+        dir.path(),
+        "[run]\nname = \"x\"\n[base_model]\nplugin = \"dit\"\n[[teachers]]\nplugin = \"shapes\"\n[judge]\nplugin = \"shapes\"\n[director]\nspend = \"paced\"\n[budget]\nmax_steps = 10\n",
+    );
+    let out = evolve().arg("check").arg(&exp).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`paced` spending needs `budget.max_teacher_calls`"), "{stderr}");
+    assert!(stderr.contains("director.spend"), "{stderr}");
+}

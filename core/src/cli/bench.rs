@@ -18,6 +18,8 @@ pub struct DataSettings {
     pub arms: Option<Vec<String>>,
     /// A smoke run.
     pub quick: bool,
+    /// Keep the points of an interrupted run in `out`.
+    pub resume: bool,
     /// Output folder.
     pub out: PathBuf,
 }
@@ -136,6 +138,7 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
         budgets,
         seeds,
         arms,
+        resume: data.resume,
         ..defaults
     };
     let registry = Registry::builtin();
@@ -150,8 +153,9 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     let (table, figures) = data_efficiency::summarise(&points, &settings);
     let seeds: Vec<String> = settings.seeds.iter().map(u64::to_string).collect();
     let header = format!(
-        "ShapesEval after {} steps of 16, seeds {}, {:.0} min\n",
+        "ShapesEval after {} steps of {}, seeds {}, {:.0} min\n",
         settings.steps,
+        data_efficiency::BATCH,
         seeds.join(","),
         began.elapsed().as_secs_f64() / 60.0
     );

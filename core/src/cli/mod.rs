@@ -243,6 +243,10 @@ enum Command {
         /// data-efficiency: a smoke run (every arm, tiny budgets and steps, two seeds: minutes).
         #[arg(long)]
         quick: bool,
+        /// data-efficiency: keep the points already in --out's points.csv (an interrupted run
+        /// of the same settings) and measure only the missing ones.
+        #[arg(long)]
+        resume: bool,
         /// data-efficiency: where the runs are written.
         #[arg(long, value_name = "DIR", default_value = "target/bench/data-efficiency")]
         out: PathBuf,
@@ -280,8 +284,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { world, addr, token_env } => serve(&world, addr, &token_env),
-        Command::Bench { name, run, python, case, steps, budgets, seeds, arms, quick, out } => {
-            bench::run(&name, run, python, &case, bench::DataSettings { steps, budgets, seeds, arms, quick, out })
+        Command::Bench { name, run, python, case, steps, budgets, seeds, arms, quick, resume, out } => {
+            let data = bench::DataSettings { steps, budgets, seeds, arms, quick, resume, out };
+            bench::run(&name, run, python, &case, data)
         }
     }
 }

@@ -12,7 +12,12 @@
 //! and `evolve run --resume` continue the same run: unfinished purchases are completed from the
 //! ledger (nothing is paid twice), an unfinished round is closed as interrupted, and training
 //! resumes from the latest checkpoint.
+//!
+//! Two settings trade that design for a benchmark's needs: `director.lockstep` holds the trainer
+//! while a round runs (trainer.rs), so a run depends on its seed rather than the machine's load,
+//! and `director.spend = "paced"` spreads the call budget over the rounds (pacing.rs).
 
+mod pacing;
 mod progress;
 mod round;
 mod shop;
@@ -264,6 +269,7 @@ impl Director {
             batch_size: self.experiment.training.batch_size as usize,
             max_steps: budget.max_steps,
             checkpoint_every: self.experiment.training.checkpoint_every,
+            hold_every: self.experiment.director.lockstep.then_some(self.experiment.director.every_steps.max(1)),
         };
         let trainer = Trainer::start(model, state, data, settings)?;
 
@@ -334,6 +340,8 @@ impl Director {
             if spent && budget.max_steps.is_none() {
                 break;
             }
+            // In lockstep the trainer waited for this round; otherwise this does nothing.
+            trainer.resume();
         }
         ticker.abort();
         self.refresh_report().await;

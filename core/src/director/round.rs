@@ -5,10 +5,11 @@
 
 use super::DirectorError;
 use super::lock;
+use super::pacing;
 use super::shop::{Purchase, Shop};
 use super::trainer::Trainer;
 use crate::acquire::with_retries;
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, Spend};
 use crate::store::{NewJudgment, NewPending, RoundSummary, RunDir, SampleRow, StoreError};
 use evolve_sdk::{
     Action, Choice, CompareRequest, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, MutateRequest, Operator,
@@ -176,6 +177,7 @@ pub async fn run_round(
         lock(&ctx.run).ledger.record_fault(&instance, Some(round), &reason).map_err(StoreError::from)?;
     }
 
+    let wanted = paced(ctx, wanted, round, step);
     // Write the new prompts down before paying for any, then buy them.
     let pending = crate::blocking(|| lock(&ctx.run).ledger.add_pending(&wanted)).map_err(StoreError::from)?;
     let purchases = ctx.shop.buy_all(pending.clone(), |_| {}).await?;
@@ -201,6 +203,25 @@ pub async fn run_round(
     })
     .map_err(StoreError::from)?;
     Ok(summary)
+}
+
+/// `wanted` within the round's share of the budget when the run paces its spending (every
+/// prompt is bought from every teacher).
+fn paced(ctx: &RoundContext, wanted: Vec<NewPending>, round: i64, step: u64) -> Vec<NewPending> {
+    let experiment = &ctx.experiment;
+    let (Spend::Paced, Some(max_steps)) = (experiment.director.spend, experiment.budget.max_steps) else {
+        return wanted;
+    };
+    let budget = ctx.shop.budget();
+    let calls_left = {
+        let budget = lock(&budget);
+        budget.max_calls().map(|max| max.saturating_sub(budget.calls()))
+    };
+    let Some(calls_left) = calls_left else { return wanted };
+    let share = pacing::round_share(calls_left, step, experiment.director.every_steps, max_steps);
+    let prompts = share / experiment.teachers.len().max(1) as u64;
+    let seed = SplitMix64::from_parts(&[experiment.run.seed, round as u64, 0x9ACE]).next_u64();
+    pacing::choose(wanted, prompts as usize, seed)
 }
 
 /// Everything one judging task needs, owned so that it can run on any worker.

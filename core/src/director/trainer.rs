@@ -30,6 +30,9 @@ pub struct TrainerSettings {
     pub max_steps: Option<u64>,
     /// Steps between checkpoints.
     pub checkpoint_every: u64,
+    /// Hold training at every multiple of this step until [`Trainer::resume`] (a round in
+    /// lockstep); `None` trains without pause.
+    pub hold_every: Option<u64>,
 }
 
 /// The trainer's latest figures, published after every step.
@@ -54,6 +57,7 @@ enum Command {
     Remove(Vec<i64>),
     Generate(SampleRequest, oneshot::Sender<Result<Vec<Image>, PluginError>>),
     Evaluate(Arc<dyn Evaluator>, oneshot::Sender<Result<EvalReport, EvalError>>),
+    Resume,
     Stop,
 }
 
@@ -103,6 +107,11 @@ impl Trainer {
         }
     }
 
+    /// Lets a trainer held at a round's step (`hold_every`) train on.
+    pub fn resume(&self) {
+        let _ = self.commands.send(Command::Resume);
+    }
+
     /// Renders `request` with the model's EMA weights, between two training steps.
     pub async fn generate(&self, request: SampleRequest) -> Result<Vec<Image>, DirectorError> {
         let (reply, answer) = oneshot::channel();
@@ -149,6 +158,8 @@ struct Worker {
     loss: f32,
     means: StepMeans,
     finished_at: Option<Instant>,
+    /// The last step at which a hold was released (training may pass it).
+    released: u64,
 }
 
 impl Worker {
@@ -160,6 +171,8 @@ impl Worker {
         ledger: Ledger,
         publish: watch::Sender<TrainerStatus>,
     ) -> Worker {
+        // A run resumed at a round's step has had that round: no hold there.
+        let released = state.step;
         Worker {
             model,
             state,
@@ -173,6 +186,7 @@ impl Worker {
             loss: f32::NAN,
             means: StepMeans::default(),
             finished_at: None,
+            released,
         }
     }
 
@@ -180,12 +194,18 @@ impl Worker {
         self.settings.max_steps.is_some_and(|max| self.state.step >= max)
     }
 
+    /// Whether training waits at this step for a round (lockstep) to finish.
+    fn held(&self) -> bool {
+        let step = self.state.step;
+        self.settings.hold_every.is_some_and(|every| every > 0 && step.is_multiple_of(every)) && step > self.released
+    }
+
     fn run(&mut self, inbox: mpsc::Receiver<Command>) -> Result<(), DirectorError> {
         loop {
             // Serve every waiting command first: the judge is waiting on renders, and set
             // changes must apply before the next batch is drawn.
             let mut next = inbox.try_recv().ok();
-            if next.is_none() && (self.training_done() || self.data.is_empty()) {
+            if next.is_none() && (self.training_done() || self.data.is_empty() || self.held()) {
                 if self.training_done() && self.finished_at.is_none() {
                     self.finished_at = Some(Instant::now());
                     self.checkpoint()?;
@@ -223,6 +243,7 @@ impl Worker {
                 let subject = self.settings.run_dir.display().to_string();
                 let _ = reply.send(eval_model(self.model.as_mut(), evaluator.as_ref(), &subject, |_, _| {}));
             }
+            Command::Resume => self.released = self.state.step,
             Command::Stop => {}
         }
         if self.finished_at.is_none() {

@@ -228,6 +228,29 @@ pub struct DirectorSettings {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub eval_every_rounds: Option<u64>,
+    /// Pause training while a round runs (default: train on through it). Without a pause, how
+    /// many steps a round overlaps, and so what the set holds at each step, depends on how
+    /// busy the machine is; with it, a run depends on its seed, not on the machine's load
+    /// (what `evolve bench data-efficiency` needs), at the cost of the overlap.
+    #[serde(default)]
+    pub lockstep: bool,
+    /// How rounds spend the teacher-call budget: `as_asked` (default: each round buys all its
+    /// operators ask for while the budget lasts) or `paced` (each round buys at most an even
+    /// share of the calls left over the rounds left; needs `budget.max_teacher_calls` and
+    /// `budget.max_steps`). See `director::pacing`.
+    #[serde(default)]
+    pub spend: Spend,
+}
+
+/// How rounds spend the teacher-call budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Spend {
+    /// Every round buys all its operators ask for while the budget lasts.
+    #[default]
+    AsAsked,
+    /// Every round buys at most an even share of the calls left over the rounds left.
+    Paced,
 }
 
 impl Default for DirectorSettings {
@@ -237,6 +260,8 @@ impl Default for DirectorSettings {
             select_ratio: select_ratio(),
             sample_steps: None,
             eval_every_rounds: None,
+            lockstep: false,
+            spend: Spend::AsAsked,
         }
     }
 }

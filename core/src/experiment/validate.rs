@@ -252,6 +252,17 @@ impl Checker<'_> {
                 )));
             }
         }
+        if value.pointer("/director/spend").and_then(Value::as_str) == Some("paced") {
+            for limit in ["max_teacher_calls", "max_steps"] {
+                if value.pointer(&format!("/budget/{limit}")).is_none() {
+                    let path = vec!["director".to_string(), "spend".to_string()];
+                    found.push(
+                        self.at_value(&path, format!("`paced` spending needs `budget.{limit}`"))
+                            .with_help(Some(format!("set `{limit}` under [budget], or spend = \"as_asked\""))),
+                    );
+                }
+            }
+        }
         found
     }
 }

@@ -32,18 +32,31 @@ pub struct Settings {
     pub arms: Vec<Arm>,
     /// Where the runs, the table and the figure are written.
     pub out: PathBuf,
+    /// Keep the points already in `out/points.csv` (measured with these settings) and measure
+    /// only the others.
+    pub resume: bool,
 }
+
+/// Images per trainer step of every run (the main job's).
+pub const BATCH: u32 = 32;
 
 impl Settings {
     /// The full benchmark: 6 arms × 3 budgets × 3 seeds of 400 steps (54 runs, about an hour
     /// on 2 CPU cores).
     pub fn full(out: PathBuf) -> Settings {
-        Settings { steps: 400, budgets: vec![20, 60, 200], seeds: vec![0, 1, 2], arms: Arm::ALL.to_vec(), out }
+        Settings {
+            steps: 400,
+            budgets: vec![20, 60, 200],
+            seeds: vec![0, 1, 2],
+            arms: Arm::ALL.to_vec(),
+            out,
+            resume: false,
+        }
     }
 
     /// A smoke run: every arm at two small budgets, two seeds, 30 steps.
     pub fn quick(out: PathBuf) -> Settings {
-        Settings { steps: 30, budgets: vec![8, 16], seeds: vec![0, 1], arms: Arm::ALL.to_vec(), out }
+        Settings { steps: 30, budgets: vec![8, 16], seeds: vec![0, 1], arms: Arm::ALL.to_vec(), out, resume: false }
     }
 }
 
@@ -160,9 +173,11 @@ pub struct Point {
 
 /// The experiment file of one run.
 pub fn experiment_text(arm: Arm, budget: u64, seed: u64, steps: u64) -> String {
-    // The director starts from a quarter of the budget and spends the rest where the judge
-    // finds the model weak.
-    let initial = if arm == Arm::Uniform { budget } else { (budget / 4).max(4).min(budget) };
+    // The director starts from a third of the budget, as the main job does, and spends the
+    // rest where the judge finds the model weak, evenly over its rounds (`spend = "paced"`):
+    // left to spend as asked it would buy everything in its first rounds, while the untrained
+    // model still fails every prompt and the verdicts cannot tell one prompt from another.
+    let initial = if arm == Arm::Uniform { budget } else { (budget / 3).max(4).min(budget) };
     let every = (steps / 10).max(1);
     format!(
         r#"
@@ -171,7 +186,7 @@ name = "data-efficiency"
 seed = {seed}
 [base_model]
 plugin = "dit"
-config = {{ preset = "tiny", guidance = 4.5 }}
+config = {{ preset = "tiny", guidance = 4.5, timestep_spacing = "trailing" }}
 [[teachers]]
 plugin = "shapes"
 [judge]
@@ -183,11 +198,13 @@ plugin = "shapes"
 [prompts]
 generate = {initial}
 [training]
-batch_size = 32
+batch_size = {BATCH}
 checkpoint_every = {steps}
 [director]
 every_steps = {every}
 sample_steps = 10
+lockstep = true
+spend = "paced"
 [budget]
 max_teacher_calls = {budget}
 max_steps = {steps}
@@ -203,19 +220,55 @@ pub fn measure(settings: &Settings, registry: &Registry, mut progress: impl FnMu
     let mut points = vec![];
     std::fs::create_dir_all(&settings.out).map_err(|e| format!("{}: {e}", settings.out.display()))?;
     let csv = settings.out.join("points.csv");
-    std::fs::write(&csv, "arm,budget,seed,calls,score,seconds\n").map_err(|e| format!("{}: {e}", csv.display()))?;
+    let kept = if settings.resume && csv.exists() { read_points(&csv)? } else { vec![] };
+    if kept.is_empty() {
+        std::fs::write(&csv, CSV_HEADER).map_err(|e| format!("{}: {e}", csv.display()))?;
+    }
     for &seed in &settings.seeds {
         for &budget in &settings.budgets {
             for &arm in &settings.arms {
+                if let Some(point) = kept.iter().find(|p| (p.arm, p.budget, p.seed) == (arm, budget, seed)) {
+                    progress(&format!("{} with {budget} teacher calls, seed {seed}: kept", arm.name()));
+                    points.push(point.clone());
+                    continue;
+                }
                 progress(&format!("{} with {budget} teacher calls, seed {seed}, {} steps", arm.name(), settings.steps));
                 let point = measure_one(arm, budget, seed, settings, registry)?;
                 // Each point is kept as it comes, so an interrupted benchmark still has its runs.
-                let line =
-                    format!("{},{budget},{seed},{},{:.6},{:.1}\n", arm.slug(), point.calls, point.score, point.seconds);
-                append(&settings.out.join("points.csv"), &line)?;
+                append(&csv, &csv_line(&point))?;
                 points.push(point);
             }
         }
+    }
+    Ok(points)
+}
+
+const CSV_HEADER: &str = "arm,budget,seed,calls,score,seconds\n";
+
+fn csv_line(p: &Point) -> String {
+    format!("{},{},{},{},{:.6},{:.1}\n", p.arm.slug(), p.budget, p.seed, p.calls, p.score, p.seconds)
+}
+
+/// The points of `points.csv` (as [`measure`] writes it).
+pub fn read_points(path: &std::path::Path) -> Result<Vec<Point>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut points = vec![];
+    for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = |what: &str| format!("{}:{}: {what} in `{line}`", path.display(), i + 1);
+        let fields: Vec<&str> = line.split(',').collect();
+        let [arm, budget, seed, calls, score, seconds] = fields[..] else {
+            return Err(bad("expected arm,budget,seed,calls,score,seconds"));
+        };
+        let arm = Arm::ALL.into_iter().find(|a| a.slug() == arm).ok_or_else(|| bad("unknown arm"))?;
+        let number = |field: &str, what: &str| field.parse::<f64>().map_err(|_| bad(what));
+        points.push(Point {
+            arm,
+            budget: budget.parse().map_err(|_| bad("bad budget"))?,
+            seed: seed.parse().map_err(|_| bad("bad seed"))?,
+            calls: calls.parse().map_err(|_| bad("bad calls"))?,
+            score: number(score, "bad score")?,
+            seconds: number(seconds, "bad seconds")?,
+        });
     }
     Ok(points)
 }
@@ -340,6 +393,30 @@ mod tests {
                 assert!(!chain.iter().any(|c| c == op), "{arm:?}: {chain:?}");
             }
         }
+    }
+
+    #[test]
+    fn points_read_back_as_written_and_a_bad_line_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("points.csv");
+        let points: Vec<Point> = Arm::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(i, arm)| Point { arm, budget: 60, seed: i as u64, calls: 59, score: 0.125, seconds: 61.5 })
+            .collect();
+        let text: String = std::iter::once(CSV_HEADER.to_string()).chain(points.iter().map(csv_line)).collect();
+        std::fs::write(&path, text).unwrap();
+        let read = read_points(&path).unwrap();
+        assert_eq!(read.len(), points.len());
+        for (a, b) in read.iter().zip(&points) {
+            assert_eq!(
+                (a.arm, a.budget, a.seed, a.calls, a.score, a.seconds),
+                (b.arm, b.budget, b.seed, b.calls, b.score, b.seconds)
+            );
+        }
+        std::fs::write(&path, format!("{CSV_HEADER}director-exact-judge,60,0,sixty,0.1,1.0\n")).unwrap();
+        let error = read_points(&path).unwrap_err();
+        assert!(error.contains("points.csv:2: bad calls"), "{error}");
     }
 
     #[test]
