@@ -417,3 +417,94 @@ fn paced_spending_without_a_call_or_step_limit_is_refused_at_check() {
     assert!(stderr.contains("`paced` spending needs `budget.max_teacher_calls`"), "{stderr}");
     assert!(stderr.contains("director.spend"), "{stderr}");
 }
+
+/// The last value of metric `name`.
+fn last_metric(conn: &Connection, name: &str) -> f64 {
+    conn.query_row("SELECT value FROM metrics WHERE name = ?1 ORDER BY step DESC LIMIT 1", [name], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn audited(flip_rate: f64, position_bias: f64, on_fail: &str) -> String {
+    format!(
+        r#"
+[run]
+name = "audit"
+seed = 8
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", sample_steps = 2 }}
+[[teachers]]
+plugin = "shapes"
+[judge]
+plugin = "shapes"
+config = {{ flip_rate = {flip_rate}, position_bias = {position_bias} }}
+[[operators]]
+plugin = "discrimination"
+[prompts]
+generate = 60
+[training]
+batch_size = 4
+checkpoint_every = 1000
+[director]
+every_steps = 10
+select_ratio = 1.0
+[budget]
+max_steps = 60
+[audit]
+swap_share = 1.0
+known_share = 1.0
+on_fail = "{on_fail}"
+"#
+    )
+}
+
+#[test]
+fn the_judge_audit_recovers_the_embedded_judges_flaws() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flip_rate, position_bias) in [(0.0, 0.0), (0.2, 0.3)] {
+        let exp = dir.path().join(format!("audit-{flip_rate}.toml"));
+        std::fs::write(&exp, audited(flip_rate, position_bias, "warn")).unwrap();
+        let run = dir.path().join(format!("run-{flip_rate}"));
+        let stdout = ok(&evolve().args(["run"]).arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap());
+        let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
+        // Five rounds of 60 samples, each probed both ways.
+        assert_eq!(count(&conn, "SELECT count(*) FROM audit_probes WHERE kind = 'known'"), 300);
+        assert_eq!(count(&conn, "SELECT count(*) FROM audit_probes WHERE kind = 'swap'"), 300);
+        let figure = |name: &str| {
+            let (e, low, high) = (
+                last_metric(&conn, &format!("audit/{name}")),
+                last_metric(&conn, &format!("audit/{name}_low")),
+                last_metric(&conn, &format!("audit/{name}_high")),
+            );
+            assert!(low <= e && e <= high && high - low < 0.3, "{name}: {e} in {low}..{high}");
+            e
+        };
+        let (bias, error, consistency) = (figure("position_bias"), figure("error_rate"), figure("consistency"));
+        if position_bias == 0.0 {
+            // The exact judge: never fooled, never swayed by order.
+            assert_eq!((bias, error, consistency), (0.0, 0.0, 1.0));
+            assert!(!stdout.contains("judge audit failed"), "{stdout}");
+        } else {
+            // Three standard errors of 150 probes a side.
+            assert!((bias - position_bias).abs() < 0.15, "position bias {bias}, set {position_bias}");
+            assert!((error - flip_rate).abs() < 0.15, "error rate {error}, set {flip_rate}");
+            assert!(consistency < 0.8, "{consistency}");
+        }
+        let report = std::fs::read_to_string(run.join("report/index.html")).unwrap();
+        assert!(report.contains("Judge audit") && report.contains("300 known-answer probes"), "report");
+    }
+}
+
+#[test]
+fn a_judge_that_fails_its_audit_stops_the_run_when_asked_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("stop.toml");
+    std::fs::write(&exp, audited(0.0, 0.9, "stop")).unwrap();
+    let run = dir.path().join("run");
+    let out = evolve().args(["run"]).arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("judge audit failed: position bias 0."), "{stdout}");
+    let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM rounds"), 1, "stopped after the first round");
+}

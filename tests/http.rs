@@ -342,6 +342,9 @@ select_ratio = 0.5
 max_teacher_calls = 30
 max_cost_usd = 1.0
 max_steps = 60
+[audit]
+swap_share = 1.0
+known_share = 1.0
 "#
         ),
     )
@@ -368,6 +371,12 @@ max_steps = 60
     assert!(count("SELECT count(*) FROM judgments") > 0, "the judge was asked over HTTP");
     assert!(count("SELECT count(*) FROM samples WHERE origin = 'expansion'") > 0, "expansions came over HTTP");
     assert!(count("SELECT count(*) FROM api_calls WHERE revised_prompt IS NOT NULL") > 0);
+    // The judge audit's probes went over HTTP too: the served judge tells a teacher's image
+    // from noise whichever side it is on.
+    let known = count("SELECT count(*) FROM audit_probes WHERE kind = 'known'");
+    assert!(known > 0 && count("SELECT count(*) FROM audit_probes WHERE kind = 'swap'") > 0);
+    let right = count("SELECT count(*) FROM audit_probes WHERE kind = 'known' AND passed = 1");
+    assert!(right * 10 >= known * 9, "{right} of {known} known-answer probes right");
 }
 
 #[test]

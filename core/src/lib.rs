@@ -15,6 +15,7 @@
 //! - [`serve`]: `evolve serve` — the embedded world behind OpenAI-compatible HTTP endpoints.
 
 pub mod acquire;
+pub mod audit;
 pub mod bench;
 pub mod budget;
 pub mod director;

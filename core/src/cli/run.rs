@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use evolve_core::director::{self, RunOptions, RunOutcome};
+use evolve_core::experiment::OnAuditFail;
 use evolve_core::registry::Registry;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,7 +33,15 @@ pub fn run(experiment_path: &Path, options: Options) -> anyhow::Result<ExitCode>
     } else {
         print_text(experiment_path, &outcome);
     }
-    Ok(if outcome.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+    let stopped_by_audit = outcome.audit_failed.is_some() && experiment.audit.on_fail == OnAuditFail::Stop;
+    Ok(if outcome.interrupted {
+        ExitCode::from(130)
+    } else if stopped_by_audit {
+        // Distinct from a failure (1): the run is whole and resumable once the judge is fixed.
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn print_json(outcome: &RunOutcome) {
@@ -52,6 +61,7 @@ fn print_json(outcome: &RunOutcome) {
             "event": "finished", "run_dir": outcome.run_dir, "steps": outcome.steps, "rounds": outcome.rounds,
             "teacher_calls": outcome.calls, "cost_usd": outcome.cost.usd(), "active": outcome.active,
             "trainer_busy": outcome.busy, "interrupted": outcome.interrupted, "eval": eval, "teachers": teachers,
+            "audit_failed": outcome.audit_failed,
             "quarantined": outcome.quarantined.iter()
                 .map(|(instance, reason)| serde_json::json!({ "instance": instance, "reason": reason }))
                 .collect::<Vec<_>>(),
@@ -78,6 +88,9 @@ fn print_text(experiment_path: &Path, outcome: &RunOutcome) {
     );
     for (instance, reason) in &outcome.quarantined {
         println!("quarantined {instance}: {reason}");
+    }
+    if let Some(failed) = &outcome.audit_failed {
+        println!("judge audit failed: {failed} (limits under [audit]; the report has the figures)");
     }
     println!("report: {}", outcome.run_dir.join("report/index.html").display());
     if outcome.interrupted {

@@ -27,8 +27,9 @@ pub use crate::budget::Budget;
 pub use trainer::TrainerStatus;
 
 use crate::acquire::{self, AcquireError};
+use crate::audit;
 use crate::eval::{EvalError, EvalReport, eval_model};
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, OnAuditFail};
 use crate::purchase::TeacherSlot;
 use crate::registry::Registry;
 use crate::run_model::{self, HostState, RunModelError};
@@ -116,6 +117,9 @@ pub struct RunOutcome {
     pub eval: Option<EvalReport>,
     /// Whether the run was interrupted (Ctrl-C) rather than finished.
     pub interrupted: bool,
+    /// What the judge audit found wrong at the end (`None`: nothing, or too few probes yet);
+    /// with `audit.on_fail = "stop"`, why the run stopped.
+    pub audit_failed: Option<String>,
     /// Plugin instances quarantined during the run, and why.
     pub quarantined: Vec<(String, String)>,
 }
@@ -306,6 +310,7 @@ impl Director {
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         let mut interrupted = false;
+        let mut audit_failed: Option<String> = None;
         loop {
             tokio::select! {
                 reached = status.wait_for(|s| s.step >= next_round || s.finished || s.active == 0) => {
@@ -331,6 +336,19 @@ impl Director {
             };
             progress.round(rounds, now.step, &summary);
             self.record_teacher_rates(now.step)?;
+            let failed = self.audit_judge(now.step)?;
+            if let Some(failed) = &failed {
+                if audit_failed.as_ref() != Some(failed) {
+                    tracing::warn!("the judge audit failed: {failed}");
+                    progress.note(&format!("judge audit failed: {failed}"));
+                }
+                if self.experiment.audit.on_fail == OnAuditFail::Stop {
+                    audit_failed = Some(failed.clone());
+                    self.refresh_report().await;
+                    break;
+                }
+            }
+            audit_failed = failed;
             self.refresh_report().await;
             next_round += every;
             if self.target_reached(&trainer, rounds, now.step).await? {
@@ -363,6 +381,7 @@ impl Director {
             quarantined: run.ledger.faults().map_err(StoreError::from)?,
             eval: None,
             interrupted,
+            audit_failed,
         };
         Ok((model, outcome))
     }
@@ -417,6 +436,27 @@ impl Director {
                 .map_err(StoreError::from)?;
         }
         Ok(())
+    }
+
+    /// Estimates the judge's flaws from every audit probe so far, records them as metrics
+    /// (`audit/<figure>`, `_low`, `_high`), and says what fails the experiment's limits.
+    fn audit_judge(&self, step: u64) -> Result<Option<String>, DirectorError> {
+        let run = lock(&self.run);
+        let tally = run.ledger.audit_tally().map_err(StoreError::from)?;
+        let found = audit::estimate(&tally, self.experiment.run.seed ^ step);
+        let figures = [
+            ("position_bias", found.position_bias),
+            ("error_rate", found.error_rate),
+            ("consistency", found.consistency),
+        ];
+        for (name, interval) in figures {
+            let Some(i) = interval else { continue };
+            for (suffix, value) in [("", i.estimate), ("_low", i.low), ("_high", i.high)] {
+                run.ledger.record_metric(step, &format!("audit/{name}{suffix}"), value).map_err(StoreError::from)?;
+            }
+        }
+        let failed = audit::failures(&found, &self.experiment.audit);
+        Ok((!failed.is_empty()).then(|| failed.join("; ")))
     }
 
     /// Evaluates every `eval_every_rounds` rounds (every 5 by default when the experiment has a

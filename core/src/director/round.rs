@@ -9,8 +9,8 @@ use super::pacing;
 use super::shop::{Purchase, Shop};
 use super::trainer::Trainer;
 use crate::acquire::with_retries;
-use crate::experiment::{Experiment, Spend};
-use crate::store::{NewJudgment, NewPending, RoundSummary, RunDir, SampleRow, StoreError};
+use crate::experiment::{AuditSettings, Experiment, Spend};
+use crate::store::{NewJudgment, NewPending, Probe, RoundSummary, RunDir, SampleRow, StoreError};
 use evolve_sdk::{
     Action, Choice, CompareRequest, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, MutateRequest, Operator,
     Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
@@ -58,6 +58,8 @@ struct Decision {
     rejudged: bool,
     deactivate: bool,
     wanted: Vec<NewPending>,
+    /// Audit probes asked about this sample, with the judge's raw replies.
+    probes: Vec<(Probe, String)>,
 }
 
 /// Records one judged sample: the base model's render, the judgment, and what the chain decided.
@@ -87,6 +89,9 @@ fn record(
         summary.teacher_wins += 1;
     }
     summary.rejudged += u32::from(decision.rejudged);
+    for (probe, raw) in &decision.probes {
+        run.ledger.record_probe(round, decision.sample.id, probe, raw).map_err(StoreError::from)?;
+    }
     if decision.deactivate {
         run.ledger.deactivate(decision.sample.id, round).map_err(StoreError::from)?;
         removed.push(decision.sample.id);
@@ -153,6 +158,7 @@ pub async fn run_round(
             seed: SplitMix64::from_parts(&[ctx.experiment.run.seed, round as u64, sample.id as u64]).next_u64(),
             round,
             buying,
+            audit: ctx.experiment.audit.clone(),
         };
         tasks.spawn(async move { job.decide(sample, base_image, teacher_image, history).await });
     }
@@ -235,6 +241,7 @@ struct Judging {
     seed: u64,
     round: i64,
     buying: bool,
+    audit: AuditSettings,
 }
 
 impl Judging {
@@ -263,6 +270,10 @@ impl Judging {
             seed: rng.next_u64(),
         };
         let mut actions = self.chain(&evaluated)?;
+        // The audit draws from a stream of its own: probing never changes what the chain decides.
+        let mut audit = SplitMix64::from_parts(&[self.seed, 0xA0D1]);
+        let mut probes = vec![];
+        let mut swapped = None;
         if actions.contains(&Action::Rejudge) {
             // Asked again with the order swapped; the teacher wins only if both verdicts agree.
             let again = self.compare(&sample.prompt, &base_image, &teacher_image, !base_first, rng.next_u64()).await?;
@@ -272,6 +283,28 @@ impl Judging {
             evaluated.outcome = outcome;
             evaluated.rejudged = true;
             actions = self.chain(&evaluated)?;
+            swapped = Some(again);
+        }
+        if audit.chance(self.audit.swap_share) {
+            // A rejudged sample was asked both ways already: that is the probe.
+            let again = match swapped {
+                Some(again) => Some(again),
+                None => self.compare(&sample.prompt, &base_image, &teacher_image, !base_first, audit.next_u64()).await,
+            };
+            if let Some(again) = again {
+                let consistent = chosen(&verdict, base_first) == chosen(&again, !base_first);
+                probes.push((Probe::Swap { consistent }, again.raw));
+            }
+        }
+        if audit.chance(self.audit.known_share) {
+            let right_first = audit.chance(0.5);
+            let noise = noise_like(&teacher_image, audit.next_u64());
+            let images =
+                if right_first { vec![teacher_image.clone(), noise] } else { vec![noise, teacher_image.clone()] };
+            if let Some(answer) = self.ask(&sample.prompt, images, audit.next_u64()).await {
+                let right = answer.choice == Choice::Best(usize::from(!right_first));
+                probes.push((Probe::Known { right_first, right }, answer.raw));
+            }
         }
         let mut wanted = vec![];
         let expand = actions.iter().filter_map(|a| if let Action::Expand { n } = a { Some(*n) } else { None }).max();
@@ -313,6 +346,7 @@ impl Judging {
             verdict,
             base_first,
             wanted,
+            probes,
         })
     }
 
@@ -351,6 +385,11 @@ impl Judging {
         seed: u64,
     ) -> Option<Verdict> {
         let images = if base_first { vec![base.clone(), teacher.clone()] } else { vec![teacher.clone(), base.clone()] };
+        self.ask(prompt, images, seed).await
+    }
+
+    /// The judge's verdict on `images` for `prompt` (`None`, logged, when it cannot give one).
+    async fn ask(&self, prompt: &str, images: Vec<Image>, seed: u64) -> Option<Verdict> {
         let request = CompareRequest { prompt: prompt.to_string(), images, seed };
         match self.call(|| self.judge.compare(&request)).await {
             Ok(verdict) => Some(verdict),
@@ -369,6 +408,22 @@ impl Judging {
         let _permit = self.permits.acquire().await;
         with_retries(ATTEMPTS, f).await
     }
+}
+
+/// Which image a verdict chose: `Some(true)` the teacher's, `Some(false)` the base model's,
+/// `None` neither (a tie).
+fn chosen(verdict: &Verdict, base_first: bool) -> Option<bool> {
+    match verdict.choice {
+        Choice::Best(index) => Some(index == usize::from(base_first)),
+        Choice::Tie => None,
+    }
+}
+
+/// Uniform noise of `image`'s size: an image no prompt describes (the audit's known answer).
+fn noise_like(image: &Image, seed: u64) -> Image {
+    let mut rng = SplitMix64::new(seed);
+    let pixels = (0..image.width() as usize * image.height() as usize * 3).map(|_| rng.below(256) as u8).collect();
+    Image::from_rgb(image.width(), image.height(), pixels).unwrap_or_else(|_| image.clone())
 }
 
 /// The outcome a verdict means when the base image was shown first (`base_first`) or second.

@@ -44,6 +44,85 @@ pub struct Experiment {
     /// The sandbox external plugins run in.
     #[serde(default)]
     pub plugins: PluginSettings,
+    /// How the judge is checked while the run goes (see `evolve_core::audit`).
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+/// The judge audit: probes asked alongside a round's comparisons, and what to do about a judge
+/// found wanting. Each probe is one more judge call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Share of comparisons asked again with the images swapped (self-consistency).
+    #[serde(default = "swap_share")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub swap_share: f64,
+    /// Share of comparisons joined by a known-answer probe: the teacher's image against pure
+    /// noise, in random order (position bias and error rate).
+    #[serde(default = "known_share")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub known_share: f64,
+    /// A judge whose position bias is surely above this (its whole 95% interval) fails.
+    #[serde(default = "max_position_bias")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_position_bias: f64,
+    /// A judge whose error rate is surely above this fails.
+    #[serde(default = "max_error_rate")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_error_rate: f64,
+    /// A judge whose self-consistency is surely below this fails.
+    #[serde(default = "min_consistency")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_consistency: f64,
+    /// What a failed audit does: `warn` (default: the log and the report say so) or `stop`
+    /// (the run ends after the round, as at a budget; `--resume` continues it).
+    #[serde(default)]
+    pub on_fail: OnAuditFail,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            swap_share: swap_share(),
+            known_share: known_share(),
+            max_position_bias: max_position_bias(),
+            max_error_rate: max_error_rate(),
+            min_consistency: min_consistency(),
+            on_fail: OnAuditFail::Warn,
+        }
+    }
+}
+
+/// What a failed judge audit does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAuditFail {
+    /// Say so in the log and the report, and go on.
+    #[default]
+    Warn,
+    /// End the run after the round.
+    Stop,
+}
+
+fn swap_share() -> f64 {
+    0.1
+}
+
+fn known_share() -> f64 {
+    0.05
+}
+
+fn max_position_bias() -> f64 {
+    0.2
+}
+
+fn max_error_rate() -> f64 {
+    0.3
+}
+
+fn min_consistency() -> f64 {
+    0.7
 }
 
 /// What external plugins may do. Wasm components are held to all of it; a native plugin runs

@@ -85,6 +85,8 @@ pub struct ReportData {
     pub max_calls: Option<u64>,
     /// Money limit in USD.
     pub max_cost: Option<f64>,
+    /// Judge audit probes asked: (known-answer, swapped).
+    pub audit_probes: (u64, u64),
 }
 
 /// Reads the report's data from the ledger at `ledger`.
@@ -175,5 +177,12 @@ pub fn read(ledger: &Path) -> rusqlite::Result<ReportData> {
         })
     })?;
     data.tree = rows.collect::<Result<_, _>>()?;
+
+    // A ledger from before the audit (schema v5, read without migrating) has no probes.
+    let probes = |kind: &str| {
+        conn.query_row("SELECT count(*) FROM audit_probes WHERE kind = ?1", [kind], |r| r.get::<_, i64>(0))
+            .map_or(0, |n| n.max(0) as u64)
+    };
+    data.audit_probes = (probes("known"), probes("swap"));
     Ok(data)
 }

@@ -83,7 +83,9 @@ pub fn render(data: &ReportData, images: &ImageStore) -> String {
     page.push_str(&spending_charts(data));
     page.push_str("</div><h2>Evaluation</h2><div class=\"charts\">");
     page.push_str(&eval_chart(data));
-    page.push_str("</div><h2>Base model vs teacher, by round</h2>");
+    page.push_str("</div><h2>Judge audit</h2>");
+    page.push_str(&audit(data));
+    page.push_str("<h2>Base model vs teacher, by round</h2>");
     page.push_str(&grids(data, images));
     page.push_str("<h2>Prompt family tree</h2>");
     page.push_str(&tree(&data.tree));
@@ -183,6 +185,37 @@ fn eval_chart(data: &ReportData) -> String {
         .collect();
     let lines: Vec<Series<'_>> = categories.iter().map(|(label, points)| Series { label, points }).collect();
     line_chart("Evaluation score by category", "step", &lines, &[], true)
+}
+
+/// The judge audit's latest estimates with their intervals, and their course over the run.
+fn audit(data: &ReportData) -> String {
+    const FIGURES: [(&str, &str); 3] = [
+        ("position_bias", "position bias (answers \"the first image\" whatever it sees)"),
+        ("error_rate", "error rate (wrong on an image against pure noise)"),
+        ("consistency", "self-consistency (same answer with the images swapped)"),
+    ];
+    let (known, swaps) = data.audit_probes;
+    let mut out = format!(
+        "<p>{known} known-answer probes (the teacher's image against noise) and {swaps} swapped re-asks; \
+         95% intervals. A figure fails the experiment's <code>[audit]</code> limits only once its whole \
+         interval is past them.</p><table class=\"grid-table\"><tr><th>figure</th><th>estimate</th><th>95% interval</th></tr>"
+    );
+    for (name, label) in FIGURES {
+        let last = |suffix: &str| series(data, &format!("audit/{name}{suffix}")).last().map(|p| p.1);
+        let cells = match (last(""), last("_low"), last("_high")) {
+            (Some(e), Some(low), Some(high)) => format!("<td>{e:.3}</td><td>{low:.3} to {high:.3}</td>"),
+            _ => "<td colspan=\"2\">no probes yet</td>".to_string(),
+        };
+        let _ = write!(out, "<tr><td>{}</td>{cells}</tr>", escape(label));
+    }
+    out.push_str("</table><div class=\"charts\">");
+    let lines: Vec<Series<'_>> = FIGURES
+        .iter()
+        .map(|(name, _)| Series { label: name, points: series(data, &format!("audit/{name}")) })
+        .collect();
+    out.push_str(&line_chart("Judge audit estimates", "step", &lines, &[], true));
+    out.push_str("</div>");
+    out
 }
 
 fn data_url(images: &ImageStore, hash: &crate::store::ImageHash) -> String {

@@ -134,4 +134,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX attempts_by_request ON attempts(request_hash, state);
     "#,
+    // v6: the judge audit's probes (`evolve_core::audit`): a comparison asked again with the
+    // images swapped, or the teacher's image against pure noise.
+    r#"
+    CREATE TABLE audit_probes (
+        id           INTEGER PRIMARY KEY,
+        round_id     INTEGER NOT NULL REFERENCES rounds(id),
+        sample_id    INTEGER NOT NULL REFERENCES samples(id),
+        kind         TEXT NOT NULL CHECK (kind IN ('known', 'swap')),
+        right_first  INTEGER CHECK (right_first IN (0, 1)),
+        passed       INTEGER NOT NULL CHECK (passed IN (0, 1)),
+        raw          TEXT NOT NULL,
+        created_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    "#,
 ];

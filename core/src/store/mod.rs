@@ -13,6 +13,7 @@
 //! ledger row naming it commits. The type system enforces the order: ledger rows take a
 //! [`StoredImage`], which only [`ImageStore::put`] can make.
 
+mod audit;
 mod curation;
 mod fsutil;
 mod images;
@@ -20,6 +21,7 @@ mod ledger;
 mod migrations;
 mod purchases;
 
+pub use audit::Probe;
 pub use curation::{Candidate, NewPending, PendingRow, TeacherRecord};
 pub use fsutil::atomic_write;
 pub use images::{ImageHash, ImageStore, StoredImage, decode_png, encode_png};
