@@ -105,6 +105,21 @@ async fn fault(
         // No image, and an explanation whose 200th byte falls inside a two-byte character.
         ("nodata", _) => axum::Json(json!({ "error": { "message": "é".repeat(150) } })).into_response(),
         ("neither", _) => chat_reply("Both images are lovely; I cannot choose."),
+        // One new prompt in three (a repeat, the prompt itself): asked again, then enough.
+        ("short", 1) => chat_reply("[\"a blue circle\", \"A blue circle\", \"a red circle\"]"),
+        ("never", _) => chat_reply("[\"a blue circle\", \"a blue circle\"]"),
+        // Answers only the paper's wording (EvolveDirector's VLM/vlm_script.py), as its model would.
+        ("paper", _) => {
+            if body.contains("In these two images (A) and (B), which one aligns better") {
+                chat_reply("<(B) is better>")
+            } else if body.contains("Replace the nouns in the text description: \\\"a red circle\\\"") {
+                chat_reply("[\"a blue circle\", \"two red squares\", \"a green diamond\"]")
+            } else if body.contains("exercise your imagination") && body.contains("It should") {
+                chat_reply("[\"a cat asleep on a windowsill\"]")
+            } else {
+                (StatusCode::BAD_REQUEST, "not the paper's wording").into_response()
+            }
+        }
         ("badlist", 1) => chat_reply(""),
         _ if endpoint == "chat/completions" => {
             if body.contains("more diverse") {
@@ -266,6 +281,17 @@ fn judge_replies_are_parsed_or_refused() {
     assert_eq!(prompts, ["a blue circle", "two red squares", "a green diamond"]);
     let mutated = rt.block_on(ok.mutate(&MutateRequest { recent: vec!["a red circle".into()], seed: 0 }));
     assert_eq!(mutated.unwrap(), "three purple triangles");
+    // An expansion that falls short of n distinct prompts is asked again, within a bound.
+    let prompts = rt.block_on(judge(&base, "short").expand(&expand)).unwrap();
+    assert_eq!(prompts, ["a blue circle", "two red squares", "a green diamond"]);
+    let never = rt.block_on(judge(&base, "never").expand(&expand));
+    assert!(matches!(never, Err(PluginError::Failed(ref m)) if m.contains("3 distinct")), "{never:?}");
+    // The default prompts are the paper's, word for word.
+    let paper = judge(&base, "paper");
+    assert_eq!(rt.block_on(paper.compare(&compare)).unwrap().choice, evolve_sdk::Choice::Best(1));
+    assert_eq!(rt.block_on(paper.expand(&expand)).unwrap().len(), 3);
+    let mutated = rt.block_on(paper.mutate(&MutateRequest { recent: vec!["a red circle".into()], seed: 5 }));
+    assert_eq!(mutated.unwrap(), "a cat asleep on a windowsill");
 
     // Ollama's native protocol.
     let config = json!({ "base_url": format!("{base}/ollama"), "model": "qwen2.5vl" });

@@ -149,6 +149,12 @@ pub fn fit(image: Image, size: u32) -> Image {
         let scale = (f64::from(size) * f64::from(size) / (f64::from(w) * f64::from(h))).sqrt();
         ((f64::from(w) * scale).round().max(1.0) as u32, (f64::from(h) * scale).round().max(1.0) as u32)
     };
+    resize(image, to_w, to_h)
+}
+
+/// `image` resized to exactly `to_w`×`to_h` (bilinear; unchanged when it is that size).
+pub fn resize(image: Image, to_w: u32, to_h: u32) -> Image {
+    let (w, h) = (image.width(), image.height());
     if (w, h) == (to_w, to_h) {
         return image;
     }

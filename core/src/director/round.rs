@@ -388,9 +388,10 @@ impl Judging {
         self.ask(prompt, images, seed).await
     }
 
-    /// The judge's verdict on `images` for `prompt` (`None`, logged, when it cannot give one).
+    /// The judge's verdict on `images` for `prompt` (`None`, logged, when it cannot give one),
+    /// shown at one size.
     async fn ask(&self, prompt: &str, images: Vec<Image>, seed: u64) -> Option<Verdict> {
-        let request = CompareRequest { prompt: prompt.to_string(), images, seed };
+        let request = CompareRequest { prompt: prompt.to_string(), images: same_size(images), seed };
         match self.call(|| self.judge.compare(&request)).await {
             Ok(verdict) => Some(verdict),
             Err(error) => {
@@ -408,6 +409,22 @@ impl Judging {
         let _permit = self.permits.acquire().await;
         with_retries(ATTEMPTS, f).await
     }
+}
+
+/// The longest side a judge is shown (the paper's comparison images: at most 512).
+const JUDGE_SIDE: u32 = 512;
+
+/// `images` at one size, as the paper compares them: the smallest one's, at most
+/// [`JUDGE_SIDE`] on its long side. A judge shown the teacher's 1024-pixel image beside the
+/// base model's 256-pixel render sees resolution, not alignment with the prompt.
+fn same_size(images: Vec<Image>) -> Vec<Image> {
+    let Some(smallest) = images.iter().min_by_key(|i| u64::from(i.width()) * u64::from(i.height())) else {
+        return images;
+    };
+    let (w, h) = (smallest.width(), smallest.height());
+    let scale = (f64::from(JUDGE_SIDE) / f64::from(w.max(h))).min(1.0);
+    let (w, h) = ((f64::from(w) * scale).round().max(1.0) as u32, (f64::from(h) * scale).round().max(1.0) as u32);
+    images.into_iter().map(|image| crate::training_set::resize(image, w, h)).collect()
 }
 
 /// Which image a verdict chose: `Some(true)` the teacher's, `Some(false)` the base model's,
@@ -430,4 +447,21 @@ fn noise_like(image: &Image, seed: u64) -> Image {
 fn outcome_of(verdict: &Verdict, base_first: bool) -> Outcome {
     let teacher_index = usize::from(base_first);
     if verdict.choice == Choice::Best(teacher_index) { Outcome::TeacherBetter } else { Outcome::BaseAsGood }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_judge_sees_both_images_at_the_smaller_ones_size_at_most_512() {
+        let sizes = |images: Vec<Image>| same_size(images).iter().map(|i| (i.width(), i.height())).collect::<Vec<_>>();
+        let (render, teacher) = (Image::filled(256, 256, [0, 0, 0]), Image::filled(1024, 1024, [9, 9, 9]));
+        assert_eq!(sizes(vec![render.clone(), teacher.clone()]), [(256, 256), (256, 256)]);
+        assert_eq!(sizes(vec![teacher, render]), [(256, 256), (256, 256)], "whichever comes first");
+        let wide = vec![Image::filled(1536, 1024, [0, 0, 0]), Image::filled(2048, 1365, [0, 0, 0])];
+        assert_eq!(sizes(wide), [(512, 341), (512, 341)]);
+        let same = Image::filled(32, 32, [1, 2, 3]);
+        assert_eq!(same_size(vec![same.clone(), same.clone()]), [same.clone(), same], "untouched");
+    }
 }

@@ -7,7 +7,8 @@
 //! can constrain output; free text is parsed either way. A reply that names neither image fails
 //! the call (the host skips the sample); a malformed expansion list is retried.
 
-use crate::{parse, templates};
+use crate::parse;
+use crate::templates::{self, LENGTH_HINTS, PromptStyle};
 use evolve_sdk::http::{HttpClient, base64_encode, data_url, encode_png};
 use evolve_sdk::prelude::*;
 use serde::Deserialize;
@@ -51,13 +52,18 @@ pub struct ChatJudgeConfig {
     /// Compose the two images side by side into one (for models that take one image).
     #[serde(default)]
     pub side_by_side: bool,
-    /// Comparison prompt (placeholders `{layout}`, `{prompt}`); default: the paper's.
+    /// Whose prompts to ask with: `paper` (EvolveDirector's released wording, the default) or
+    /// `evolve` (this project's paraphrase). See [`templates`].
+    #[serde(default)]
+    pub prompt_style: PromptStyle,
+    /// Comparison prompt (placeholders `{layout}`, `{prompt}`); default: the style's.
     #[serde(default)]
     pub compare_template: Option<String>,
-    /// Expansion prompt (placeholders `{prompt}`, `{n}`); default: the paper's.
+    /// Expansion prompt (placeholders `{prompt}`, `{n}`); default: the style's.
     #[serde(default)]
     pub expand_template: Option<String>,
-    /// Mutation prompt (placeholder `{recent}`); default: the paper's.
+    /// Mutation prompt (placeholders `{recent}`, `{length_hint}`: one of the paper's four length
+    /// and detail hints, drawn per request); default: the style's.
     #[serde(default)]
     pub mutate_template: Option<String>,
     /// Sampling temperature for expansion and mutation (comparisons use 0).
@@ -99,9 +105,14 @@ pub enum Protocol {
     Ollama,
 }
 
+/// Asks for an expansion at most this many times before giving up on a reply that falls short
+/// (the paper's code: 5, at a GPU's cost; here each is a paid call).
+pub const EXPAND_ASKS: usize = 3;
+
 /// A chat-based judge.
 pub struct ChatJudge {
     config: ChatJudgeConfig,
+    templates: templates::Templates,
     protocol: Protocol,
     base_url: String,
     key: Option<String>,
@@ -129,7 +140,8 @@ impl ChatJudge {
         };
         let base_url = config.base_url.clone().unwrap_or_else(|| default_base.into()).trim_end_matches('/').to_string();
         let http = HttpClient::paced(&base_url, Duration::from_secs(config.timeout_s), config.requests_per_minute)?;
-        Ok(ChatJudge { config, protocol, base_url, key, http })
+        let templates = config.prompt_style.templates();
+        Ok(ChatJudge { config, templates, protocol, base_url, key, http })
     }
 
     async fn ask(&self, ask: Ask<'_>) -> Result<String, PluginError> {
@@ -245,7 +257,7 @@ impl Judge for ChatJudge {
         } else {
             (&request.images, templates::LAYOUT_TWO)
         };
-        let template = self.config.compare_template.as_deref().unwrap_or(templates::COMPARE);
+        let template = self.config.compare_template.as_deref().unwrap_or(self.templates.compare);
         let text = templates::fill(template, &[("layout", layout), ("prompt", &request.prompt)]);
         let schema = serde_json::json!({
             "type": "object",
@@ -268,8 +280,10 @@ impl Judge for ChatJudge {
         }
     }
 
+    /// `request.n` distinct new prompts: a reply that falls short (too few, repeats, the prompt
+    /// itself) is asked again, as the paper's code does, up to [`EXPAND_ASKS`] times in all.
     async fn expand(&self, request: &ExpandRequest) -> Result<Vec<String>, PluginError> {
-        let template = self.config.expand_template.as_deref().unwrap_or(templates::EXPAND);
+        let template = self.config.expand_template.as_deref().unwrap_or(self.templates.expand);
         let n = request.n.to_string();
         let text = templates::fill(template, &[("prompt", &request.prompt), ("n", &n)]);
         let schema = serde_json::json!({
@@ -278,21 +292,42 @@ impl Judge for ChatJudge {
             "required": ["prompts"],
             "additionalProperties": false,
         });
-        let reply = self
-            .ask(Ask { text, images: &[], temperature: self.config.temperature, schema: Some(schema), choices: None })
-            .await?;
-        let list = match serde_json::from_str::<serde_json::Value>(&reply).ok().and_then(|v| v.get("prompts").cloned())
-        {
-            Some(prompts) => parse::prompt_list(&prompts.to_string())?,
-            None => parse::prompt_list(&reply)?,
-        };
-        Ok(list.into_iter().take(request.n).collect())
+        let mut best = vec![];
+        for _ in 0..EXPAND_ASKS {
+            let ask = Ask {
+                text: text.clone(),
+                images: &[],
+                temperature: self.config.temperature,
+                schema: Some(schema.clone()),
+                choices: None,
+            };
+            let reply = self.ask(ask).await?;
+            let list =
+                match serde_json::from_str::<serde_json::Value>(&reply).ok().and_then(|v| v.get("prompts").cloned()) {
+                    Some(prompts) => parse::prompt_list(&prompts.to_string())?,
+                    None => parse::prompt_list(&reply)?,
+                };
+            let distinct = parse::distinct(list, &request.prompt);
+            if distinct.len() >= request.n {
+                return Ok(distinct.into_iter().take(request.n).collect());
+            }
+            if distinct.len() > best.len() {
+                best = distinct;
+            }
+        }
+        Err(PluginError::Failed(format!(
+            "asked {EXPAND_ASKS} times for {} distinct variations of {:?}, got at most {}: {best:?}",
+            request.n,
+            request.prompt,
+            best.len()
+        )))
     }
 
     async fn mutate(&self, request: &MutateRequest) -> Result<String, PluginError> {
-        let template = self.config.mutate_template.as_deref().unwrap_or(templates::MUTATE);
+        let template = self.config.mutate_template.as_deref().unwrap_or(self.templates.mutate);
         let recent = serde_json::to_string(&request.recent).unwrap_or_else(|_| "[]".into());
-        let text = templates::fill(template, &[("recent", &recent)]);
+        let hint = LENGTH_HINTS[(SplitMix64::new(request.seed).next_u64() % LENGTH_HINTS.len() as u64) as usize];
+        let text = templates::fill(template, &[("recent", &recent), ("length_hint", hint)]);
         let reply = self
             .ask(Ask { text, images: &[], temperature: self.config.temperature, schema: None, choices: None })
             .await?;

@@ -50,8 +50,23 @@ pub fn prompt_list(reply: &str) -> Result<Vec<String>, PluginError> {
     Ok(lines)
 }
 
-/// One prompt: the first non-empty line, unquoted.
+/// `list` without repeats (ignoring case and surrounding space) and without `original`, in order.
+pub fn distinct(list: Vec<String>, original: &str) -> Vec<String> {
+    let key = |p: &str| p.trim().to_lowercase();
+    let mut seen = std::collections::HashSet::from([key(original)]);
+    list.into_iter().filter(|p| seen.insert(key(p))).collect()
+}
+
+/// One prompt: the first of a JSON list (the paper asks for `["..."]`), else the first
+/// non-empty line, unquoted.
 pub fn single_prompt(reply: &str) -> Result<String, PluginError> {
+    if let (Some(start), Some(end)) = (reply.find('['), reply.rfind(']'))
+        && start < end
+        && let Ok(list) = serde_json::from_str::<Vec<String>>(&reply[start..=end])
+        && let Some(first) = list.into_iter().map(|p| p.trim().to_string()).find(|p| !p.is_empty())
+    {
+        return Ok(first);
+    }
     reply
         .lines()
         .map(|l| l.trim().trim_matches('"').trim())
@@ -91,7 +106,15 @@ mod tests {
     }
 
     #[test]
+    fn distinct_drops_repeats_and_the_original() {
+        let list = ["a blue circle", "A blue circle ", "a red circle", "two squares"].map(String::from).to_vec();
+        assert_eq!(distinct(list, "a red circle"), ["a blue circle", "two squares"]);
+    }
+
+    #[test]
     fn single_prompts_are_the_first_line() {
+        assert_eq!(single_prompt("[\"a cat on a mat\"]").unwrap(), "a cat on a mat");
+        assert_eq!(single_prompt("Here: [\"\", \"two dogs\"] done").unwrap(), "two dogs");
         assert_eq!(single_prompt("\n\"three purple diamonds\"\nThat is new.").unwrap(), "three purple diamonds");
         assert!(single_prompt("").is_err());
     }
