@@ -337,18 +337,15 @@ impl Director {
             progress.round(rounds, now.step, &summary);
             self.record_teacher_rates(now.step)?;
             let failed = self.audit_judge(now.step)?;
-            if let Some(failed) = &failed {
-                if audit_failed.as_ref() != Some(failed) {
-                    tracing::warn!("the judge audit failed: {failed}");
-                    progress.note(&format!("judge audit failed: {failed}"));
-                }
-                if self.experiment.audit.on_fail == OnAuditFail::Stop {
-                    audit_failed = Some(failed.clone());
-                    self.refresh_report().await;
-                    break;
-                }
+            if let Some(failed) = failed.as_ref().filter(|&f| audit_failed.as_ref() != Some(f)) {
+                tracing::warn!("the judge audit failed: {failed}");
+                progress.note(&format!("judge audit failed: {failed}"));
             }
             audit_failed = failed;
+            if audit_failed.is_some() && self.experiment.audit.on_fail == OnAuditFail::Stop {
+                self.refresh_report().await;
+                break;
+            }
             self.refresh_report().await;
             next_round += every;
             if self.target_reached(&trainer, rounds, now.step).await? {
