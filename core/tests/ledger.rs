@@ -259,3 +259,22 @@ fn one_process_at_a_time_holds_a_run_and_a_report_never_touches_its_writes() {
     drop(run);
     RunDir::open(&root).unwrap();
 }
+
+#[test]
+fn new_prompts_are_those_writing_down_would_not_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+    let want = |prompt: &str| evolve_core::store::NewPending {
+        prompt: prompt.into(),
+        origin: Origin::Expansion,
+        parent: None,
+        round: None,
+    };
+    ledger.add_pending(&[want("a red circle")]).unwrap();
+    let wanted = vec![want("a red circle"), want("a blue square"), want("a blue square"), want("a green ring")];
+    let fresh = ledger.new_prompts(wanted.clone()).unwrap();
+    assert_eq!(fresh, vec![want("a blue square"), want("a green ring")]);
+    // Exactly what writing them down keeps.
+    let written: Vec<_> = ledger.add_pending(&wanted).unwrap().into_iter().map(|row| row.want).collect();
+    assert_eq!(written, fresh);
+}

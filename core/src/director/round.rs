@@ -183,7 +183,12 @@ pub async fn run_round(
         lock(&ctx.run).ledger.record_fault(&instance, Some(round), &reason).map_err(StoreError::from)?;
     }
 
-    let wanted = paced(ctx, wanted, round, step);
+    let wanted = if ctx.experiment.director.spend == Spend::Paced {
+        let fresh = crate::blocking(|| lock(&ctx.run).ledger.new_prompts(wanted)).map_err(StoreError::from)?;
+        paced(ctx, fresh, round, step)
+    } else {
+        wanted
+    };
     // Write the new prompts down before paying for any, then buy them.
     let pending = crate::blocking(|| lock(&ctx.run).ledger.add_pending(&wanted)).map_err(StoreError::from)?;
     let purchases = ctx.shop.buy_all(pending.clone(), |_| {}).await?;

@@ -54,6 +54,29 @@ pub struct TeacherRecord {
 }
 
 impl Ledger {
+    /// `wanted` without the prompts `add_pending` would skip: those already in the ledger as a
+    /// sample or an open pending prompt, and repeats within `wanted` (the first is kept). A
+    /// round choosing within its share of the budget chooses among these, so that its share is
+    /// not spent on prompts that would never be bought.
+    pub fn new_prompts(&self, wanted: Vec<NewPending>) -> Result<Vec<NewPending>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM prompts p JOIN samples s ON s.prompt_id = p.id WHERE p.text = ?1)
+                 OR EXISTS(SELECT 1 FROM pending WHERE prompt = ?1 AND sample_id IS NULL AND dropped IS NULL)",
+            )
+            .map_err(self.err())?;
+        let mut seen = std::collections::HashSet::new();
+        let mut fresh = vec![];
+        for want in wanted {
+            let known: bool = stmt.query_row([&want.prompt], |r| r.get(0)).map_err(self.err())?;
+            if !known && seen.insert(want.prompt.clone()) {
+                fresh.push(want);
+            }
+        }
+        Ok(fresh)
+    }
+
     /// Writes down `wanted` prompts in one transaction, skipping any already in the ledger as a
     /// sample or an open pending prompt. Returns the rows written.
     pub fn add_pending(&mut self, wanted: &[NewPending]) -> Result<Vec<PendingRow>, LedgerError> {
