@@ -11,6 +11,7 @@
 //! - [`static_train`]: `evolve train --static` — the paper's baseline without the director.
 //! - [`step_means`]: the interval means both training loops record as their metrics.
 //! - [`acquire`]: initial prompts and paid teacher images, each bought once.
+//! - [`dataset`]: the curated set out (`evolve export --dataset`) and in (`[prompts] from_dataset`).
 //! - [`report`]: `evolve report` — the HTML report of a run.
 //! - [`serve`]: `evolve serve` — the embedded world behind OpenAI-compatible HTTP endpoints.
 
@@ -18,6 +19,7 @@ pub mod acquire;
 pub mod audit;
 pub mod bench;
 pub mod budget;
+pub mod dataset;
 pub mod director;
 pub mod eval;
 pub mod experiment;

@@ -278,3 +278,42 @@ fn new_prompts_are_those_writing_down_would_not_skip() {
     let written: Vec<_> = ledger.add_pending(&wanted).unwrap().into_iter().map(|row| row.want).collect();
     assert_eq!(written, fresh);
 }
+
+#[test]
+fn rebuilding_the_samples_table_for_imported_samples_keeps_every_sample_and_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let images = evolve_core::store::ImageStore::open(&dir.path().join("images")).unwrap();
+    let stored = images.put(&render(3).image).unwrap();
+    {
+        // A v6 ledger: a seed, its expansion (parent reference) and a judgment naming it.
+        let mut ledger = Ledger::open_at_version(&path, 6).unwrap();
+        let sample = |prompt, origin, parent| NewSample {
+            prompt,
+            image: &stored,
+            teacher: "shapes",
+            origin,
+            parent,
+            round: None,
+        };
+        let seed = ledger.add_sample(&sample("a red circle", Origin::Seed, None)).unwrap();
+        ledger.add_sample(&sample("a small red circle", Origin::Expansion, Some(seed))).unwrap();
+        let round = ledger.begin_round(10).unwrap();
+        ledger.deactivate(seed, round).unwrap();
+    }
+    let mut ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.schema_version().unwrap(), 7);
+    let rows = ledger.samples(false).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[1].parent, rows[0].active), (Some(rows[0].id), false), "references and state survive");
+    let imported = evolve_core::store::ImportedSample {
+        prompt: "a blue square".into(),
+        image: stored.clone(),
+        teacher: "imported".into(),
+    };
+    assert_eq!(ledger.import(&[imported.clone(), imported]).unwrap(), 1, "a caption once");
+    assert_eq!(ledger.samples(true).unwrap().last().unwrap().origin, "imported");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let broken: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(broken, 0);
+}

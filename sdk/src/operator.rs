@@ -13,6 +13,8 @@ pub enum Origin {
     Expansion,
     /// Written by the judge as something new, after a sample was mastered.
     Mutation,
+    /// Brought in with its image from an existing dataset (`[prompts] from_dataset`), not bought.
+    Imported,
 }
 
 impl Origin {
@@ -22,12 +24,13 @@ impl Origin {
             Origin::Seed => "seed",
             Origin::Expansion => "expansion",
             Origin::Mutation => "mutation",
+            Origin::Imported => "imported",
         }
     }
 
     /// The origin named `name` (as [`as_str`](Origin::as_str) writes it), if any.
     pub fn from_name(name: &str) -> Option<Origin> {
-        [Origin::Seed, Origin::Expansion, Origin::Mutation].into_iter().find(|o| o.as_str() == name)
+        [Origin::Seed, Origin::Expansion, Origin::Mutation, Origin::Imported].into_iter().find(|o| o.as_str() == name)
     }
 }
 

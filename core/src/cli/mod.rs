@@ -28,6 +28,15 @@ pub struct Cli {
     command: Command,
 }
 
+/// The layouts `evolve export --dataset` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DatasetFormat {
+    /// Images beside metadata.jsonl (Hugging Face `imagefolder`).
+    Imagefolder,
+    /// Tar shards of {key}.png, {key}.txt, {key}.json.
+    Webdataset,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an experiment: train while the judge evolves the training set.
@@ -142,8 +151,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Write a run's model (EMA weights, latest checkpoint) in its ecosystem's format: for `dit`
-    /// with a VAE and T5, a diffusers pipeline folder (`PixArtAlphaPipeline.from_pretrained`).
+    /// Write a run's model (EMA weights, latest checkpoint) in its ecosystem's format — for `dit`
+    /// with a VAE and T5, a diffusers pipeline folder (`PixArtAlphaPipeline.from_pretrained`) —
+    /// or, with --dataset, the text-image set it bought and curated.
+    ///
+    /// The dataset is an image folder with metadata.jsonl (Hugging Face `imagefolder`) or, with
+    /// --format webdataset, tar shards of {key}.png, {key}.txt and {key}.json; either way with a
+    /// dataset card (README.md). Every image the run bought is in it — winners and losers of
+    /// each prompt's tournament, active and deleted — unless filtered. The folder appears whole
+    /// or not at all. Example:
+    ///
+    ///   evolve export --run runs/shapes --dataset --active-only --out shapes-set
+    #[command(verbatim_doc_comment)]
     Export {
         /// The run directory.
         #[arg(long, value_name = "DIR")]
@@ -154,6 +173,21 @@ enum Command {
         /// Replace an existing --out.
         #[arg(long)]
         force: bool,
+        /// Export the run's curated text-image set instead of its model.
+        #[arg(long)]
+        dataset: bool,
+        /// The dataset's layout.
+        #[arg(long, value_enum, default_value_t = DatasetFormat::Imagefolder, requires = "dataset")]
+        format: DatasetFormat,
+        /// Only samples in the active set at export.
+        #[arg(long, requires = "dataset")]
+        active_only: bool,
+        /// Only the images that won their prompt's tournament (the training samples).
+        #[arg(long, requires = "dataset")]
+        winners_only: bool,
+        /// Only images bought in this round (0: the initial set and imported images).
+        #[arg(long, value_name = "N", requires = "dataset")]
+        round: Option<i64>,
     },
     /// Score a run's model (or a teacher) on the experiment's evaluation suite.
     Eval {
@@ -272,7 +306,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = sample::Options { n, seed, steps, guidance, sampler, init_noise };
             sample::run(&source, &prompt, &options, &out)
         }
-        Command::Export { run, out, force } => export::run(&run, &out, force),
+        Command::Export { run, out, force, dataset: false, .. } => export::run(&run, &out, force),
+        Command::Export { run, out, force, format, active_only, winners_only, round, .. } => {
+            let filter = evolve_core::store::DatasetFilter { active_only, winners_only, round };
+            let format = match format {
+                DatasetFormat::Imagefolder => evolve_core::dataset::Format::ImageFolder,
+                DatasetFormat::Webdataset => evolve_core::dataset::Format::WebDataset,
+            };
+            export::dataset(&run, &out, evolve_core::dataset::ExportOptions { format, filter, force })
+        }
         Command::Eval { teacher: Some(teacher), suite, size, json, .. } => {
             eval::teacher(&teacher, suite.as_deref(), size, json)
         }

@@ -79,6 +79,14 @@ pub enum DirectorError {
     /// The trainer thread or the async runtime failed.
     #[error("{0}")]
     Trainer(String),
+    /// The experiment's `from_dataset` could not be read.
+    #[error("cannot import prompts.from_dataset {}: {source}", path.display())]
+    Import {
+        /// The dataset.
+        path: PathBuf,
+        /// Why.
+        source: crate::dataset::DatasetError,
+    },
 }
 
 /// How to run.
@@ -250,7 +258,9 @@ impl Director {
         let budget = self.experiment.budget.clone();
         let progress = Progress::new(self.options.quiet, self.options.json, budget.max_steps, budget.max_teacher_calls);
 
-        // 1. The initial set: written down once, bought (or finished buying) on every start.
+        // 1. The initial set: a dataset brought in and the prompts written down once, bought
+        // (or finished buying) on every start.
+        self.import_dataset(experiment_dir, &progress)?;
         self.write_down_seeds(experiment_dir).await?;
         progress.note("buying the initial set");
         let pending = lock(&self.run).ledger.open_pending().map_err(StoreError::from)?;
@@ -391,6 +401,35 @@ impl Director {
             Ok(Err(error)) => tracing::warn!(%error, "report not refreshed"),
             Err(error) => tracing::warn!(%error, "report task failed"),
         }
+    }
+
+    /// Brings the experiment's `from_dataset` in as already-paid samples, once per run (before
+    /// anything else is in the ledger); every entry left out is reported with its path.
+    fn import_dataset(&self, experiment_dir: &Path, progress: &Progress) -> Result<(), DirectorError> {
+        let Some(dataset) = &self.experiment.prompts.from_dataset else { return Ok(()) };
+        let path = experiment_dir.join(dataset);
+        let mut run = lock(&self.run);
+        if run.ledger.has_samples().map_err(StoreError::from)?
+            || run.ledger.has_pending_history().map_err(StoreError::from)?
+        {
+            return Ok(());
+        }
+        progress.note(&format!("importing {}", path.display()));
+        let evaluator = self.plugins.evaluator.as_deref();
+        let held_out = |caption: &str| evaluator.is_some_and(|e| e.holds_out(caption));
+        let imported = crate::blocking(|| crate::dataset::import_into(&mut run, &path, &held_out))
+            .map_err(|source| DirectorError::Import { path: path.clone(), source })?;
+        for skipped in &imported.skipped {
+            tracing::warn!("from_dataset: skipped {skipped}");
+        }
+        progress.note(&format!(
+            "imported {} image-caption pairs from {} ({} skipped{})",
+            imported.added,
+            path.display(),
+            imported.skipped.len(),
+            if imported.skipped.is_empty() { "" } else { ", each named above" },
+        ));
+        Ok(())
     }
 
     /// Writes the initial prompts down as pending, once per run.

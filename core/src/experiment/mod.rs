@@ -43,14 +43,13 @@ pub use types::{
 pub use validate::{ExperimentError, load, parse};
 
 /// The resolved experiment as TOML for the run directory: defaults filled in and the prompt
-/// file made absolute (the copy lives elsewhere). Secrets are only ever env-var names, so
+/// file and dataset made absolute (the copy lives elsewhere). Secrets are only ever env-var names, so
 /// nothing needs removing.
 pub fn resolved_toml(experiment: &Experiment, experiment_path: &std::path::Path) -> Result<String, String> {
     let mut resolved = experiment.clone();
-    if let Some(file) = &resolved.prompts.file {
-        let base = experiment_path.parent().unwrap_or(std::path::Path::new("."));
-        let absolute = std::path::absolute(base.join(file)).map_err(|e| e.to_string())?;
-        resolved.prompts.file = Some(absolute);
+    let base = experiment_path.parent().unwrap_or(std::path::Path::new("."));
+    for path in [&mut resolved.prompts.file, &mut resolved.prompts.from_dataset].into_iter().flatten() {
+        *path = std::path::absolute(base.join(&*path)).map_err(|e| e.to_string())?;
     }
     let body = toml::to_string_pretty(&resolved).map_err(|e| format!("cannot write the resolved experiment: {e}"))?;
     Ok(format!("# Resolved from {} by evolve {}.\n{body}", experiment_path.display(), env!("CARGO_PKG_VERSION")))

@@ -252,6 +252,13 @@ pub struct PromptSettings {
     /// to the experiment file.
     #[serde(default)]
     pub file: Option<PathBuf>,
+    /// An existing dataset whose image-caption pairs start the run as already-paid samples
+    /// (origin `imported`, no cost), judged, expanded and deleted like any other: an image folder
+    /// with `metadata.jsonl` (what `evolve export --dataset` writes), a folder of images with a
+    /// `{name}.txt` caption beside each, or WebDataset `.tar` shards (a folder of them, or one).
+    /// Relative to the experiment file. Bad entries are reported with their path and skipped.
+    #[serde(default)]
+    pub from_dataset: Option<PathBuf>,
     /// How many further prompts the judge writes (by mutation) before training starts.
     #[serde(default = "seed_count")]
     #[schemars(range(max = 1_000_000))]
@@ -260,7 +267,7 @@ pub struct PromptSettings {
 
 impl Default for PromptSettings {
     fn default() -> Self {
-        PromptSettings { file: None, generate: seed_count() }
+        PromptSettings { file: None, from_dataset: None, generate: seed_count() }
     }
 }
 

@@ -252,6 +252,19 @@ impl Checker<'_> {
                 )));
             }
         }
+        if let Some(dataset) = value.pointer("/prompts/from_dataset").and_then(Value::as_str) {
+            let base = self.source.file.parent().unwrap_or(Path::new("."));
+            if !base.join(dataset).exists() {
+                let path = vec!["prompts".to_string(), "from_dataset".to_string()];
+                found.push(self.at_value(&path, format!("dataset `{dataset}` does not exist")).with_help(Some(
+                    format!(
+                        "a folder (metadata.jsonl, {{name}}.txt captions or .tar shards) or one .tar shard; \
+                         paths are relative to the experiment file's folder, {}",
+                        base.display()
+                    ),
+                )));
+            }
+        }
         if value.pointer("/director/spend").and_then(Value::as_str) == Some("paced") {
             for limit in ["max_teacher_calls", "max_steps"] {
                 if value.pointer(&format!("/budget/{limit}")).is_none() {

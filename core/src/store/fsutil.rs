@@ -27,6 +27,27 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     result
 }
 
+/// Writes the folder `out` whole or not at all: `fill` writes into a hidden folder beside it,
+/// which then replaces `out` (an existing `out` is removed first: callers refuse it unless asked
+/// to replace it). If `fill` fails, the hidden folder is removed and `out` left as it was.
+pub fn replace_folder<E: From<StoreError>>(out: &Path, fill: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E> {
+    let parent = folder_of(out);
+    fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
+    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("export");
+    let partial = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&partial);
+    fs::create_dir_all(&partial).map_err(io_err("cannot create", &partial))?;
+    if let Err(e) = fill(&partial) {
+        let _ = fs::remove_dir_all(&partial);
+        return Err(e);
+    }
+    if out.exists() {
+        fs::remove_dir_all(out).map_err(io_err("cannot replace", out))?;
+    }
+    fs::rename(&partial, out).map_err(io_err("cannot move the finished folder into", out))?;
+    Ok(sync_dir(parent)?)
+}
+
 /// The folder `path` lies in: `.` for a bare file name (whose `parent()` is empty, which no
 /// call can open).
 fn folder_of(path: &Path) -> &Path {
@@ -52,6 +73,23 @@ mod tests {
         atomic_write(&path, b"one").unwrap();
         atomic_write(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_folder_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("set");
+        let failed: Result<(), StoreError> = replace_folder(&out, |partial| {
+            fs::write(partial.join("half"), b"x").unwrap();
+            Err(StoreError::Missing(partial.to_path_buf()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left behind");
+        replace_folder(&out, |partial| fs::write(partial.join("a"), b"1").map_err(io_err("write", partial))).unwrap();
+        replace_folder(&out, |partial| fs::write(partial.join("b"), b"2").map_err(io_err("write", partial))).unwrap();
+        let names: Vec<_> = fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["b"], "replaced whole");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

@@ -238,13 +238,46 @@ impl Ledger {
         if current > supported {
             return Err(LedgerError::NewerSchema { path: self.path.clone(), found: current, supported });
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().take(target as usize).skip(current as usize) {
-            self.transaction(|tx| {
-                tx.execute_batch(sql)?;
-                tx.pragma_update(None, "user_version", (i + 1) as u32)
-            })?;
+        if current >= target {
+            return Ok(());
         }
-        Ok(())
+        // A migration may rebuild a table others reference (SQLite's way to change a
+        // constraint): foreign keys are off while it runs, and checked before it commits.
+        self.sql(|c| c.pragma_update(None, "foreign_keys", false))?;
+        let migrated = (|| {
+            for (i, sql) in MIGRATIONS.iter().enumerate().take(target as usize).skip(current as usize) {
+                self.transaction(|tx| {
+                    tx.execute_batch(sql)?;
+                    let broken: i64 =
+                        tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+                    if broken > 0 {
+                        return Err(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                            Some(format!("migration to version {} leaves {broken} broken references", i + 1)),
+                        ));
+                    }
+                    tx.pragma_update(None, "user_version", (i + 1) as u32)
+                })?;
+            }
+            Ok(())
+        })();
+        self.sql(|c| c.pragma_update(None, "foreign_keys", true))?;
+        migrated
+    }
+
+    /// Opens the ledger at `path` to read only, as it stands (no migration, no lock on a live
+    /// run's writes): for exports and reports. A ledger from a newer evolve is refused.
+    pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|source| LedgerError::Sqlite { path: path.into(), source })?;
+        let ledger = Ledger { conn, path: path.to_path_buf() };
+        let found = ledger.schema_version()?;
+        let supported = MIGRATIONS.len() as u32;
+        if found > supported {
+            return Err(LedgerError::NewerSchema { path: path.into(), found, supported });
+        }
+        Ok(ledger)
     }
 
     /// The recorded result of a paid request, if it was paid for before.

@@ -148,4 +148,29 @@ pub(super) const MIGRATIONS: &[&str] = &[
         created_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
     );
     "#,
+    // v7: samples may be imported from an existing dataset (`[prompts] from_dataset`). SQLite
+    // cannot change a CHECK constraint in place: the table is rebuilt (foreign keys are off
+    // while migrations run and checked before each commits).
+    r#"
+    CREATE TABLE samples_v7 (
+        id                 INTEGER PRIMARY KEY,
+        prompt_id          INTEGER NOT NULL REFERENCES prompts(id),
+        image_hash         TEXT NOT NULL REFERENCES images(hash),
+        teacher            TEXT NOT NULL,
+        origin             TEXT NOT NULL CHECK (origin IN ('seed', 'expansion', 'mutation', 'imported')),
+        parent_id          INTEGER REFERENCES samples(id),
+        active             INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+        round_added        INTEGER REFERENCES rounds(id),
+        round_removed      INTEGER REFERENCES rounds(id),
+        last_judged_round  INTEGER REFERENCES rounds(id),
+        created_at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    INSERT INTO samples_v7 (id, prompt_id, image_hash, teacher, origin, parent_id, active, round_added,
+                            round_removed, last_judged_round, created_at)
+        SELECT id, prompt_id, image_hash, teacher, origin, parent_id, active, round_added,
+               round_removed, last_judged_round, created_at FROM samples;
+    DROP TABLE samples;
+    ALTER TABLE samples_v7 RENAME TO samples;
+    CREATE INDEX samples_active_by_judged ON samples(active, last_judged_round);
+    "#,
 ];

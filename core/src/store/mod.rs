@@ -15,6 +15,7 @@
 
 mod audit;
 mod curation;
+mod dataset;
 mod fsutil;
 mod images;
 mod ledger;
@@ -23,7 +24,8 @@ mod purchases;
 
 pub use audit::Probe;
 pub use curation::{Candidate, NewPending, PendingRow, TeacherRecord};
-pub use fsutil::atomic_write;
+pub use dataset::{DatasetFilter, DatasetRow, DatasetVerdict, ImportedSample};
+pub use fsutil::{atomic_write, replace_folder};
 pub use images::{ImageHash, ImageStore, StoredImage, decode_png, encode_png};
 pub use ledger::{
     ApiCall, ConsistencyReport, Ledger, LedgerError, NewApiCall, NewJudgment, NewSample, RequestHash, RoundSummary,

@@ -200,7 +200,7 @@ pub struct FfiSample<'a> {
     pub seed: u64,
 }
 
-const ORIGINS: [Origin; 3] = [Origin::Seed, Origin::Expansion, Origin::Mutation];
+const ORIGINS: [Origin; 4] = [Origin::Seed, Origin::Expansion, Origin::Mutation, Origin::Imported];
 
 fn outcome_code(outcome: Outcome) -> u8 {
     match outcome {

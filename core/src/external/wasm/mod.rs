@@ -303,6 +303,8 @@ fn to_wit_sample(s: &EvaluatedSample) -> operator::EvaluatedSample {
             Origin::Seed => operator::Origin::Seed,
             Origin::Expansion => operator::Origin::Expansion,
             Origin::Mutation => operator::Origin::Mutation,
+            // The 0.1 world, frozen, has no `imported`: an imported sample is a seed there.
+            Origin::Imported => operator::Origin::Seed,
         },
         round: s.round,
         outcome: to_wit_outcome(s.outcome),
