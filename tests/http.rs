@@ -105,6 +105,12 @@ async fn fault(
         // No image, and an explanation whose 200th byte falls inside a two-byte character.
         ("nodata", _) => axum::Json(json!({ "error": { "message": "é".repeat(150) } })).into_response(),
         ("neither", _) => chat_reply("Both images are lovely; I cannot choose."),
+        // A verdict with the server's token count, as OpenAI reports it.
+        ("usage", _) => axum::Json(json!({
+            "choices": [{ "index": 0, "message": { "role": "assistant", "content": "(B) is better" } }],
+            "usage": { "prompt_tokens": 1200, "completion_tokens": 7, "total_tokens": 1207 },
+        }))
+        .into_response(),
         // One new prompt in three (a repeat, the prompt itself): asked again, then enough.
         ("short", 1) => chat_reply("[\"a blue circle\", \"A blue circle\", \"a red circle\"]"),
         ("never", _) => chat_reply("[\"a blue circle\", \"a blue circle\"]"),
@@ -146,9 +152,14 @@ async fn ollama_chat(body: String) -> Response {
     } else {
         "{\"prompts\": [\"a small red circle\", \"a large red circle\"]}"
     };
-    axum::Json(
-        json!({ "model": request["model"], "message": { "role": "assistant", "content": content }, "done": true }),
-    )
+    // Ollama counts tokens as `prompt_eval_count` and `eval_count`.
+    axum::Json(json!({
+        "model": request["model"],
+        "message": { "role": "assistant", "content": content },
+        "done": true,
+        "prompt_eval_count": 900,
+        "eval_count": 12,
+    }))
     .into_response()
 }
 
@@ -270,10 +281,10 @@ fn judge_replies_are_parsed_or_refused() {
     let ok = judge(&base, "ok");
     let verdict = rt.block_on(with_retries(3, || ok.compare(&compare))).unwrap();
     assert_eq!(verdict.choice, evolve_sdk::Choice::Best(1));
-    // A reply that names neither image fails the call: the host skips the sample.
+    // A reply that names neither image fails the call (the host skips the sample), billed.
     let undecided = judge(&base, "neither");
     let neither = rt.block_on(with_retries(3, || undecided.compare(&compare)));
-    assert!(matches!(neither, Err(PluginError::Failed(ref m)) if m.contains("neither")), "{neither:?}");
+    assert!(matches!(neither, Err(PluginError::Billed(ref m)) if m.contains("neither")), "{neither:?}");
     // A malformed expansion is retried.
     let expand = ExpandRequest { prompt: "a red circle".into(), n: 3, seed: 0 };
     let badlist = judge(&base, "badlist");
@@ -285,7 +296,7 @@ fn judge_replies_are_parsed_or_refused() {
     let prompts = rt.block_on(judge(&base, "short").expand(&expand)).unwrap();
     assert_eq!(prompts, ["a blue circle", "two red squares", "a green diamond"]);
     let never = rt.block_on(judge(&base, "never").expand(&expand));
-    assert!(matches!(never, Err(PluginError::Failed(ref m)) if m.contains("3 distinct")), "{never:?}");
+    assert!(matches!(never, Err(PluginError::Billed(ref m)) if m.contains("3 distinct")), "{never:?}");
     // The default prompts are the paper's, word for word.
     let paper = judge(&base, "paper");
     assert_eq!(rt.block_on(paper.compare(&compare)).unwrap().choice, evolve_sdk::Choice::Best(1));
@@ -300,6 +311,41 @@ fn judge_replies_are_parsed_or_refused() {
     assert_eq!(verdict.choice, evolve_sdk::Choice::Best(0));
     let prompts = rt.block_on(ollama.expand(&ExpandRequest { prompt: "a red circle".into(), n: 2, seed: 0 })).unwrap();
     assert_eq!(prompts, ["a small red circle", "a large red circle"]);
+}
+
+#[test]
+fn a_judges_token_usage_is_priced_and_quoted_before_the_call() {
+    let rt = runtime();
+    let base = start_fault_server(&rt);
+    let pair = vec![Image::filled(32, 32, [0, 0, 0]), Image::filled(32, 32, [255, 255, 255])];
+    let compare = CompareRequest { prompt: "a red circle".into(), images: pair, seed: 0 };
+    let price = json!({ "input_per_million_usd": 2.5, "output_per_million_usd": 10.0 });
+    let priced = |url: String, plugin: &str| {
+        let constraint = if plugin == "ollama" { "json_schema" } else { "none" };
+        let config = json!({ "base_url": url, "model": "test", "constraint": constraint, "price": price });
+        Registry::builtin().judge(&plugin.into(), config, &evolve_sdk::PluginContext::new("j", 0)).unwrap()
+    };
+    // The server's count, priced: 1200 × $2.50/M + 7 × $10/M.
+    let judge = priced(format!("{base}/s/usage/v1"), "openai");
+    let metered = rt.block_on(judge.compare_metered(&compare)).unwrap();
+    assert_eq!(metered.value.choice, evolve_sdk::Choice::Best(1));
+    assert_eq!((metered.usage.input_tokens, metered.usage.output_tokens), (1200, 7));
+    assert_eq!(metered.usage.cost.micro_usd, 3_070);
+    // Quoted before the call: a prompt and two images of 255 tokens, 300 tokens of answer.
+    let quote = judge.quote(evolve_sdk::JudgeCall::Compare { images: 2 });
+    assert_eq!(quote.micro_usd, 6_775, "1510 × $2.50/M + 300 × $10/M");
+    // A server that does not count is charged the quote's estimate, never nothing.
+    let silent = priced(format!("{base}/s/ok/v1"), "openai");
+    let metered = rt.block_on(silent.compare_metered(&compare)).unwrap();
+    assert_eq!(metered.usage.cost, quote);
+    // Ollama's counts.
+    let ollama = priced(format!("{base}/ollama"), "ollama");
+    let metered = rt.block_on(ollama.compare_metered(&compare)).unwrap();
+    assert_eq!((metered.usage.input_tokens, metered.usage.output_tokens), (900, 12));
+    // Not priced and not at home: refused, so that max_cost_usd can hold.
+    let config = json!({ "base_url": "https://vlm.example.com/v1", "model": "some-vlm" });
+    let error = Registry::builtin().judge(&"openai".into(), config, &evolve_sdk::PluginContext::new("j", 0));
+    assert!(error.err().is_some_and(|e| e.to_string().contains("set price")));
 }
 
 // ---------------------------------------------------------------- end to end with evolve serve
@@ -403,6 +449,67 @@ known_share = 1.0
     assert!(known > 0 && count("SELECT count(*) FROM audit_probes WHERE kind = 'swap'") > 0);
     let right = count("SELECT count(*) FROM audit_probes WHERE kind = 'known' AND passed = 1");
     assert!(right * 10 >= known * 9, "{right} of {known} known-answer probes right");
+}
+
+#[test]
+fn a_priced_judge_is_paid_out_of_the_same_budget_as_the_teachers() {
+    let (_server, url) = start_serve(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("exp.toml");
+    // A dear judge ($100 per million tokens, about 4 cents a comparison) and a cheap teacher:
+    // the judge's spending is what reaches max_cost_usd.
+    std::fs::write(
+        &exp,
+        format!(
+            r#"
+[run]
+name = "priced-judge"
+seed = 2
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", sample_steps = 2 }}
+[[teachers]]
+plugin = "openai"
+config = {{ base_url = "{url}", model = "shapes", price_usd = 0.01 }}
+[judge]
+plugin = "openai"
+config = {{ base_url = "{url}", model = "shapes", side_by_side = true, price = {{ input_per_million_usd = 100.0, output_per_million_usd = 100.0 }} }}
+[prompts]
+generate = 8
+[training]
+batch_size = 4
+checkpoint_every = 1000
+[director]
+every_steps = 10
+select_ratio = 1.0
+[budget]
+max_cost_usd = 1.0
+max_steps = 60
+[audit]
+swap_share = 0.0
+known_share = 0.0
+"#
+        ),
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let out = evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+
+    let conn = rusqlite::Connection::open(run.join("ledger.sqlite")).unwrap();
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let judge_cost = count("SELECT coalesce(sum(cost_micro_usd), 0) FROM judge_calls");
+    let teacher_cost = count("SELECT coalesce(sum(cost_micro_usd), 0) FROM api_calls");
+    assert!(count("SELECT count(*) FROM judge_calls WHERE kind = 'compare'") > 0, "{stdout}");
+    assert!(count("SELECT count(*) FROM judge_calls WHERE kind = 'mutate'") >= 8, "the seed prompts were written");
+    assert!(count("SELECT min(input_tokens) FROM judge_calls") > 0, "the server's counts");
+    assert!(judge_cost > 300_000, "the judge spent most of the dollar: {judge_cost}");
+    assert!(judge_cost + teacher_cost <= 1_000_000, "judge {judge_cost} + teachers {teacher_cost} within $1");
+    assert!(judge_cost + teacher_cost > 800_000, "the budget was spent, then the run stopped buying");
+    assert!(stdout.contains("judge: ") && stdout.contains("total spent $"), "{stdout}");
+    let report = std::fs::read_to_string(run.join("report/index.html")).unwrap();
+    assert!(report.contains("judge cost") && report.contains("teacher cost"), "the report shows both");
 }
 
 #[test]

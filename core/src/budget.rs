@@ -1,5 +1,6 @@
 //! Spending limits: teacher calls and money. A call is reserved at its quoted price before it is
-//! made, so concurrent purchases stop exactly at the limit instead of overshooting it.
+//! made, so concurrent purchases stop exactly at the limit instead of overshooting it. Judge
+//! calls spend money only: they are reserved and settled the same way without counting as calls.
 
 use evolve_sdk::Cost;
 
@@ -19,6 +20,8 @@ pub struct Budget {
 #[must_use]
 pub struct Reservation {
     quoted: Cost,
+    /// Whether it counts against the call limit (a teacher call) or only against the money.
+    call: bool,
 }
 
 impl Budget {
@@ -37,13 +40,23 @@ impl Budget {
         }
         self.reserved_calls += 1;
         self.reserved_cost = self.reserved_cost + price;
-        Some(Reservation { quoted: price })
+        Some(Reservation { quoted: price, call: true })
+    }
+
+    /// Reserves `price` of money only (a judge call), if the cost limit allows it.
+    pub fn reserve_cost(&mut self, price: Cost) -> Option<Reservation> {
+        let cost = self.paid_cost + self.reserved_cost + price;
+        if self.max_cost.is_some_and(|max| cost > max) {
+            return None;
+        }
+        self.reserved_cost = self.reserved_cost + price;
+        Some(Reservation { quoted: price, call: false })
     }
 
     /// Books a reserved call that was made and cost `actual`.
     pub fn settle(&mut self, reservation: Reservation, actual: Cost) {
         self.unreserve(reservation);
-        self.paid_calls += 1;
+        self.paid_calls += u64::from(reservation.call);
         self.paid_cost = self.paid_cost + actual;
     }
 
@@ -58,15 +71,25 @@ impl Budget {
     }
 
     fn unreserve(&mut self, reservation: Reservation) {
-        self.reserved_calls = self.reserved_calls.saturating_sub(1);
+        self.reserved_calls = self.reserved_calls.saturating_sub(u64::from(reservation.call));
         self.reserved_cost =
             Cost { micro_usd: self.reserved_cost.micro_usd.saturating_sub(reservation.quoted.micro_usd) };
+    }
+
+    /// Whether money for a call quoted at `price` is left (calls aside).
+    pub fn affords(&self, price: Cost) -> bool {
+        self.max_cost.is_none_or(|max| self.paid_cost + self.reserved_cost + price <= max)
     }
 
     /// Whether not even a free call fits any more.
     pub fn exhausted(&self) -> bool {
         self.max_calls.is_some_and(|max| self.paid_calls + self.reserved_calls >= max)
             || self.max_cost.is_some_and(|max| self.paid_cost + self.reserved_cost >= max)
+    }
+
+    /// Money reserved for calls in flight.
+    pub fn reserved_cost(&self) -> Cost {
+        self.reserved_cost
     }
 
     /// Calls paid so far.
@@ -103,6 +126,24 @@ mod tests {
         budget.settle(c, Cost::ZERO);
         assert_eq!(budget.calls(), 3);
         assert!(budget.reserve(Cost::ZERO).is_none());
+    }
+
+    #[test]
+    fn judge_spending_counts_against_the_money_not_the_calls() {
+        let mut budget = Budget::new(Some(2), Some(Cost::from_usd(0.10)), 0, Cost::ZERO);
+        let judge = budget.reserve_cost(Cost::from_usd(0.05)).unwrap();
+        assert!(budget.reserve_cost(Cost::from_usd(0.06)).is_none(), "0.11 would exceed 0.10");
+        budget.settle(judge, Cost::from_usd(0.03));
+        assert_eq!((budget.calls(), budget.cost()), (0, Cost::from_usd(0.03)));
+        let a = budget.reserve(Cost::ZERO).unwrap();
+        let b = budget.reserve(Cost::ZERO).unwrap();
+        assert!(budget.reserve(Cost::ZERO).is_none(), "two teacher calls, whatever the judge spent");
+        budget.release(a);
+        budget.settle(b, Cost::from_usd(0.07));
+        assert!(budget.exhausted(), "0.10 spent");
+        assert!(budget.reserve_cost(Cost { micro_usd: 1 }).is_none());
+        assert!(!budget.affords(Cost { micro_usd: 1 }) && budget.affords(Cost::ZERO));
+        assert!(budget.reserve_cost(Cost::ZERO).is_some(), "a free judge is never stopped");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - `POST /v1/images/generations` renders with the shapes teacher (`b64_json` or `url`).
 //! - `GET /v1/files/{name}` serves images returned by URL.
 //! - `POST /v1/chat/completions` answers the judge's prompts (evolve's default templates:
-//!   comparison, expansion, mutation) with the shapes detector and grammar.
+//!   comparison, expansion, mutation) with the shapes detector and grammar, and `usage` token
+//!   counts as OpenAI reports them, so that a priced judge can be run end to end.
 //!
 //! It binds to loopback by default; binding any other address needs a bearer token (read from
 //! an environment variable), and then every request without it is refused with 401.
@@ -282,6 +283,9 @@ async fn chat(State(world): State<Arc<World>>, Json(body): Json<Value>) -> Respo
     };
     let seed = fingerprint(&body.to_string());
     let structured = body.get("response_format").is_some();
+    // Counted as OpenAI counts them, roughly: four characters a token, an image of at most
+    // 512 px one tile (85 + 170).
+    let prompt_tokens = text.len().div_ceil(4) + 255 * images.len();
     let content = if !images.is_empty() {
         if images.len() == 1 {
             match split_side_by_side(&images[0]) {
@@ -331,12 +335,18 @@ async fn chat(State(world): State<Arc<World>>, Json(body): Json<Value>) -> Respo
         return error(StatusCode::BAD_REQUEST, "this server answers evolve's judge prompts only");
     };
     let model = body.get("model").cloned().unwrap_or_else(|| "shapes".into());
+    let completion_tokens = content.len().div_ceil(4);
     Json(json!({
         "id": format!("chatcmpl-{seed:x}"),
         "object": "chat.completion",
         "created": now(),
         "model": model,
         "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }))
     .into_response()
 }

@@ -1,6 +1,6 @@
 //! Judges: the vision-language model that compares images and writes new prompts.
 
-use crate::{Image, Limits, PluginError};
+use crate::{Cost, Image, Limits, PluginError};
 use serde::{Deserialize, Serialize};
 
 /// Which of the compared images the judge prefers.
@@ -79,7 +79,64 @@ pub struct MutateRequest {
     pub seed: u64,
 }
 
+/// A kind of judge call, for a quote before it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JudgeCall {
+    /// A comparison of this many images.
+    Compare {
+        /// How many images are shown.
+        images: usize,
+    },
+    /// An expansion into this many prompts.
+    Expand {
+        /// How many prompts are asked for.
+        n: usize,
+    },
+    /// A mutation.
+    Mutate,
+}
+
+/// What a judge call used, as the server counted it, and what that cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Tokens read (text and images).
+    pub input_tokens: u64,
+    /// Tokens written.
+    pub output_tokens: u64,
+    /// Their price.
+    pub cost: Cost,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost = self.cost + other.cost;
+    }
+}
+
+/// A judge's answer with what it used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metered<T> {
+    /// The answer.
+    pub value: T,
+    /// What the call (every request it made) used.
+    pub usage: Usage,
+}
+
+impl<T> Metered<T> {
+    /// An answer that cost nothing (a judge that runs in-process, or does not count).
+    pub fn free(value: T) -> Metered<T> {
+        Metered { value, usage: Usage::default() }
+    }
+}
+
 /// A vision-language model that evaluates images and writes prompts.
+///
+/// A judge that costs money reports it: it implements [`Judge::quote`] and the `*_metered`
+/// methods (the plain methods then return their `value`). The host reserves each call's quote
+/// against the experiment's `max_cost_usd` before making it and settles it at the reported
+/// usage; a judge that does not override them is counted as free.
 #[async_trait::async_trait]
 pub trait Judge: Send + Sync {
     /// How many calls the judge's server tolerates; the host never exceeds it.
@@ -95,4 +152,25 @@ pub trait Judge: Send + Sync {
 
     /// One new prompt unrelated to `request.recent`, with a different structure.
     async fn mutate(&self, request: &MutateRequest) -> Result<String, PluginError>;
+
+    /// The most a call of this kind should cost: what the host reserves against the budget
+    /// before the call. Zero for a free judge.
+    fn quote(&self, _call: JudgeCall) -> Cost {
+        Cost::ZERO
+    }
+
+    /// [`Judge::compare`] with what it used.
+    async fn compare_metered(&self, request: &CompareRequest) -> Result<Metered<Verdict>, PluginError> {
+        Ok(Metered::free(self.compare(request).await?))
+    }
+
+    /// [`Judge::expand`] with what it used.
+    async fn expand_metered(&self, request: &ExpandRequest) -> Result<Metered<Vec<String>>, PluginError> {
+        Ok(Metered::free(self.expand(request).await?))
+    }
+
+    /// [`Judge::mutate`] with what it used.
+    async fn mutate_metered(&self, request: &MutateRequest) -> Result<Metered<String>, PluginError> {
+        Ok(Metered::free(self.mutate(request).await?))
+    }
 }

@@ -85,7 +85,7 @@ pub use config::{SecretRef, config_schema, decode_config};
 pub use error::PluginError;
 pub use evaluator::{EvalCase, EvalSuite, Evaluator};
 pub use image::{Image, ImageError};
-pub use judge::{Choice, CompareRequest, ExpandRequest, Judge, MutateRequest, Verdict};
+pub use judge::{Choice, CompareRequest, ExpandRequest, Judge, JudgeCall, Metered, MutateRequest, Usage, Verdict};
 pub use operator::{Action, EvaluatedSample, Operator, Origin, Outcome};
 pub use plugin::{Limits, PluginContext, PluginInfo, PluginKind};
 pub use registry::{BuiltinPlugin, Constructor, builtin_plugins};
@@ -105,8 +105,8 @@ pub use serde_json;
 pub mod prelude {
     pub use crate::{
         Action, BaseModel, Choice, CompareRequest, Cost, EvalCase, EvalSuite, EvaluatedSample, Evaluator,
-        ExpandRequest, GenerateRequest, GeneratedImage, Image, Job, Judge, Limits, MutateRequest, Operator, Origin,
-        Outcome, PluginContext, PluginError, SampleRequest, SecretRef, SplitMix64, StepStats, Submitted, Teacher,
-        TrainBatch, Verdict, async_trait,
+        ExpandRequest, GenerateRequest, GeneratedImage, Image, Job, Judge, JudgeCall, Limits, Metered, MutateRequest,
+        Operator, Origin, Outcome, PluginContext, PluginError, SampleRequest, SecretRef, SplitMix64, StepStats,
+        Submitted, Teacher, TrainBatch, Usage, Verdict, async_trait,
     };
 }

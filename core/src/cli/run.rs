@@ -60,6 +60,8 @@ fn print_json(outcome: &RunOutcome) {
         serde_json::json!({
             "event": "finished", "run_dir": outcome.run_dir, "steps": outcome.steps, "rounds": outcome.rounds,
             "teacher_calls": outcome.calls, "cost_usd": outcome.cost.usd(), "active": outcome.active,
+            "judge_calls": outcome.judge.calls, "judge_cost_usd": outcome.judge.cost.usd(),
+            "judge_tokens": outcome.judge.input_tokens + outcome.judge.output_tokens,
             "trainer_busy": outcome.busy, "interrupted": outcome.interrupted, "eval": eval, "teachers": teachers,
             "audit_failed": outcome.audit_failed,
             "quarantined": outcome.quarantined.iter()
@@ -86,6 +88,16 @@ fn print_text(experiment_path: &Path, outcome: &RunOutcome) {
         outcome.active,
         outcome.busy * 100.0
     );
+    if outcome.judge.calls > 0 {
+        println!(
+            "judge: {} calls, {} tokens in, {} out ({}); total spent {}",
+            outcome.judge.calls,
+            outcome.judge.input_tokens,
+            outcome.judge.output_tokens,
+            outcome.judge.cost,
+            outcome.cost + outcome.judge.cost
+        );
+    }
     for (instance, reason) in &outcome.quarantined {
         println!("quarantined {instance}: {reason}");
     }

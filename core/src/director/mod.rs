@@ -16,7 +16,11 @@
 //! Two settings trade that design for a benchmark's needs: `director.lockstep` holds the trainer
 //! while a round runs (trainer.rs), so a run depends on its seed rather than the machine's load,
 //! and `director.spend = "paced"` spreads the call budget over the rounds (pacing.rs).
+//!
+//! The judge is paid for out of the same budget as the teachers (judge_meter.rs): each call is
+//! reserved at its quote against `max_cost_usd` and settled at the tokens it used.
 
+mod judge_meter;
 mod pacing;
 mod progress;
 mod round;
@@ -36,6 +40,7 @@ use crate::run_model::{self, HostState, RunModelError};
 use crate::store::{NewPending, RoundSummary, RunDir, StoreError, TeacherRecord};
 use crate::training_set::TrainingSet;
 use evolve_sdk::{Cost, Evaluator, Judge, Origin, PluginError};
+use judge_meter::MeteredJudge;
 use progress::Progress;
 use round::{RoundContext, run_round};
 use shop::{Purchase, Shop};
@@ -113,8 +118,10 @@ pub struct RunOutcome {
     pub rounds: u64,
     /// Teacher calls paid in total.
     pub calls: u64,
-    /// Money spent in total.
+    /// Money spent on teacher calls in total.
     pub cost: Cost,
+    /// What the judge used and spent in total (calls that reported usage).
+    pub judge: crate::store::JudgeTotals,
     /// Samples in the active set at the end.
     pub active: u64,
     /// Fraction of wall time the trainer was busy (this session).
@@ -234,11 +241,13 @@ impl Director {
         mut plugins: Plugins,
         options: &RunOptions,
     ) -> Result<Director, DirectorError> {
-        let (calls, cost) = run.ledger.call_totals().map_err(StoreError::from)?;
+        let (calls, teacher_cost) = run.ledger.call_totals().map_err(StoreError::from)?;
+        let cost = teacher_cost + run.ledger.judge_totals().map_err(StoreError::from)?.cost;
         let max_cost = experiment.budget.max_cost_usd.map(Cost::from_usd);
         let budget = Arc::new(Mutex::new(Budget::new(experiment.budget.max_teacher_calls, max_cost, calls, cost)));
         let experiment = Arc::new(experiment.clone());
         let run = Arc::new(Mutex::new(run));
+        plugins.judge = Arc::new(MeteredJudge::new(Arc::clone(&plugins.judge), Arc::clone(&budget), Arc::clone(&run)));
         let teachers = std::mem::take(&mut plugins.teachers);
         let shop = Arc::new(Shop::new(
             teachers,
@@ -382,6 +391,7 @@ impl Director {
             rounds,
             calls,
             cost,
+            judge: run.ledger.judge_totals().map_err(StoreError::from)?,
             active: run.ledger.active_count().map_err(StoreError::from)?,
             busy: last.busy,
             teachers: run.ledger.teacher_records().map_err(StoreError::from)?,

@@ -9,11 +9,12 @@ use super::pacing;
 use super::shop::{Purchase, Shop};
 use super::trainer::Trainer;
 use crate::acquire::with_retries;
+use crate::budget::Budget;
 use crate::experiment::{AuditSettings, Experiment, Spend};
 use crate::store::{NewJudgment, NewPending, Probe, RoundSummary, RunDir, SampleRow, StoreError};
 use evolve_sdk::{
-    Action, Choice, CompareRequest, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, MutateRequest, Operator,
-    Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
+    Action, Choice, CompareRequest, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, JudgeCall, MutateRequest,
+    Operator, Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
 };
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -117,7 +118,17 @@ pub async fn run_round(
         )
     };
     let mut summary = RoundSummary { selected: selected.len() as u32, ..Default::default() };
-    if selected.is_empty() {
+    // A paid judge that the money left cannot pay for ends judging (training goes on): without
+    // this, every sample of every later round would fail its comparison one by one.
+    let comparison = ctx.judge.quote(JudgeCall::Compare { images: 2 });
+    if !lock(&ctx.shop.budget()).affords(comparison) {
+        tracing::warn!(
+            round,
+            "the budget leaves no room for a judge call: this round judges nothing (training goes on)"
+        );
+        summary.selected = 0;
+    }
+    if summary.selected == 0 {
         lock(&ctx.run).ledger.finish_round(round, summary).map_err(StoreError::from)?;
         return Ok(summary);
     }
@@ -159,6 +170,7 @@ pub async fn run_round(
             round,
             buying,
             audit: ctx.experiment.audit.clone(),
+            budget: ctx.shop.budget(),
         };
         tasks.spawn(async move { job.decide(sample, base_image, teacher_image, history).await });
     }
@@ -247,9 +259,20 @@ struct Judging {
     round: i64,
     buying: bool,
     audit: AuditSettings,
+    budget: Arc<Mutex<Budget>>,
 }
 
 impl Judging {
+    /// Logs a judge call that failed: a warning, unless the money left cannot pay for such a
+    /// call (a paid judge at the end of its budget: one note at the round's start says so).
+    fn failed(&self, call: JudgeCall, what: &str, prompt: &str, error: &PluginError) {
+        if lock(&self.budget).affords(self.judge.quote(call)) {
+            tracing::warn!(%prompt, %error, "{what}");
+        } else {
+            tracing::debug!(%prompt, %error, "{what}");
+        }
+    }
+
     async fn decide(
         self,
         sample: SampleRow,
@@ -317,14 +340,14 @@ impl Judging {
             let request = ExpandRequest { prompt: sample.prompt.clone(), n, seed: rng.next_u64() };
             match self.call(|| self.judge.expand(&request)).await {
                 Ok(prompts) => wanted.extend(prompts.into_iter().take(n).map(|p| (p, Origin::Expansion))),
-                Err(error) => tracing::warn!(prompt = %sample.prompt, %error, "expansion failed; skipped"),
+                Err(error) => self.failed(JudgeCall::Expand { n }, "expansion failed; skipped", &sample.prompt, &error),
             }
         }
         if actions.contains(&Action::Mutate) && self.buying {
             let request = MutateRequest { recent: self.recent.clone(), seed: rng.next_u64() };
             match self.call(|| self.judge.mutate(&request)).await {
                 Ok(prompt) => wanted.push((prompt, Origin::Mutation)),
-                Err(error) => tracing::warn!(%error, "mutation failed; skipped"),
+                Err(error) => self.failed(JudgeCall::Mutate, "mutation failed; skipped", &sample.prompt, &error),
             }
         }
         if self.buying {
@@ -400,7 +423,8 @@ impl Judging {
         match self.call(|| self.judge.compare(&request)).await {
             Ok(verdict) => Some(verdict),
             Err(error) => {
-                tracing::warn!(%prompt, %error, "judge comparison failed; sample skipped this round");
+                let call = JudgeCall::Compare { images: request.images.len() };
+                self.failed(call, "judge comparison failed; sample skipped this round", prompt, &error);
                 None
             }
         }

@@ -73,8 +73,11 @@ pub struct ReportData {
     pub metrics: BTreeMap<String, Vec<(f64, f64)>>,
     /// Rounds in order.
     pub rounds: Vec<RoundRow>,
-    /// Cumulative teacher calls and cost (USD) against minutes since the first call.
+    /// Cumulative teacher calls and cost (USD) against minutes since the first paid call.
     pub spending: Vec<(f64, f64, f64)>,
+    /// Cumulative judge calls that reported usage, tokens and cost (USD), against minutes on
+    /// the same clock as `spending`.
+    pub judge_spending: Vec<(f64, f64, f64, f64)>,
     /// Per-teacher (label, tournaments won, entered).
     pub teachers: Vec<(String, u64, u64)>,
     /// Image grids of the most recent rounds: (round id, step, cells).
@@ -123,10 +126,22 @@ pub fn read(ledger: &Path) -> rusqlite::Result<ReportData> {
     })?;
     data.rounds = rows.collect::<Result<_, _>>()?;
 
-    let mut stmt = conn.prepare(
-        "SELECT (julianday(created_at) - julianday((SELECT min(created_at) FROM api_calls))) * 1440.0,
-                cost_micro_usd FROM api_calls ORDER BY created_at, rowid",
+    // One clock for teachers and judge: minutes since the first paid call of either. A ledger
+    // from before the judge's spending was recorded (schema v7, read without migrating) has none.
+    let judge_table: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'judge_calls')",
+        [],
+        |r| r.get(0),
     )?;
+    let start = if judge_table {
+        "(SELECT min(t) FROM (SELECT min(created_at) AS t FROM api_calls UNION ALL SELECT min(created_at) FROM judge_calls))"
+    } else {
+        "(SELECT min(created_at) FROM api_calls)"
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT (julianday(created_at) - julianday({start})) * 1440.0,
+                cost_micro_usd FROM api_calls ORDER BY created_at, rowid"
+    ))?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)?)))?;
     let (mut calls, mut cost) = (0.0, 0.0);
     for row in rows {
@@ -134,6 +149,21 @@ pub fn read(ledger: &Path) -> rusqlite::Result<ReportData> {
         calls += 1.0;
         cost += micro as f64 / 1e6;
         data.spending.push((minutes, calls, cost));
+    }
+    if judge_table {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT (julianday(created_at) - julianday({start})) * 1440.0, input_tokens + output_tokens, cost_micro_usd
+             FROM judge_calls ORDER BY created_at, rowid"
+        ))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+        let (mut calls, mut tokens, mut cost) = (0.0, 0.0, 0.0);
+        for row in rows {
+            let (minutes, used, micro) = row?;
+            calls += 1.0;
+            tokens += used as f64;
+            cost += micro as f64 / 1e6;
+            data.judge_spending.push((minutes, calls, tokens, cost));
+        }
     }
 
     let mut stmt =

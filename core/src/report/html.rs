@@ -103,7 +103,16 @@ fn summary(data: &ReportData) -> String {
     out.push_str(&stat("rounds", data.rounds.len().to_string()));
     let budget = data.max_calls.map(|m| format!(" of {m}")).unwrap_or_default();
     out.push_str(&stat("teacher calls", format!("{calls}{budget}")));
-    out.push_str(&stat("cost", format!("${cost:.4}")));
+    match data.judge_spending.last() {
+        Some(&(_, judge_calls, tokens, judge_cost)) => {
+            out.push_str(&stat("teacher cost", format!("${cost:.4}")));
+            out.push_str(&stat(
+                "judge cost",
+                format!("${judge_cost:.4} ({} calls, {} tokens)", judge_calls as u64, tokens as u64),
+            ));
+        }
+        None => out.push_str(&stat("cost", format!("${cost:.4}"))),
+    }
     out.push_str(&stat("active samples", format!("{active} of {}", data.tree.len())));
     let interrupted = data.rounds.iter().filter(|r| r.interrupted).count();
     if interrupted > 0 {
@@ -165,7 +174,25 @@ fn spending_charts(data: &ReportData) -> String {
     let cost_limit: Vec<Limit<'_>> = data.max_cost.map(|m| Limit { y: m, label: "budget" }).into_iter().collect();
     let mut out =
         line_chart("Teacher calls", "minutes", &[Series { label: "calls", points: &calls }], &call_limit, false);
-    out.push_str(&line_chart("Cost (USD)", "minutes", &[Series { label: "cost", points: &cost }], &cost_limit, false));
+    if data.judge_spending.is_empty() {
+        out.push_str(&line_chart(
+            "Cost (USD)",
+            "minutes",
+            &[Series { label: "cost", points: &cost }],
+            &cost_limit,
+            false,
+        ));
+    } else {
+        // The budget holds for teachers and judge together.
+        let judge: Vec<(f64, f64)> = data.judge_spending.iter().map(|s| (s.0, s.3)).collect();
+        let total = running_total(&cost, &judge);
+        let series = [
+            Series { label: "teachers", points: &cost },
+            Series { label: "judge", points: &judge },
+            Series { label: "total", points: &total },
+        ];
+        out.push_str(&line_chart("Cost (USD)", "minutes", &series, &cost_limit, false));
+    }
     let bars: Vec<(String, f64, String)> = data
         .teachers
         .iter()
@@ -286,4 +313,39 @@ fn tree(nodes: &[TreeNode]) -> String {
     branch(&mut out, None, &children, 0);
     out.push_str("</div>");
     out
+}
+
+/// The sum of two cumulative series ordered by time, at every point of either.
+fn running_total(a: &[(f64, f64)], b: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let (mut i, mut j) = (0, 0);
+    let (mut from_a, mut from_b) = (0.0, 0.0);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    while i < a.len() || j < b.len() {
+        let t = if j == b.len() || (i < a.len() && a[i].0 <= b[j].0) {
+            from_a = a[i].1;
+            i += 1;
+            a[i - 1].0
+        } else {
+            from_b = b[j].1;
+            j += 1;
+            b[j - 1].0
+        };
+        out.push((t, from_a + from_b));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_total_spend_steps_at_every_point_of_either_series() {
+        let teachers = [(0.0, 0.04), (2.0, 0.08)];
+        let judge = [(1.0, 0.01), (3.0, 0.03)];
+        let total = super::running_total(&teachers, &judge);
+        let expected = [(0.0, 0.04), (1.0, 0.05), (2.0, 0.09), (3.0, 0.11)];
+        for ((t, v), (et, ev)) in total.iter().zip(expected) {
+            assert!(*t == et && (v - ev).abs() < 1e-12, "{total:?}");
+        }
+        assert_eq!(total.len(), 4);
+    }
 }

@@ -173,4 +173,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE samples_v7 RENAME TO samples;
     CREATE INDEX samples_active_by_judged ON samples(active, last_judged_round);
     "#,
+    // v8: what the judge's calls used and cost (a judge that reports usage: a priced VLM), so
+    // that its spending is counted against `max_cost_usd` across restarts and shown apart.
+    r#"
+    CREATE TABLE judge_calls (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('compare', 'expand', 'mutate')),
+        input_tokens    INTEGER NOT NULL CHECK (input_tokens >= 0),
+        output_tokens   INTEGER NOT NULL CHECK (output_tokens >= 0),
+        cost_micro_usd  INTEGER NOT NULL CHECK (cost_micro_usd >= 0),
+        failed          INTEGER NOT NULL DEFAULT 0 CHECK (failed IN (0, 1)),
+        created_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    "#,
 ];

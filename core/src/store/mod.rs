@@ -18,6 +18,7 @@ mod curation;
 mod dataset;
 mod fsutil;
 mod images;
+mod judge_calls;
 mod ledger;
 mod migrations;
 mod purchases;
@@ -27,6 +28,7 @@ pub use curation::{Candidate, NewPending, PendingRow, TeacherRecord};
 pub use dataset::{DatasetFilter, DatasetRow, DatasetVerdict, ImportedSample};
 pub use fsutil::{atomic_write, replace_folder};
 pub use images::{ImageHash, ImageStore, StoredImage, decode_png, encode_png};
+pub use judge_calls::{JudgeCallKind, JudgeTotals};
 pub use ledger::{
     ApiCall, ConsistencyReport, Ledger, LedgerError, NewApiCall, NewJudgment, NewSample, RequestHash, RoundSummary,
     SampleRow,

@@ -7,6 +7,7 @@
 //! can constrain output; free text is parsed either way. A reply that names neither image fails
 //! the call (the host skips the sample); a malformed expansion list is retried.
 
+use crate::judge_price::{PROMPT_TOKENS, TokenPrice, judge_price};
 use crate::parse;
 use crate::templates::{self, LENGTH_HINTS, PromptStyle};
 use evolve_sdk::http::{HttpClient, base64_encode, data_url, encode_png};
@@ -81,6 +82,10 @@ pub struct ChatJudgeConfig {
     #[serde(default = "one_minute")]
     #[schemars(range(min = 1, max = 3600))]
     pub timeout_s: u64,
+    /// The model's token price, counted against `max_cost_usd`; default: OpenAI's list price on
+    /// OpenAI's host, free on a private address (your own server), required anywhere else.
+    #[serde(default)]
+    pub price: Option<TokenPrice>,
 }
 
 fn chat_model() -> String {
@@ -117,7 +122,16 @@ pub struct ChatJudge {
     base_url: String,
     key: Option<String>,
     http: HttpClient,
+    price: TokenPrice,
 }
+
+/// Output tokens a comparison is quoted at (a constrained answer is a few; a free one a few
+/// sentences).
+const COMPARE_OUTPUT_TOKENS: u64 = 300;
+/// Output tokens a mutation is quoted at.
+const MUTATE_OUTPUT_TOKENS: u64 = 150;
+/// Output tokens an expansion is quoted at, per prompt asked for, plus a preamble.
+const EXPAND_TOKENS_PER_PROMPT: u64 = 40;
 
 /// A message to send: text and images.
 struct Ask<'a> {
@@ -128,6 +142,8 @@ struct Ask<'a> {
     schema: Option<serde_json::Value>,
     /// Constrain to these exact answers (vLLM choice / llama.cpp grammar).
     choices: Option<[&'static str; 2]>,
+    /// Output tokens to charge when the server does not report its count.
+    output_tokens: u64,
 }
 
 impl ChatJudge {
@@ -141,10 +157,38 @@ impl ChatJudge {
         let base_url = config.base_url.clone().unwrap_or_else(|| default_base.into()).trim_end_matches('/').to_string();
         let http = HttpClient::paced(&base_url, Duration::from_secs(config.timeout_s), config.requests_per_minute)?;
         let templates = config.prompt_style.templates();
-        Ok(ChatJudge { config, templates, protocol, base_url, key, http })
+        let price = judge_price(config.price, &config.model, &format!("{base_url}/"))?;
+        Ok(ChatJudge { config, templates, protocol, base_url, key, http, price })
     }
 
-    async fn ask(&self, ask: Ask<'_>) -> Result<String, PluginError> {
+    /// The images a comparison of `images` shows the model.
+    fn shown(&self, images: usize) -> u64 {
+        if self.config.side_by_side { 1 } else { images as u64 }
+    }
+
+    /// The price of one request of `images` images answered in `output` tokens, as quoted.
+    fn estimate(&self, images: u64, output: u64) -> Usage {
+        let input = PROMPT_TOKENS + images * self.price.image_tokens;
+        Usage { input_tokens: input, output_tokens: output, cost: self.price.cost(input, output) }
+    }
+
+    /// What the server says a reply used, priced; the quote's estimate where it does not say.
+    fn usage(&self, json: &serde_json::Value, ask: &Ask<'_>) -> Usage {
+        let (input, output) = match self.protocol {
+            Protocol::ChatCompletions => {
+                (json.pointer("/usage/prompt_tokens"), json.pointer("/usage/completion_tokens"))
+            }
+            Protocol::Ollama => (json.get("prompt_eval_count"), json.get("eval_count")),
+        };
+        match (input.and_then(|v| v.as_u64()), output.and_then(|v| v.as_u64())) {
+            (Some(input), Some(output)) => {
+                Usage { input_tokens: input, output_tokens: output, cost: self.price.cost(input, output) }
+            }
+            _ => self.estimate(ask.images.len() as u64, ask.output_tokens),
+        }
+    }
+
+    async fn ask(&self, ask: Ask<'_>) -> Result<(String, Usage), PluginError> {
         let (url, body) = match self.protocol {
             Protocol::ChatCompletions => (format!("{}/chat/completions", self.base_url), self.chat_body(&ask)?),
             Protocol::Ollama => (format!("{}/api/chat", self.base_url), self.ollama_body(&ask)?),
@@ -162,10 +206,11 @@ impl ChatJudge {
             Protocol::ChatCompletions => json.pointer("/choices/0/message/content"),
             Protocol::Ollama => json.pointer("/message/content"),
         };
-        content
+        let content = content
             .and_then(|c| c.as_str())
             .map(String::from)
-            .ok_or_else(|| PluginError::transient(format!("no message content in the reply: {}", short(&json))))
+            .ok_or_else(|| PluginError::transient(format!("no message content in the reply: {}", short(&json))))?;
+        Ok((content, self.usage(&json, &ask)))
     }
 
     fn chat_body(&self, ask: &Ask<'_>) -> Result<serde_json::Value, PluginError> {
@@ -244,6 +289,31 @@ impl Judge for ChatJudge {
     }
 
     async fn compare(&self, request: &CompareRequest) -> Result<Verdict, PluginError> {
+        Ok(self.compare_metered(request).await?.value)
+    }
+
+    async fn expand(&self, request: &ExpandRequest) -> Result<Vec<String>, PluginError> {
+        Ok(self.expand_metered(request).await?.value)
+    }
+
+    async fn mutate(&self, request: &MutateRequest) -> Result<String, PluginError> {
+        Ok(self.mutate_metered(request).await?.value)
+    }
+
+    /// Every expansion is quoted at its [`EXPAND_ASKS`] asks.
+    fn quote(&self, call: JudgeCall) -> Cost {
+        match call {
+            JudgeCall::Compare { images } => self.estimate(self.shown(images), COMPARE_OUTPUT_TOKENS).cost,
+            JudgeCall::Expand { n } => {
+                let one = self.estimate(0, EXPAND_TOKENS_PER_PROMPT * n as u64 + 100).cost;
+                Cost { micro_usd: one.micro_usd * EXPAND_ASKS as u64 }
+            }
+            JudgeCall::Mutate => self.estimate(0, MUTATE_OUTPUT_TOKENS).cost,
+        }
+    }
+
+    /// A reply that names neither image was billed all the same: the error says so.
+    async fn compare_metered(&self, request: &CompareRequest) -> Result<Metered<Verdict>, PluginError> {
         let [a, b] = request.images.as_slice() else {
             return Err(PluginError::InvalidInput(format!(
                 "this judge compares two images at a time, got {}",
@@ -265,24 +335,27 @@ impl Judge for ChatJudge {
             "required": ["better"],
             "additionalProperties": false,
         });
-        let reply = self
+        let (reply, usage) = self
             .ask(Ask {
                 text,
                 images,
                 temperature: 0.0,
                 schema: Some(schema),
                 choices: Some(["(A) is better", "(B) is better"]),
+                output_tokens: COMPARE_OUTPUT_TOKENS,
             })
             .await?;
         match parse::verdict(&reply) {
-            Some(index) => Ok(Verdict { choice: Choice::Best(index), confidence: 1.0, raw: reply }),
-            None => Err(PluginError::Failed(format!("the judge's reply names neither (A) nor (B): {reply:?}"))),
+            Some(index) => {
+                Ok(Metered { value: Verdict { choice: Choice::Best(index), confidence: 1.0, raw: reply }, usage })
+            }
+            None => Err(PluginError::Billed(format!("the judge's reply names neither (A) nor (B): {reply:?}"))),
         }
     }
 
     /// `request.n` distinct new prompts: a reply that falls short (too few, repeats, the prompt
     /// itself) is asked again, as the paper's code does, up to [`EXPAND_ASKS`] times in all.
-    async fn expand(&self, request: &ExpandRequest) -> Result<Vec<String>, PluginError> {
+    async fn expand_metered(&self, request: &ExpandRequest) -> Result<Metered<Vec<String>>, PluginError> {
         let template = self.config.expand_template.as_deref().unwrap_or(self.templates.expand);
         let n = request.n.to_string();
         let text = templates::fill(template, &[("prompt", &request.prompt), ("n", &n)]);
@@ -293,6 +366,7 @@ impl Judge for ChatJudge {
             "additionalProperties": false,
         });
         let mut best = vec![];
+        let mut usage = Usage::default();
         for _ in 0..EXPAND_ASKS {
             let ask = Ask {
                 text: text.clone(),
@@ -300,8 +374,10 @@ impl Judge for ChatJudge {
                 temperature: self.config.temperature,
                 schema: Some(schema.clone()),
                 choices: None,
+                output_tokens: EXPAND_TOKENS_PER_PROMPT * request.n as u64 + 100,
             };
-            let reply = self.ask(ask).await?;
+            let (reply, used) = self.ask(ask).await?;
+            usage += used;
             let list =
                 match serde_json::from_str::<serde_json::Value>(&reply).ok().and_then(|v| v.get("prompts").cloned()) {
                     Some(prompts) => parse::prompt_list(&prompts.to_string())?,
@@ -309,13 +385,13 @@ impl Judge for ChatJudge {
                 };
             let distinct = parse::distinct(list, &request.prompt);
             if distinct.len() >= request.n {
-                return Ok(distinct.into_iter().take(request.n).collect());
+                return Ok(Metered { value: distinct.into_iter().take(request.n).collect(), usage });
             }
             if distinct.len() > best.len() {
                 best = distinct;
             }
         }
-        Err(PluginError::Failed(format!(
+        Err(PluginError::Billed(format!(
             "asked {EXPAND_ASKS} times for {} distinct variations of {:?}, got at most {}: {best:?}",
             request.n,
             request.prompt,
@@ -323,15 +399,21 @@ impl Judge for ChatJudge {
         )))
     }
 
-    async fn mutate(&self, request: &MutateRequest) -> Result<String, PluginError> {
+    async fn mutate_metered(&self, request: &MutateRequest) -> Result<Metered<String>, PluginError> {
         let template = self.config.mutate_template.as_deref().unwrap_or(self.templates.mutate);
         let recent = serde_json::to_string(&request.recent).unwrap_or_else(|_| "[]".into());
         let hint = LENGTH_HINTS[(SplitMix64::new(request.seed).next_u64() % LENGTH_HINTS.len() as u64) as usize];
         let text = templates::fill(template, &[("recent", &recent), ("length_hint", hint)]);
-        let reply = self
-            .ask(Ask { text, images: &[], temperature: self.config.temperature, schema: None, choices: None })
-            .await?;
-        parse::single_prompt(&reply)
+        let ask = Ask {
+            text,
+            images: &[],
+            temperature: self.config.temperature,
+            schema: None,
+            choices: None,
+            output_tokens: MUTATE_OUTPUT_TOKENS,
+        };
+        let (reply, usage) = self.ask(ask).await?;
+        Ok(Metered { value: parse::single_prompt(&reply)?, usage })
     }
 }
 

@@ -12,8 +12,11 @@
 //!
 //! Each call is one attempt: retries with back-off (honouring `Retry-After`), idempotency by
 //! request hash and budgets are the host's. API keys are read from environment variables only.
+//! A judge reports the tokens each call used, priced by [`judge_price`], so that the host counts
+//! them against `max_cost_usd`.
 
 pub mod judge;
+pub mod judge_price;
 pub mod parse;
 pub mod teacher;
 pub mod templates;
