@@ -258,24 +258,6 @@ fn quoted(text: &str) -> Option<&str> {
     Some(&text[start..start + len])
 }
 
-/// Splits a side-by-side composition (two equal images and a gap of max(w/16, 2)) in two.
-fn split_side_by_side(image: &Image) -> Option<[Image; 2]> {
-    let total = image.width();
-    let side = (1..total).find(|&a| 2 * a + (a / 16).max(2) == total)?;
-    let crop = |x0: u32| {
-        let mut out = Image::filled(side, image.height(), [0, 0, 0]);
-        for y in 0..image.height() {
-            for x in 0..side {
-                if let Some(px) = image.get(x0 + x, y) {
-                    out.put(x, y, px);
-                }
-            }
-        }
-        out
-    };
-    Some([crop(0), crop(total - side)])
-}
-
 async fn chat(State(world): State<Arc<World>>, Json(body): Json<Value>) -> Response {
     let (text, mut images) = match last_user_message(&body) {
         Ok(message) => message,
@@ -288,7 +270,7 @@ async fn chat(State(world): State<Arc<World>>, Json(body): Json<Value>) -> Respo
     let prompt_tokens = text.len().div_ceil(4) + 255 * images.len();
     let content = if !images.is_empty() {
         if images.len() == 1 {
-            match split_side_by_side(&images[0]) {
+            match evolve_openai::side_by_side::split(&images[0]) {
                 Some(pair) => images = pair.into(),
                 None => return error(StatusCode::BAD_REQUEST, "one image that is not a side-by-side pair"),
             }
@@ -363,20 +345,5 @@ mod tests {
         assert!(matches!(check_bind(open, None, "T"), Err(ServeError::NeedsToken(..))));
         assert!(matches!(check_bind(open, Some(""), "T"), Err(ServeError::NeedsToken(..))));
         assert!(check_bind(open, Some("secret"), "T").is_ok());
-    }
-
-    #[test]
-    fn side_by_side_pairs_split_back() {
-        let a = Image::filled(32, 32, [255, 0, 0]);
-        let mut pair = Image::filled(66, 32, [255, 255, 255]);
-        for y in 0..32 {
-            for x in 0..32 {
-                pair.put(x, y, [255, 0, 0]);
-                pair.put(34 + x, y, [0, 0, 255]);
-            }
-        }
-        let [left, right] = split_side_by_side(&pair).unwrap();
-        assert_eq!(left, a);
-        assert_eq!(right, Image::filled(32, 32, [0, 0, 255]));
     }
 }

@@ -317,3 +317,23 @@ fn rebuilding_the_samples_table_for_imported_samples_keeps_every_sample_and_refe
     let broken: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
     assert_eq!(broken, 0);
 }
+
+#[test]
+fn the_judges_spending_is_kept_for_a_resumed_run_to_count() {
+    use evolve_core::store::{JudgeCallKind, JudgeTotals};
+    use evolve_sdk::Usage;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    {
+        let ledger = Ledger::open(&path).unwrap();
+        let used =
+            |input, output, micro_usd| Usage { input_tokens: input, output_tokens: output, cost: Cost { micro_usd } };
+        ledger.record_judge_call(JudgeCallKind::Compare, &used(1200, 7, 3_070), false).unwrap();
+        ledger.record_judge_call(JudgeCallKind::Expand, &used(0, 0, 9_000), true).unwrap();
+    }
+    let totals = Ledger::open(&path).unwrap().judge_totals().unwrap();
+    assert_eq!(
+        totals,
+        JudgeTotals { calls: 2, input_tokens: 1200, output_tokens: 7, cost: Cost { micro_usd: 12_070 } }
+    );
+}

@@ -1,6 +1,7 @@
 //! The judge's spending, counted like a teacher's: every call is quoted and reserved against
-//! `max_cost_usd` before it is made, settled at the usage the judge reports, and recorded in the
-//! ledger (so that a resumed run still counts it, and the report shows it apart).
+//! `max_cost_usd` before it is made, settled at the usage the judge reports, and — when it cost
+//! anything — recorded in the ledger (so that a resumed run still counts it, and the report shows
+//! it apart).
 //!
 //! The director hands every part of the run (rounds, tournaments, seed prompts) this judge in
 //! place of the experiment's, so no call escapes the budget.
@@ -77,7 +78,9 @@ impl MeteredJudge {
         };
         lock(&self.budget).settle(reservation, usage.cost);
         self.settled.notify_waiters();
-        if usage != Usage::default() {
+        // A free judge's calls are not written down: nothing to count, and a write per call
+        // would slow its rounds.
+        if usage.cost > Cost::ZERO {
             let recorded = crate::blocking(|| lock(&self.run).ledger.record_judge_call(kind, &usage, failed));
             if let Err(error) = recorded {
                 // Counted in this process's budget all the same; only a resume would miss it.

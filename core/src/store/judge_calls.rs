@@ -1,4 +1,4 @@
-//! The judge's spending: one row per judge call that used tokens or money.
+//! The judge's spending: one row per judge call that cost money.
 
 use super::ledger::{Ledger, LedgerError};
 use evolve_sdk::{Cost, Usage};

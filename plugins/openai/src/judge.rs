@@ -3,12 +3,13 @@
 //! native `/api/chat`.
 //!
 //! A comparison sends the prompt and the two images (as two images, or composed side by side
-//! for models that take one), constrained to "(A) is better" / "(B) is better" where the server
+//! for models that take one, labelled (A) and (B)), constrained to "(A) is better" / "(B) is better" where the server
 //! can constrain output; free text is parsed either way. A reply that names neither image fails
 //! the call (the host skips the sample); a malformed expansion list is retried.
 
 use crate::judge_price::{PROMPT_TOKENS, TokenPrice, judge_price};
 use crate::parse;
+use crate::side_by_side;
 use crate::templates::{self, LENGTH_HINTS, PromptStyle};
 use evolve_sdk::http::{HttpClient, base64_encode, data_url, encode_png};
 use evolve_sdk::prelude::*;
@@ -50,7 +51,8 @@ pub struct ChatJudgeConfig {
     /// How the answer of a comparison is constrained.
     #[serde(default)]
     pub constraint: Constraint,
-    /// Compose the two images side by side into one (for models that take one image).
+    /// Compose the two images side by side into one, labelled (A) and (B) underneath (for
+    /// models that take one image).
     #[serde(default)]
     pub side_by_side: bool,
     /// Whose prompts to ask with: `paper` (EvolveDirector's released wording, the default) or
@@ -265,23 +267,6 @@ fn short(json: &serde_json::Value) -> String {
     text.chars().take(200).collect()
 }
 
-/// Two images side by side with a white gap, for models that take a single image.
-pub fn side_by_side(a: &Image, b: &Image) -> Image {
-    let gap = (a.width().max(b.width()) / 16).max(2);
-    let (w, h) = (a.width() + gap + b.width(), a.height().max(b.height()));
-    let mut out = Image::filled(w, h, [255, 255, 255]);
-    for (image, x0) in [(a, 0), (b, a.width() + gap)] {
-        for y in 0..image.height() {
-            for x in 0..image.width() {
-                if let Some(px) = image.get(x, y) {
-                    out.put(x0 + x, y, px);
-                }
-            }
-        }
-    }
-    out
-}
-
 #[async_trait]
 impl Judge for ChatJudge {
     fn limits(&self) -> Limits {
@@ -322,7 +307,7 @@ impl Judge for ChatJudge {
         };
         let composed;
         let (images, layout): (&[Image], &str) = if self.config.side_by_side {
-            composed = [side_by_side(a, b)];
+            composed = [side_by_side::compose(a, b)];
             (&composed, templates::LAYOUT_SIDE_BY_SIDE)
         } else {
             (&request.images, templates::LAYOUT_TWO)

@@ -18,6 +18,7 @@
 pub mod judge;
 pub mod judge_price;
 pub mod parse;
+pub mod side_by_side;
 pub mod teacher;
 pub mod templates;
 
