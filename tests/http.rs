@@ -127,6 +127,33 @@ async fn fault(
             }
         }
         ("badlist", 1) => chat_reply(""),
+        // New prompts asked in the comparison's conversation: its prompt with both images, the
+        // judge's verdict, then the request.
+        ("conversation", _) => {
+            let request: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let messages = request["messages"].as_array().cloned().unwrap_or_default();
+            let images = |m: &serde_json::Value| {
+                m["content"].as_array().map_or(0, |parts| parts.iter().filter(|p| p["type"] == "image_url").count())
+            };
+            match messages.as_slice() {
+                [compare] if images(compare) == 2 => chat_reply("(B) is better"),
+                [first, verdict, ask]
+                    if first["role"] == "user"
+                        && images(first) == 2
+                        && first["content"][0]["text"].as_str().is_some_and(|t| t.contains("a red circle"))
+                        && verdict["role"] == "assistant"
+                        && verdict["content"] == "(B) is better"
+                        && images(ask) == 0 =>
+                {
+                    if body.contains("more diverse") {
+                        chat_reply("[\"a blue circle\", \"two red squares\", \"a green diamond\"]")
+                    } else {
+                        chat_reply("\"three purple triangles\"")
+                    }
+                }
+                _ => (StatusCode::BAD_REQUEST, "not the comparison's conversation").into_response(),
+            }
+        }
         _ if endpoint == "chat/completions" => {
             if body.contains("more diverse") {
                 chat_reply("Here you go: [\"a blue circle\", \"two red squares\", \"a green diamond\"]")
@@ -143,7 +170,13 @@ async fn fault(
 /// Ollama's native chat: images as base64 strings beside the text, answer in `message`.
 async fn ollama_chat(body: String) -> Response {
     let request: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let message = &request["messages"][0];
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    let message = messages.last().cloned().unwrap_or_default();
+    if messages.len() == 3 {
+        // The comparison's conversation: its images, the verdict, then the request.
+        assert_eq!(messages[0]["images"].as_array().map(Vec::len), Some(2));
+        assert_eq!(messages[1]["role"], "assistant");
+    }
     assert_eq!(request["stream"], false);
     let images = message["images"].as_array().map(Vec::len).unwrap_or(0);
     let content = if images == 2 {
@@ -286,11 +319,11 @@ fn judge_replies_are_parsed_or_refused() {
     let neither = rt.block_on(with_retries(3, || undecided.compare(&compare)));
     assert!(matches!(neither, Err(PluginError::Billed(ref m)) if m.contains("neither")), "{neither:?}");
     // A malformed expansion is retried.
-    let expand = ExpandRequest { prompt: "a red circle".into(), n: 3, seed: 0 };
+    let expand = ExpandRequest { prompt: "a red circle".into(), n: 3, seed: 0, after: None };
     let badlist = judge(&base, "badlist");
     let prompts = rt.block_on(with_retries(3, || badlist.expand(&expand))).unwrap();
     assert_eq!(prompts, ["a blue circle", "two red squares", "a green diamond"]);
-    let mutated = rt.block_on(ok.mutate(&MutateRequest { recent: vec!["a red circle".into()], seed: 0 }));
+    let mutated = rt.block_on(ok.mutate(&MutateRequest { recent: vec!["a red circle".into()], seed: 0, after: None }));
     assert_eq!(mutated.unwrap(), "three purple triangles");
     // An expansion that falls short of n distinct prompts is asked again, within a bound.
     let prompts = rt.block_on(judge(&base, "short").expand(&expand)).unwrap();
@@ -301,7 +334,8 @@ fn judge_replies_are_parsed_or_refused() {
     let paper = judge(&base, "paper");
     assert_eq!(rt.block_on(paper.compare(&compare)).unwrap().choice, evolve_sdk::Choice::Best(1));
     assert_eq!(rt.block_on(paper.expand(&expand)).unwrap().len(), 3);
-    let mutated = rt.block_on(paper.mutate(&MutateRequest { recent: vec!["a red circle".into()], seed: 5 }));
+    let mutated =
+        rt.block_on(paper.mutate(&MutateRequest { recent: vec!["a red circle".into()], seed: 5, after: None }));
     assert_eq!(mutated.unwrap(), "a cat asleep on a windowsill");
 
     // Ollama's native protocol.
@@ -309,8 +343,24 @@ fn judge_replies_are_parsed_or_refused() {
     let ollama = Registry::builtin().judge(&"ollama".into(), config, &evolve_sdk::PluginContext::new("o", 0)).unwrap();
     let verdict = rt.block_on(ollama.compare(&compare)).unwrap();
     assert_eq!(verdict.choice, evolve_sdk::Choice::Best(0));
-    let prompts = rt.block_on(ollama.expand(&ExpandRequest { prompt: "a red circle".into(), n: 2, seed: 0 })).unwrap();
+    let prompts = rt
+        .block_on(ollama.expand(&ExpandRequest { prompt: "a red circle".into(), n: 2, seed: 0, after: None }))
+        .unwrap();
     assert_eq!(prompts, ["a small red circle", "a large red circle"]);
+
+    // Expansion and mutation in the comparison's conversation, as the paper asks them.
+    let after = evolve_sdk::Comparison {
+        prompt: "a red circle".into(),
+        images: compare.images.clone(),
+        reply: "(B) is better".into(),
+    };
+    let talk = judge(&base, "conversation");
+    let expand = ExpandRequest { prompt: "a red circle".into(), n: 3, seed: 0, after: Some(after.clone()) };
+    assert_eq!(rt.block_on(talk.expand(&expand)).unwrap(), ["a blue circle", "two red squares", "a green diamond"]);
+    let mutate = MutateRequest { recent: vec![], seed: 0, after: Some(after.clone()) };
+    assert_eq!(rt.block_on(talk.mutate(&mutate)).unwrap(), "three purple triangles");
+    let expand = ExpandRequest { prompt: "a red circle".into(), n: 2, seed: 0, after: Some(after) };
+    assert_eq!(rt.block_on(ollama.expand(&expand)).unwrap().len(), 2);
 }
 
 #[test]

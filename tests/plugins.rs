@@ -248,9 +248,9 @@ fn a_wasm_teacher_and_a_native_judge_answer_through_their_interfaces() {
     let compare = evolve_sdk::CompareRequest { prompt: "red".into(), images, seed: 0 };
     let verdict = rt.block_on(judge.compare(&compare)).unwrap();
     assert_eq!(verdict.choice, evolve_sdk::Choice::Best(1));
-    let expand = evolve_sdk::ExpandRequest { prompt: "a cat".into(), n: 2, seed: 0 };
+    let expand = evolve_sdk::ExpandRequest { prompt: "a cat".into(), n: 2, seed: 0, after: None };
     assert_eq!(rt.block_on(judge.expand(&expand)).unwrap(), vec!["a cat #0", "a cat #1"]);
-    let mutate = evolve_sdk::MutateRequest { recent: vec!["x".into(), "y".into()], seed: 0 };
+    let mutate = evolve_sdk::MutateRequest { recent: vec!["x".into(), "y".into()], seed: 0, after: None };
     assert_eq!(rt.block_on(judge.mutate(&mutate)).unwrap(), "something new after 2 prompts");
 }
 

@@ -142,6 +142,7 @@ pub async fn seed_prompts(
         let request = MutateRequest {
             recent: recent.iter().cloned().collect(),
             seed: experiment.run.seed ^ attempts.wrapping_mul(0x9E37_79B9),
+            after: None,
         };
         let prompt = with_retries(5, || judge.mutate(&request))
             .await

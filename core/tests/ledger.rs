@@ -302,7 +302,7 @@ fn rebuilding_the_samples_table_for_imported_samples_keeps_every_sample_and_refe
         ledger.deactivate(seed, round).unwrap();
     }
     let mut ledger = Ledger::open(&path).unwrap();
-    assert_eq!(ledger.schema_version().unwrap(), 7);
+    assert!(ledger.schema_version().unwrap() >= 7);
     let rows = ledger.samples(false).unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!((rows[1].parent, rows[0].active), (Some(rows[0].id), false), "references and state survive");

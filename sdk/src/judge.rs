@@ -59,6 +59,19 @@ pub struct CompareRequest {
     pub seed: u64,
 }
 
+/// The comparison an expansion or a mutation follows. EvolveDirector asks for new prompts in
+/// the same conversation as the comparison that called for them, so that the judge writes them
+/// having seen the images and its own verdict; a chat judge replays it as the turns before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    /// The prompt the images were compared on.
+    pub prompt: String,
+    /// The images as the judge was shown them, in that order.
+    pub images: Vec<Image>,
+    /// The judge's reply ([`Verdict::raw`]).
+    pub reply: String,
+}
+
 /// Write `n` variations of `prompt` (the paper's expansion).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpandRequest {
@@ -68,6 +81,8 @@ pub struct ExpandRequest {
     pub n: usize,
     /// Seed for any sampling the judge does.
     pub seed: u64,
+    /// The comparison that found the base model wanting, when there was one.
+    pub after: Option<Comparison>,
 }
 
 /// Write one prompt unlike the `recent` ones (the paper's mutation).
@@ -77,6 +92,9 @@ pub struct MutateRequest {
     pub recent: Vec<String>,
     /// Seed for any sampling the judge does.
     pub seed: u64,
+    /// The comparison that found a sample mastered, when the mutation replaces one (none for
+    /// the initial prompts).
+    pub after: Option<Comparison>,
 }
 
 /// A kind of judge call, for a quote before it is made.

@@ -85,7 +85,9 @@ pub use config::{SecretRef, config_schema, decode_config};
 pub use error::PluginError;
 pub use evaluator::{EvalCase, EvalSuite, Evaluator};
 pub use image::{Image, ImageError};
-pub use judge::{Choice, CompareRequest, ExpandRequest, Judge, JudgeCall, Metered, MutateRequest, Usage, Verdict};
+pub use judge::{
+    Choice, CompareRequest, Comparison, ExpandRequest, Judge, JudgeCall, Metered, MutateRequest, Usage, Verdict,
+};
 pub use operator::{Action, EvaluatedSample, Operator, Origin, Outcome};
 pub use plugin::{Limits, PluginContext, PluginInfo, PluginKind};
 pub use registry::{BuiltinPlugin, Constructor, builtin_plugins};
@@ -104,7 +106,7 @@ pub use serde_json;
 /// The items a plugin implementation usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Action, BaseModel, Choice, CompareRequest, Cost, EvalCase, EvalSuite, EvaluatedSample, Evaluator,
+        Action, BaseModel, Choice, CompareRequest, Comparison, Cost, EvalCase, EvalSuite, EvaluatedSample, Evaluator,
         ExpandRequest, GenerateRequest, GeneratedImage, Image, Job, Judge, JudgeCall, Limits, Metered, MutateRequest,
         Operator, Origin, Outcome, PluginContext, PluginError, SampleRequest, SecretRef, SplitMix64, StepStats,
         Submitted, Teacher, TrainBatch, Usage, Verdict, async_trait,

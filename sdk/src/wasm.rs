@@ -248,12 +248,13 @@ impl<P: Exported> judge::GuestInstance for JudgeInstance<P> {
     }
 
     fn expand(&self, prompt: String, n: u32, seed: u64) -> Result<Vec<String>, types::PluginError> {
-        let request = crate::ExpandRequest { prompt, n: n as usize, seed };
+        // The 0.1 world carries no conversation.
+        let request = crate::ExpandRequest { prompt, n: n as usize, seed, after: None };
         crate::block_on(self.0.expand(&request)).map_err(to_wit_error)
     }
 
     fn mutate(&self, recent: Vec<String>, seed: u64) -> Result<String, types::PluginError> {
-        crate::block_on(self.0.mutate(&crate::MutateRequest { recent, seed })).map_err(to_wit_error)
+        crate::block_on(self.0.mutate(&crate::MutateRequest { recent, seed, after: None })).map_err(to_wit_error)
     }
 }
 

@@ -13,8 +13,8 @@ use crate::budget::Budget;
 use crate::experiment::{AuditSettings, Experiment, Spend};
 use crate::store::{NewJudgment, NewPending, Probe, RoundSummary, RunDir, SampleRow, StoreError};
 use evolve_sdk::{
-    Action, Choice, CompareRequest, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, JudgeCall, MutateRequest,
-    Operator, Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
+    Action, Choice, CompareRequest, Comparison, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, JudgeCall,
+    MutateRequest, Operator, Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
 };
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -335,16 +335,26 @@ impl Judging {
             }
         }
         let mut wanted = vec![];
+        // New prompts are asked in the comparison's conversation, as the paper does: the judge
+        // has seen the images and said which was better.
+        let after = || {
+            let shown = if base_first { [&base_image, &teacher_image] } else { [&teacher_image, &base_image] };
+            Some(Comparison {
+                prompt: sample.prompt.clone(),
+                images: same_size(shown.into_iter().cloned().collect()),
+                reply: verdict.raw.clone(),
+            })
+        };
         let expand = actions.iter().filter_map(|a| if let Action::Expand { n } = a { Some(*n) } else { None }).max();
         if let Some(n) = expand.filter(|&n| n > 0 && self.buying) {
-            let request = ExpandRequest { prompt: sample.prompt.clone(), n, seed: rng.next_u64() };
+            let request = ExpandRequest { prompt: sample.prompt.clone(), n, seed: rng.next_u64(), after: after() };
             match self.call(|| self.judge.expand(&request)).await {
                 Ok(prompts) => wanted.extend(prompts.into_iter().take(n).map(|p| (p, Origin::Expansion))),
                 Err(error) => self.failed(JudgeCall::Expand { n }, "expansion failed; skipped", &sample.prompt, &error),
             }
         }
         if actions.contains(&Action::Mutate) && self.buying {
-            let request = MutateRequest { recent: self.recent.clone(), seed: rng.next_u64() };
+            let request = MutateRequest { recent: self.recent.clone(), seed: rng.next_u64(), after: after() };
             match self.call(|| self.judge.mutate(&request)).await {
                 Ok(prompt) => wanted.push((prompt, Origin::Mutation)),
                 Err(error) => self.failed(JudgeCall::Mutate, "mutation failed; skipped", &sample.prompt, &error),

@@ -146,6 +146,15 @@ struct Ask<'a> {
     choices: Option<[&'static str; 2]>,
     /// Output tokens to charge when the server does not report its count.
     output_tokens: u64,
+    /// The comparison this message follows in the conversation, if any.
+    before: Option<Turn>,
+}
+
+/// An earlier exchange of the conversation: what was asked, with images, and the answer.
+struct Turn {
+    text: String,
+    images: Vec<Image>,
+    reply: String,
 }
 
 impl ChatJudge {
@@ -168,10 +177,35 @@ impl ChatJudge {
         if self.config.side_by_side { 1 } else { images as u64 }
     }
 
-    /// The price of one request of `images` images answered in `output` tokens, as quoted.
-    fn estimate(&self, images: u64, output: u64) -> Usage {
-        let input = PROMPT_TOKENS + images * self.price.image_tokens;
+    /// The price of one request of `turns` prompts with `images` images in all, answered in
+    /// `output` tokens, as quoted (an earlier answer is counted as a prompt).
+    fn estimate(&self, turns: u64, images: u64, output: u64) -> Usage {
+        let input = turns * PROMPT_TOKENS + images * self.price.image_tokens;
         Usage { input_tokens: input, output_tokens: output, cost: self.price.cost(input, output) }
+    }
+
+    /// The text and images a comparison of `images` on `prompt` is asked with.
+    fn comparison(&self, prompt: &str, images: &[Image]) -> Result<(String, Vec<Image>), PluginError> {
+        let [a, b] = images else {
+            return Err(PluginError::InvalidInput(format!(
+                "this judge compares two images at a time, got {}",
+                images.len()
+            )));
+        };
+        let (shown, layout) = if self.config.side_by_side {
+            (vec![side_by_side::compose(a, b)], templates::LAYOUT_SIDE_BY_SIDE)
+        } else {
+            (images.to_vec(), templates::LAYOUT_TWO)
+        };
+        let template = self.config.compare_template.as_deref().unwrap_or(self.templates.compare);
+        Ok((templates::fill(template, &[("layout", layout), ("prompt", prompt)]), shown))
+    }
+
+    /// The comparison `after` as the conversation's first exchange.
+    fn turn(&self, after: Option<&evolve_sdk::Comparison>) -> Result<Option<Turn>, PluginError> {
+        let Some(after) = after else { return Ok(None) };
+        let (text, images) = self.comparison(&after.prompt, &after.images)?;
+        Ok(Some(Turn { text, images, reply: after.reply.clone() }))
     }
 
     /// What the server says a reply used, priced; the quote's estimate where it does not say.
@@ -186,7 +220,11 @@ impl ChatJudge {
             (Some(input), Some(output)) => {
                 Usage { input_tokens: input, output_tokens: output, cost: self.price.cost(input, output) }
             }
-            _ => self.estimate(ask.images.len() as u64, ask.output_tokens),
+            _ => {
+                let before = ask.before.as_ref().map_or(0, |turn| turn.images.len());
+                let turns = 1 + 2 * u64::from(ask.before.is_some());
+                self.estimate(turns, (ask.images.len() + before) as u64, ask.output_tokens)
+            }
         }
     }
 
@@ -216,13 +254,22 @@ impl ChatJudge {
     }
 
     fn chat_body(&self, ask: &Ask<'_>) -> Result<serde_json::Value, PluginError> {
-        let mut content = vec![serde_json::json!({ "type": "text", "text": ask.text })];
-        for image in ask.images {
-            content.push(serde_json::json!({ "type": "image_url", "image_url": { "url": data_url(image)? } }));
+        let content = |text: &str, images: &[Image]| -> Result<serde_json::Value, PluginError> {
+            let mut parts = vec![serde_json::json!({ "type": "text", "text": text })];
+            for image in images {
+                parts.push(serde_json::json!({ "type": "image_url", "image_url": { "url": data_url(image)? } }));
+            }
+            Ok(serde_json::json!({ "role": "user", "content": parts }))
+        };
+        let mut messages = vec![];
+        if let Some(turn) = &ask.before {
+            messages.push(content(&turn.text, &turn.images)?);
+            messages.push(serde_json::json!({ "role": "assistant", "content": turn.reply }));
         }
+        messages.push(content(&ask.text, ask.images)?);
         let mut body = serde_json::json!({
             "model": self.config.model,
-            "messages": [{ "role": "user", "content": content }],
+            "messages": messages,
             "temperature": ask.temperature,
         });
         match (self.config.constraint, &ask.schema, ask.choices) {
@@ -244,14 +291,22 @@ impl ChatJudge {
     }
 
     fn ollama_body(&self, ask: &Ask<'_>) -> Result<serde_json::Value, PluginError> {
-        let images: Vec<String> = ask
-            .images
-            .iter()
-            .map(|image| encode_png(image).map(|png| base64_encode(&png)))
-            .collect::<Result<_, _>>()?;
+        let message = |text: &str, images: &[Image]| -> Result<serde_json::Value, PluginError> {
+            let images: Vec<String> = images
+                .iter()
+                .map(|image| encode_png(image).map(|png| base64_encode(&png)))
+                .collect::<Result<_, _>>()?;
+            Ok(serde_json::json!({ "role": "user", "content": text, "images": images }))
+        };
+        let mut messages = vec![];
+        if let Some(turn) = &ask.before {
+            messages.push(message(&turn.text, &turn.images)?);
+            messages.push(serde_json::json!({ "role": "assistant", "content": turn.reply }));
+        }
+        messages.push(message(&ask.text, ask.images)?);
         let mut body = serde_json::json!({
             "model": self.config.model,
-            "messages": [{ "role": "user", "content": ask.text, "images": images }],
+            "messages": messages,
             "stream": false,
             "options": { "temperature": ask.temperature },
         });
@@ -288,32 +343,19 @@ impl Judge for ChatJudge {
     /// Every expansion is quoted at its [`EXPAND_ASKS`] asks.
     fn quote(&self, call: JudgeCall) -> Cost {
         match call {
-            JudgeCall::Compare { images } => self.estimate(self.shown(images), COMPARE_OUTPUT_TOKENS).cost,
+            JudgeCall::Compare { images } => self.estimate(1, self.shown(images), COMPARE_OUTPUT_TOKENS).cost,
+            // After a comparison: its prompt, images and answer come first.
             JudgeCall::Expand { n } => {
-                let one = self.estimate(0, EXPAND_TOKENS_PER_PROMPT * n as u64 + 100).cost;
+                let one = self.estimate(3, self.shown(2), EXPAND_TOKENS_PER_PROMPT * n as u64 + 100).cost;
                 Cost { micro_usd: one.micro_usd * EXPAND_ASKS as u64 }
             }
-            JudgeCall::Mutate => self.estimate(0, MUTATE_OUTPUT_TOKENS).cost,
+            JudgeCall::Mutate => self.estimate(3, self.shown(2), MUTATE_OUTPUT_TOKENS).cost,
         }
     }
 
     /// A reply that names neither image was billed all the same: the error says so.
     async fn compare_metered(&self, request: &CompareRequest) -> Result<Metered<Verdict>, PluginError> {
-        let [a, b] = request.images.as_slice() else {
-            return Err(PluginError::InvalidInput(format!(
-                "this judge compares two images at a time, got {}",
-                request.images.len()
-            )));
-        };
-        let composed;
-        let (images, layout): (&[Image], &str) = if self.config.side_by_side {
-            composed = [side_by_side::compose(a, b)];
-            (&composed, templates::LAYOUT_SIDE_BY_SIDE)
-        } else {
-            (&request.images, templates::LAYOUT_TWO)
-        };
-        let template = self.config.compare_template.as_deref().unwrap_or(self.templates.compare);
-        let text = templates::fill(template, &[("layout", layout), ("prompt", &request.prompt)]);
+        let (text, images) = self.comparison(&request.prompt, &request.images)?;
         let schema = serde_json::json!({
             "type": "object",
             "properties": { "better": { "type": "string", "enum": ["A", "B"] } },
@@ -323,11 +365,12 @@ impl Judge for ChatJudge {
         let (reply, usage) = self
             .ask(Ask {
                 text,
-                images,
+                images: &images,
                 temperature: 0.0,
                 schema: Some(schema),
                 choices: Some(["(A) is better", "(B) is better"]),
                 output_tokens: COMPARE_OUTPUT_TOKENS,
+                before: None,
             })
             .await?;
         match parse::verdict(&reply) {
@@ -360,6 +403,7 @@ impl Judge for ChatJudge {
                 schema: Some(schema.clone()),
                 choices: None,
                 output_tokens: EXPAND_TOKENS_PER_PROMPT * request.n as u64 + 100,
+                before: self.turn(request.after.as_ref())?,
             };
             let (reply, used) = self.ask(ask).await?;
             usage += used;
@@ -396,6 +440,7 @@ impl Judge for ChatJudge {
             schema: None,
             choices: None,
             output_tokens: MUTATE_OUTPUT_TOKENS,
+            before: self.turn(request.after.as_ref())?,
         };
         let (reply, usage) = self.ask(ask).await?;
         Ok(Metered { value: parse::single_prompt(&reply)?, usage })

@@ -141,14 +141,14 @@ impl FfiJudge for JudgeShim {
 
     fn expand(&self, prompt: RStr<'_>, n: u64, seed: u64) -> RResult<RVec<RString>, FfiError> {
         guard(|| {
-            let request = ExpandRequest { prompt: prompt.to_string(), n: n as usize, seed };
+            let request = ExpandRequest { prompt: prompt.to_string(), n: n as usize, seed, after: None };
             Ok(block_on(self.0.expand(&request))?.into_iter().map(RString::from).collect())
         })
     }
 
     fn mutate(&self, recent: RSlice<'_, RString>, seed: u64) -> RResult<RString, FfiError> {
         guard(|| {
-            let request = MutateRequest { recent: recent.iter().map(RString::to_string).collect(), seed };
+            let request = MutateRequest { recent: recent.iter().map(RString::to_string).collect(), seed, after: None };
             Ok(block_on(self.0.mutate(&request))?.into())
         })
     }
