@@ -218,3 +218,35 @@ fn bad_entries_in_a_dataset_are_named_and_skipped() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("prompts.from_dataset") && stderr.contains("dataset `nowhere` does not exist"), "{stderr}");
 }
+
+#[test]
+fn a_run_that_fails_before_it_trains_leaves_no_run_directory_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("notes.md"), "no images here").unwrap();
+    let exp = dir.path().join("exp.toml");
+    let text = |dataset: &Path| {
+        format!(
+            "[run]\nname = \"x\"\n[base_model]\nplugin = \"dit\"\nconfig = {{ preset = \"tiny\", sample_steps = 2 }}\n\
+             [[teachers]]\nplugin = \"shapes\"\n[judge]\nplugin = \"shapes\"\n[prompts]\nfrom_dataset = {dataset:?}\ngenerate = 4\n\
+             [training]\nbatch_size = 4\ncheckpoint_every = 1000\n[budget]\nmax_steps = 2\n"
+        )
+    };
+    std::fs::write(&exp, text(&empty)).unwrap();
+    let run = dir.path().join("run");
+    let out = evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds no image-caption pairs") && stderr.contains("was removed"), "{stderr}");
+    assert!(!run.exists(), "nothing paid, nothing trained: no run directory left behind");
+    assert!(!stderr.contains("\u{1b}["), "no colour codes when stderr is not a terminal: {stderr}");
+
+    // Fixed, the same command starts afresh (no "already holds a run").
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("a.png"), encode_png(&Image::filled(32, 32, [200, 30, 30])).unwrap()).unwrap();
+    std::fs::write(data.join("a.txt"), "a red square").unwrap();
+    std::fs::write(&exp, text(&data)).unwrap();
+    ok(&evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap());
+}

@@ -563,6 +563,23 @@ known_share = 0.0
 }
 
 #[test]
+fn a_judge_that_refuses_its_config_stops_the_run_before_it_has_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("exp.toml");
+    std::fs::write(
+        &exp,
+        "[run]\nname = \"x\"\n[base_model]\nplugin = \"dit\"\n[[teachers]]\nplugin = \"shapes\"\n[judge]\nplugin = \"openai\"\n\
+         config = { base_url = \"https://vlm.example.com/v1\", model = \"some-vlm\" }\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let out = evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("set price"), "{stderr}");
+    assert!(!run.exists(), "a run that never started leaves nothing to --resume");
+}
+
+#[test]
 fn evolve_serve_with_a_token_refuses_requests_without_it() {
     let token = ("EVOLVE_TEST_SERVE_TOKEN", "s3cret");
     let (_server, url) = start_serve(&["--token-env", token.0], &[token]);

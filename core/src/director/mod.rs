@@ -84,6 +84,20 @@ pub enum DirectorError {
     /// The trainer thread or the async runtime failed.
     #[error("{0}")]
     Trainer(String),
+    /// A new run failed; its directory was removed if nothing in it was paid for or trained.
+    #[error("{source}\n{}", if *removed {
+        format!("nothing was paid for or trained: {} was removed, so the same command starts afresh", dir.display())
+    } else {
+        format!("{} keeps what was paid for: fix the cause, then continue it with --resume --run-dir {}", dir.display(), dir.display())
+    })]
+    Abandoned {
+        /// Why it failed.
+        source: Box<DirectorError>,
+        /// The run directory.
+        dir: PathBuf,
+        /// Whether it was removed.
+        removed: bool,
+    },
     /// The experiment's `from_dataset` could not be read.
     #[error("cannot import prompts.from_dataset {}: {source}", path.display())]
     Import {
@@ -189,6 +203,8 @@ pub fn run(
     registry: &Registry,
     options: &RunOptions,
 ) -> Result<RunOutcome, DirectorError> {
+    // The plugins first: a configuration one of them refuses leaves no run directory behind.
+    let plugins = build_plugins(experiment, registry)?;
     let run = if options.resume {
         let run = RunDir::open(&options.run_dir)?;
         run.ledger.close_interrupted_rounds().map_err(StoreError::from)?;
@@ -197,7 +213,6 @@ pub fn run(
         let resolved = crate::experiment::resolved_toml(experiment, experiment_path).map_err(DirectorError::Trainer)?;
         RunDir::create(&options.run_dir, &resolved)?
     };
-    let plugins = build_plugins(experiment, registry)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -206,7 +221,11 @@ pub fn run(
     let evaluator = plugins.evaluator.clone();
     let director = Director::new(experiment, run, plugins, options)?;
     let run = Arc::clone(&director.run);
-    let (mut model, mut outcome) = runtime.block_on(director.run(base, registry))?;
+    let (mut model, mut outcome) = match runtime.block_on(director.run(base, registry)) {
+        Ok(done) => done,
+        Err(error) if !options.resume => return Err(abandon(run, &options.run_dir, error)),
+        Err(error) => return Err(error),
+    };
     if let (Some(evaluator), false) = (evaluator, outcome.interrupted) {
         let report = eval_model(model.as_mut(), evaluator.as_ref(), &options.run_dir.display().to_string(), |_, _| {})?;
         record_eval(&lock(&run), outcome.steps, &report)?;
@@ -216,6 +235,24 @@ pub fn run(
         }
     }
     Ok(outcome)
+}
+
+/// A new run that failed: removed when nothing in it was paid for or trained, so that the same
+/// command starts afresh once the cause is fixed; kept otherwise (what was paid for is worth a
+/// `--resume`). The error says which.
+fn abandon(run: Arc<Mutex<RunDir>>, dir: &Path, error: DirectorError) -> DirectorError {
+    // Every part of the run has let go of it by now; if not, it is kept.
+    let Ok(run) = Arc::try_unwrap(run) else { return error };
+    let run = run.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let spent = |run: &RunDir| -> Result<bool, StoreError> {
+        let (calls, cost) = run.ledger.call_totals()?;
+        let judge = run.ledger.judge_totals()?;
+        Ok(calls > 0 || cost > Cost::ZERO || judge.calls > 0 || !run.ledger.metric("loss")?.is_empty())
+    };
+    let keep = spent(&run).unwrap_or(true);
+    drop(run);
+    let removed = !keep && std::fs::remove_dir_all(dir).is_ok();
+    DirectorError::Abandoned { source: Box::new(error), dir: dir.to_path_buf(), removed }
 }
 
 fn record_eval(run: &RunDir, step: u64, report: &EvalReport) -> Result<(), StoreError> {
