@@ -230,7 +230,7 @@ fn a_run_that_fails_before_it_trains_leaves_no_run_directory_behind() {
         format!(
             "[run]\nname = \"x\"\n[base_model]\nplugin = \"dit\"\nconfig = {{ preset = \"tiny\", sample_steps = 2 }}\n\
              [[teachers]]\nplugin = \"shapes\"\n[judge]\nplugin = \"shapes\"\n[prompts]\nfrom_dataset = {dataset:?}\ngenerate = 4\n\
-             [training]\nbatch_size = 4\ncheckpoint_every = 1000\n[budget]\nmax_steps = 2\n"
+             [training]\nbatch_size = 4\ncheckpoint_every = 1000\n[director]\nevery_steps = 1\n[budget]\nmax_steps = 2\n"
         )
     };
     std::fs::write(&exp, text(&empty)).unwrap();
@@ -248,5 +248,10 @@ fn a_run_that_fails_before_it_trains_leaves_no_run_directory_behind() {
     std::fs::write(data.join("a.png"), encode_png(&Image::filled(32, 32, [200, 30, 30])).unwrap()).unwrap();
     std::fs::write(data.join("a.txt"), "a red square").unwrap();
     std::fs::write(&exp, text(&data)).unwrap();
-    ok(&evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap());
+    let out = evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).output().unwrap();
+    ok(&out);
+    // Without a terminal, a plain line per note and per round instead of progress bars.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("imported 1 image-caption pairs"), "{stderr}");
+    assert!(stderr.contains("round 1 at step 1: judged"), "{stderr}");
 }

@@ -28,6 +28,8 @@ pub struct Pair {
     pub image: Image,
     /// Who made it, if the dataset says.
     pub teacher: Option<String>,
+    /// Whether it won its prompt's tournament, if the dataset says (an evolve export).
+    pub winner: Option<bool>,
     /// Where it came from (a file, or `shard.tar:key`), for messages.
     pub source: String,
 }
@@ -137,7 +139,8 @@ fn read_metadata(
         let image = std::fs::read(&path).map_err(|e| e.to_string()).and_then(|bytes| decode(&bytes));
         match image {
             Ok(image) => {
-                each(Pair { caption: text, image, teacher: line.teacher, source: path.display().to_string() })?
+                let source = path.display().to_string();
+                each(Pair { caption: text, image, teacher: line.teacher, winner: line.winner, source })?
             }
             Err(reason) => skipped.push(Skipped { source: path.display().to_string(), reason }),
         }
@@ -166,7 +169,7 @@ fn read_captioned(
             continue;
         };
         match std::fs::read(path).map_err(|e| e.to_string()).and_then(|bytes| decode(&bytes)) {
-            Ok(image) => each(Pair { caption: text, image, teacher: None, source })?,
+            Ok(image) => each(Pair { caption: text, image, teacher: None, winner: None, source })?,
             Err(reason) => skipped.push(Skipped { source, reason }),
         }
     }
@@ -263,7 +266,10 @@ fn pair_of(
         return Ok(());
     };
     match decode(bytes) {
-        Ok(image) => each(Pair { caption: text, image, teacher: json.and_then(|j| j.teacher), source }),
+        Ok(image) => {
+            let (teacher, winner) = json.map_or((None, None), |j| (j.teacher, j.winner));
+            each(Pair { caption: text, image, teacher, winner, source })
+        }
         Err(reason) => {
             skipped.push(Skipped { source, reason });
             Ok(())

@@ -11,8 +11,11 @@ use std::path::Path;
 pub struct Imported {
     /// Samples added to the active set.
     pub added: usize,
-    /// Entries left out, each with its path and why: unreadable, uncaptioned, a caption seen
-    /// before, or a prompt the evaluation suite holds out.
+    /// Images left out because their caption came earlier with another image (the ledger keeps
+    /// one image per prompt: the first); an evolve export's losing teachers' images among them.
+    pub repeats: usize,
+    /// Entries left out, each with its path and why: unreadable, uncaptioned, or a prompt the
+    /// evaluation suite holds out.
     pub skipped: Vec<Skipped>,
 }
 
@@ -24,6 +27,7 @@ pub fn import_into(run: &mut RunDir, path: &Path, held_out: &dyn Fn(&str) -> boo
     let mut samples = vec![];
     let mut seen = HashSet::new();
     let mut left_out = vec![];
+    let mut repeats = 0;
     let images = run.images.clone();
     let mut skipped = read(path, |pair| {
         if held_out(&pair.caption) {
@@ -33,8 +37,9 @@ pub fn import_into(run: &mut RunDir, path: &Path, held_out: &dyn Fn(&str) -> boo
             });
             return Ok(());
         }
-        if !seen.insert(pair.caption.clone()) {
-            left_out.push(Skipped { source: pair.source, reason: format!("caption {:?} seen before", pair.caption) });
+        // A losing teacher's image (an evolve export marks them) never displaces its winner.
+        if pair.winner == Some(false) || !seen.insert(pair.caption.clone()) {
+            repeats += 1;
             return Ok(());
         }
         let image = images.put(&pair.image)?;
@@ -47,5 +52,5 @@ pub fn import_into(run: &mut RunDir, path: &Path, held_out: &dyn Fn(&str) -> boo
     })?;
     skipped.extend(left_out);
     let added = run.ledger.import(&samples).map_err(StoreError::from)?;
-    Ok(Imported { added, skipped })
+    Ok(Imported { added, repeats, skipped })
 }

@@ -66,4 +66,8 @@ pub struct ImportLine {
     /// Who made the image, if the dataset says (an evolve export does).
     #[serde(default)]
     pub teacher: Option<String>,
+    /// Whether the image won its prompt's tournament (an evolve export says; a loser is another
+    /// teacher's image of a prompt whose winner is in the set too).
+    #[serde(default)]
+    pub winner: Option<bool>,
 }

@@ -470,11 +470,12 @@ impl Director {
             tracing::warn!("from_dataset: skipped {skipped}");
         }
         progress.note(&format!(
-            "imported {} image-caption pairs from {} ({} skipped{})",
+            "imported {} image-caption pairs from {} ({} skipped{}; {} more images of prompts already in, left out)",
             imported.added,
             path.display(),
             imported.skipped.len(),
             if imported.skipped.is_empty() { "" } else { ", each named above" },
+            imported.repeats,
         ));
         Ok(())
     }

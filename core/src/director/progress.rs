@@ -1,5 +1,7 @@
 //! What the terminal shows while a run goes: trainer steps, rounds, teacher calls — as progress
-//! bars, or (`--json`) as one JSON event per line on stdout for scripts.
+//! bars, or (`--json`) as one JSON event per line on stdout for scripts. Without a terminal (a
+//! log file, CI, `nohup`), where bars would not show, each round and note is one plain line on
+//! stderr instead.
 
 use super::trainer::TrainerStatus;
 use crate::budget::Budget;
@@ -13,6 +15,8 @@ pub struct Progress {
     rounds: ProgressBar,
     calls: ProgressBar,
     json: bool,
+    /// Plain lines instead of bars: stderr is not a terminal.
+    lines: bool,
 }
 
 /// Prints one JSON event line on stdout.
@@ -46,7 +50,8 @@ impl Progress {
         let calls =
             multi.add(styled(ProgressBar::new(max_calls.unwrap_or(0)), "buy    {bar:30} {pos}/{len} calls  {msg}"));
         rounds.set_message("first round after director.every_steps steps");
-        Progress { steps, rounds, calls, json }
+        let lines = !quiet && !json && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+        Progress { steps, rounds, calls, json, lines }
     }
 
     /// Emits a status event (JSON mode only; the bars update continuously).
@@ -89,16 +94,23 @@ impl Progress {
         }
         self.rounds.set_position(number);
         let win = 100.0 * summary.teacher_wins as f64 / summary.selected.max(1) as f64;
-        self.rounds.set_message(format!(
+        let line = format!(
             "judged {}  teacher won {win:.0}%  +{} added ({} mutated)  -{} mastered",
             summary.selected, summary.added, summary.mutated, summary.deactivated
-        ));
+        );
+        if self.lines {
+            eprintln!("round {number} at step {step}: {line}; {} teacher calls", self.calls.position());
+        }
+        self.rounds.set_message(line);
     }
 
     /// Shows what the run is doing outside rounds.
     pub fn note(&self, message: &str) {
         if self.json {
             emit(serde_json::json!({ "event": "note", "message": message }));
+        }
+        if self.lines {
+            eprintln!("{message}");
         }
         self.rounds.set_message(message.to_string());
     }
