@@ -510,3 +510,70 @@ fn a_judge_that_fails_its_audit_stops_the_run_when_asked_to() {
     let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
     assert_eq!(count(&conn, "SELECT count(*) FROM rounds"), 1, "stopped after the first round");
 }
+
+#[test]
+fn routed_purchases_buy_expansions_from_one_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |selection: &str| {
+        format!(
+            r#"
+[run]
+name = "routing"
+seed = 6
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", sample_steps = 2 }}
+[[teachers]]
+name = "exact"
+plugin = "shapes"
+config = {{ price_usd = 0.04 }}
+[[teachers]]
+name = "sloppy"
+plugin = "shapes"
+config = {{ price_usd = 0.01, sloppiness = 0.8 }}
+[judge]
+plugin = "shapes"
+[prompts]
+generate = 10
+[training]
+batch_size = 4
+checkpoint_every = 1000
+[director]
+every_steps = 10
+select_ratio = 1.0
+lockstep = true
+teacher_selection = "{selection}"
+[budget]
+max_teacher_calls = 80
+max_steps = 40
+"#
+        )
+    };
+    for selection in ["parent_winner", "bandit"] {
+        let exp = dir.path().join(format!("{selection}.toml"));
+        std::fs::write(&exp, text(selection)).unwrap();
+        let run = dir.path().join(selection);
+        let stdout = ok(&evolve().args(["run"]).arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap());
+        let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
+        // The initial set is a tournament of both.
+        let seeds = "SELECT count(*) FROM candidates c JOIN pending p ON p.id = c.pending_id WHERE p.origin = 'seed'";
+        assert_eq!(count(&conn, seeds), 20, "{selection}");
+        let routed = "SELECT count(*) FROM (SELECT p.id FROM pending p JOIN candidates c ON c.pending_id = p.id
+                      WHERE p.origin != 'seed' GROUP BY p.id HAVING count(*) = 1)";
+        let tournaments = "SELECT count(*) FROM (SELECT p.id FROM pending p JOIN candidates c ON c.pending_id = p.id
+                           WHERE p.origin != 'seed' GROUP BY p.id HAVING count(*) = 2)";
+        assert!(count(&conn, routed) > 0, "{selection}: some expansions from one teacher");
+        if selection == "parent_winner" {
+            assert_eq!(count(&conn, tournaments), 0, "every expansion from its parent's teacher");
+            let strays = "SELECT count(*) FROM samples s JOIN samples parent ON parent.id = s.parent_id
+                          WHERE s.teacher != parent.teacher";
+            assert_eq!(count(&conn, strays), 0);
+        }
+        // A purchase from one teacher is no tournament: the records count only the real ones.
+        let held = count(
+            &conn,
+            "SELECT count(*) FROM (SELECT pending_id FROM candidates GROUP BY pending_id HAVING count(*) > 1)",
+        );
+        assert!(stdout.contains(&format!(" of {held:>5} tournaments")), "{held} tournaments:\n{stdout}");
+    }
+}

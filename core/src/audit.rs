@@ -127,7 +127,19 @@ fn summarise(estimate: f64, mut draws: Vec<f64>) -> Interval {
 }
 
 /// The SDK's seeded generator, for `rand_distr`'s samplers.
-struct Rng(SplitMix64);
+pub(crate) struct Rng(SplitMix64);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(SplitMix64::new(seed))
+    }
+
+    /// True with probability `p`.
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
+        self.0.chance(p)
+    }
+}
 
 impl RngCore for Rng {
     fn next_u32(&mut self) -> u32 {

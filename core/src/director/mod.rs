@@ -24,6 +24,7 @@ mod judge_meter;
 mod pacing;
 mod progress;
 mod round;
+mod routing;
 mod shop;
 mod trainer;
 

@@ -1,14 +1,14 @@
-//! Buying images for pending prompts: every prompt goes to every teacher (each within its own
-//! concurrency limit), the judge picks the best image in a pairwise tournament, every paid image
-//! is kept, and the winner joins the training set.
+//! Buying images for pending prompts: every prompt goes to every teacher, or those routing
+//! chooses (routing.rs; each within its own concurrency limit), the judge picks the best image
+//! in a pairwise tournament, every paid image is kept, and the winner joins the training set.
 //!
 //! A request already paid for (same teacher, same request hash) is read from the ledger, never
 //! bought again; a paid image is durable before the ledger row that names it commits.
 
-use super::DirectorError;
+use super::{DirectorError, routing};
 use crate::acquire::{contained, request_for, with_retries};
 use crate::budget::Budget;
-use crate::experiment::Experiment;
+use crate::experiment::{Experiment, TeacherSelection};
 use crate::lock;
 use crate::purchase::{Bought, TeacherSlot, Till};
 use crate::store::{Candidate, PendingRow, RunDir, StoreError};
@@ -82,11 +82,12 @@ impl Shop {
         Ok(purchases)
     }
 
-    /// Buys one pending prompt from every teacher and keeps the tournament's winner.
+    /// Buys one pending prompt from the teachers routing chooses (every teacher unless
+    /// `director.teacher_selection` says otherwise) and keeps the tournament's winner.
     pub async fn buy(self: Arc<Self>, row: PendingRow) -> Result<Purchase, DirectorError> {
         let request = request_for(&self.experiment, &row.want.prompt);
         let mut tasks = tokio::task::JoinSet::new();
-        for index in 0..self.teachers.len() {
+        for index in self.route(&row, &request)? {
             let (shop, request) = (Arc::clone(&self), request.clone());
             tasks.spawn(async move { (index, shop.buy_from(index, &request).await) });
         }
@@ -122,6 +123,27 @@ impl Shop {
             .map_err(StoreError::from)?;
         let image = candidates[winner].image.hash().clone();
         Ok(Purchase::Added(TrainingSample { id, prompt: row.want.prompt, image }))
+    }
+
+    /// The teachers to buy `row` from.
+    fn route(&self, row: &PendingRow, request: &GenerateRequest) -> Result<Vec<usize>, DirectorError> {
+        let selection = self.experiment.director.teacher_selection;
+        if self.teachers.len() < 2 || selection == TeacherSelection::All {
+            return Ok((0..self.teachers.len()).collect());
+        }
+        let (parent, records) = crate::blocking(|| {
+            let run = lock(&self.till.run);
+            let parent = row.want.parent.map(|id| run.ledger.sample_teacher(id)).transpose()?.flatten();
+            Ok::<_, crate::store::LedgerError>((parent, run.ledger.teacher_records()?))
+        })
+        .map_err(StoreError::from)?;
+        let candidates: Vec<routing::Candidate<'_>> = self
+            .teachers
+            .iter()
+            .map(|slot| routing::Candidate { label: &slot.label, price: slot.teacher.price(request) })
+            .collect();
+        let seed = routing::seed_for(self.experiment.run.seed, row);
+        Ok(routing::choose(selection, row, &candidates, parent.as_deref(), &records, seed))
     }
 
     async fn buy_from(&self, index: usize, request: &GenerateRequest) -> Result<Bought, DirectorError> {

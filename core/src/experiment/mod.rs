@@ -38,7 +38,7 @@ pub use plugin_ref::PluginRef;
 pub use schema::experiment_schema;
 pub use types::{
     AuditSettings, Budget, DirectorSettings, Experiment, OnAuditFail, PluginSection, PluginSettings, PromptSettings,
-    RunSettings, Spend, TeacherSection, TrainingSettings,
+    RunSettings, Spend, TeacherSection, TeacherSelection, TrainingSettings,
 };
 pub use validate::{ExperimentError, load, parse};
 

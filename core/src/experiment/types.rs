@@ -326,6 +326,27 @@ pub struct DirectorSettings {
     /// `budget.max_steps`). See `director::pacing`.
     #[serde(default)]
     pub spend: Spend,
+    /// Which teachers a new prompt is bought from: `all` (default: every teacher, then the
+    /// judge's tournament picks the winner), `parent_winner` (the paper's: an expansion or
+    /// mutation from the teacher whose image won its parent's tournament) or `bandit` (learns
+    /// each teacher's tournament wins per dollar and buys from the best, a tenth of the time
+    /// from all). With one teacher, all three are the same. See `director::routing`.
+    #[serde(default)]
+    pub teacher_selection: TeacherSelection,
+}
+
+/// Which teachers a new prompt is bought from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherSelection {
+    /// Every teacher; the judge's tournament picks the winner.
+    #[default]
+    All,
+    /// The teacher whose image won the parent prompt's tournament (the initial set: all).
+    ParentWinner,
+    /// The teacher with the most tournament wins per dollar, by Thompson sampling; all for the
+    /// initial set and a tenth of the rest.
+    Bandit,
 }
 
 /// How rounds spend the teacher-call budget.
@@ -348,6 +369,7 @@ impl Default for DirectorSettings {
             eval_every_rounds: None,
             lockstep: false,
             spend: Spend::AsAsked,
+            teacher_selection: TeacherSelection::All,
         }
     }
 }

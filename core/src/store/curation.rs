@@ -9,7 +9,7 @@
 use super::images::StoredImage;
 use super::ledger::{Ledger, LedgerError, NewSample, SampleRow, insert_image, insert_sample, sample_row};
 use evolve_sdk::{Origin, Outcome};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 /// A prompt to buy, about to be written down.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,11 +237,21 @@ impl Ledger {
         self.sql(|c| c.query_row("SELECT count(*) FROM rounds", [], |r| r.get::<_, i64>(0))).map(|n| n.max(0) as u64)
     }
 
-    /// Per-teacher tournament records, by label.
+    /// The teacher whose image sample `id` trains on.
+    pub fn sample_teacher(&self, id: i64) -> Result<Option<String>, LedgerError> {
+        self.sql(|c| c.query_row("SELECT teacher FROM samples WHERE id = ?1", [id], |r| r.get(0)).optional())
+    }
+
+    /// Per-teacher tournament records (prompts bought from two teachers or more), by label.
     pub fn teacher_records(&self) -> Result<Vec<TeacherRecord>, LedgerError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT teacher, sum(won), count(*) FROM candidates GROUP BY teacher ORDER BY teacher")
+            // Only tournaments: a prompt bought from one teacher (routed) has no loser.
+            .prepare_cached(
+                "SELECT teacher, sum(won), count(*) FROM candidates
+                 WHERE pending_id IN (SELECT pending_id FROM candidates GROUP BY pending_id HAVING count(*) > 1)
+                 GROUP BY teacher ORDER BY teacher",
+            )
             .map_err(self.err())?;
         let rows = stmt
             .query_map([], |r| {
