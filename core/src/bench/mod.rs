@@ -4,10 +4,11 @@
 pub mod data_efficiency;
 pub mod plugin_overhead;
 pub mod shape_readback;
+pub mod teacher_routing;
 pub mod train_throughput;
 
 /// The benchmarks this build has, with one line on each.
-pub const AVAILABLE: [(&str, &str); 4] = [
+pub const AVAILABLE: [(&str, &str); 5] = [
     ("train-throughput", "images/s of a DiT training step, candle vs PyTorch eager, same shapes"),
     (
         "data-efficiency",
@@ -15,4 +16,8 @@ pub const AVAILABLE: [(&str, &str); 4] = [
     ),
     ("plugin-overhead", "cost of one operator call: built-in vs native library vs wasm component"),
     ("shape-readback", "how often a run's model draws the prompted shape (every single-object prompt, --run DIR)"),
+    (
+        "teacher-routing",
+        "ShapesEval and money per director.teacher_selection policy, three teachers of different price",
+    ),
 ];

@@ -1,7 +1,9 @@
 //! `evolve bench`: run a benchmark and print its figures.
 
 use anyhow::{Context, bail};
-use evolve_core::bench::{AVAILABLE, data_efficiency, plugin_overhead, shape_readback, train_throughput};
+use evolve_core::bench::{
+    AVAILABLE, data_efficiency, plugin_overhead, shape_readback, teacher_routing, train_throughput,
+};
 use evolve_core::registry::Registry;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,12 +38,41 @@ pub fn run(
         "shape-readback" => readback(run, data.seeds),
         "train-throughput" => train(python, cases),
         "data-efficiency" => data_efficiency(data),
+        "teacher-routing" => routing(data),
         "plugin-overhead" => plugin_overhead(),
         other => {
             let list: Vec<String> = AVAILABLE.iter().map(|(n, d)| format!("  {n}: {d}")).collect();
             bail!("no benchmark `{other}` in this build; available:\n{}", list.join("\n"))
         }
     }
+}
+
+fn routing(data: DataSettings) -> anyhow::Result<ExitCode> {
+    let mut settings = if data.quick {
+        teacher_routing::Settings::quick(data.out.clone())
+    } else {
+        teacher_routing::Settings::full(data.out.clone())
+    };
+    if let Some(steps) = data.steps {
+        settings.steps = steps;
+    }
+    if let Some(seeds) = data.seeds {
+        settings.seeds = (0..seeds).collect();
+    }
+    let registry = Registry::builtin();
+    let points = teacher_routing::measure(&settings, &registry, |what| eprintln!("teacher-routing: {what}"))?;
+    let (table, figures) = teacher_routing::summarise(&points);
+    println!(
+        "teacher-routing: {} seeds of {} steps, {} initial prompts; teachers exact $0.04, fair $0.02 (30% wrong), cheap $0.01 (80% wrong)",
+        settings.seeds.len(),
+        settings.steps,
+        settings.initial
+    );
+    print!("{table}");
+    for figure in figures {
+        println!("{figure}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn readback(run: Option<PathBuf>, seeds: Option<u64>) -> anyhow::Result<ExitCode> {

@@ -248,7 +248,8 @@ enum Command {
     /// the run at --run draws the shape a single-object prompt asks for, read by the shapes
     /// world's detector.
     Bench {
-        /// Which benchmark: train-throughput, data-efficiency, plugin-overhead or shape-readback.
+        /// Which benchmark: train-throughput, data-efficiency, plugin-overhead, shape-readback or
+        /// teacher-routing.
         name: String,
         /// shape-readback: the run whose model is measured.
         #[arg(long, value_name = "DIR")]
@@ -260,30 +261,33 @@ enum Command {
         /// Only these cases (e.g. `tiny`).
         #[arg(long)]
         case: Vec<String>,
-        /// data-efficiency: trainer steps of every run (default 400; --quick: 30).
+        /// data-efficiency: trainer steps of every run (default 400; --quick: 30);
+        /// teacher-routing: the same (default 1500; --quick: 40).
         #[arg(long)]
         steps: Option<u64>,
         /// data-efficiency: teacher-call budgets, comma-separated (default 20,60,200; --quick: 8,16).
         #[arg(long, value_delimiter = ',')]
         budgets: Option<Vec<u64>>,
         /// data-efficiency: seeds per arm and budget (default 3; --quick: 2); at least 2 for
-        /// intervals. shape-readback: seeds per prompt (default 4).
+        /// intervals. shape-readback: seeds per prompt (default 4). teacher-routing: seeds per
+        /// policy (default 3; --quick: 1).
         #[arg(long)]
         seeds: Option<u64>,
         /// data-efficiency: only these arms, comma-separated (uniform, director, noisy,
         /// no-expansion, no-deletion, no-mutation; the uniform baseline is always run).
         #[arg(long, value_delimiter = ',')]
         arms: Option<Vec<String>>,
-        /// data-efficiency: a smoke run (every arm, tiny budgets and steps, two seeds: minutes).
+        /// data-efficiency, teacher-routing: a smoke run (tiny budgets and steps: minutes).
         #[arg(long)]
         quick: bool,
         /// data-efficiency: keep the points already in --out's points.csv (an interrupted run
         /// of the same settings) and measure only the missing ones.
         #[arg(long)]
         resume: bool,
-        /// data-efficiency: where the runs are written.
-        #[arg(long, value_name = "DIR", default_value = "target/bench/data-efficiency")]
-        out: PathBuf,
+        /// data-efficiency, teacher-routing: where the runs are written (default
+        /// target/bench/NAME).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -327,6 +331,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { world, addr, token_env } => serve(&world, addr, &token_env),
         Command::Bench { name, run, python, case, steps, budgets, seeds, arms, quick, resume, out } => {
+            let out = out.unwrap_or_else(|| PathBuf::from("target/bench").join(&name));
             let data = bench::DataSettings { steps, budgets, seeds, arms, quick, resume, out };
             bench::run(&name, run, python, &case, data)
         }

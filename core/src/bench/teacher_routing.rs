@@ -1,0 +1,222 @@
+//! `evolve bench teacher-routing`: what each `director.teacher_selection` policy pays and what
+//! its model scores, over seeds, with three teachers of the embedded world that differ in price
+//! and quality (a dear exact one, a fair one that renders a wrong prompt of the same structure
+//! 30% of the time, a cheap one that does 80% of the time).
+//!
+//! Every policy runs the same experiment (the director in lockstep, as asked, no money limit):
+//! what differs is whom each new prompt is bought from, so the cost ratio at the score reached
+//! is the policy's saving.
+
+use super::data_efficiency::stats::{Estimate, estimate};
+use crate::director::{self, DirectorError, RunOptions};
+use crate::experiment::{self, ExperimentError};
+use crate::registry::Registry;
+use std::path::{Path, PathBuf};
+
+/// The policies compared, `all` (the baseline) first.
+pub const POLICIES: [&str; 3] = ["all", "parent_winner", "bandit"];
+
+/// Errors of the benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingBenchError {
+    /// A file could not be written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The generated experiment was refused.
+    #[error(transparent)]
+    Experiment(#[from] ExperimentError),
+    /// A run failed.
+    #[error(transparent)]
+    Run(#[from] DirectorError),
+    /// A run ended without its evaluation.
+    #[error("the {0} run produced no evaluation")]
+    NoEvaluation(String),
+}
+
+/// How the benchmark runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Trainer steps of every run.
+    pub steps: u64,
+    /// Seeds per policy.
+    pub seeds: Vec<u64>,
+    /// Initial prompts, bought before training.
+    pub initial: u64,
+    /// Where the runs are written.
+    pub out: PathBuf,
+}
+
+impl Settings {
+    /// The full benchmark: 3 seeds of 1500 steps, about 35 minutes on 2 cores.
+    pub fn full(out: PathBuf) -> Settings {
+        Settings { steps: 1500, seeds: vec![0, 1, 2], initial: 300, out }
+    }
+
+    /// A smoke run: one seed, a few steps.
+    pub fn quick(out: PathBuf) -> Settings {
+        Settings { steps: 40, seeds: vec![0], initial: 16, out }
+    }
+}
+
+/// One run's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// The policy.
+    pub policy: &'static str,
+    /// Its seed.
+    pub seed: u64,
+    /// Teacher calls bought.
+    pub calls: u64,
+    /// What they cost, USD.
+    pub cost: f64,
+    /// ShapesEval overall.
+    pub score: f64,
+}
+
+/// The experiment of one run.
+pub fn experiment_text(policy: &str, seed: u64, settings: &Settings) -> String {
+    let every = (settings.steps / 8).max(1);
+    format!(
+        r#"
+[run]
+name = "teacher-routing"
+seed = {seed}
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", guidance = 4.5, timestep_spacing = "trailing" }}
+[[teachers]]
+name = "exact"
+plugin = "shapes"
+config = {{ price_usd = 0.04 }}
+[[teachers]]
+name = "fair"
+plugin = "shapes"
+config = {{ price_usd = 0.02, sloppiness = 0.3 }}
+[[teachers]]
+name = "cheap"
+plugin = "shapes"
+config = {{ price_usd = 0.01, sloppiness = 0.8 }}
+[judge]
+plugin = "shapes"
+[eval]
+plugin = "shapes"
+[prompts]
+generate = {initial}
+[training]
+batch_size = 32
+checkpoint_every = {steps}
+[director]
+every_steps = {every}
+sample_steps = 10
+lockstep = true
+teacher_selection = "{policy}"
+[budget]
+max_steps = {steps}
+"#,
+        initial = settings.initial,
+        steps = settings.steps,
+    )
+}
+
+/// Runs every policy at every seed; `progress` hears about each run as it starts.
+pub fn measure(
+    settings: &Settings,
+    registry: &Registry,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<Point>, RoutingBenchError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RoutingBenchError::Io { path, source }
+    };
+    std::fs::create_dir_all(&settings.out).map_err(io(&settings.out))?;
+    let mut points = vec![];
+    for &seed in &settings.seeds {
+        for policy in POLICIES {
+            progress(&format!("{policy}, seed {seed}, {} steps", settings.steps));
+            let name = format!("{policy}-seed{seed}");
+            let (path, run_dir) = (settings.out.join(format!("{name}.toml")), settings.out.join(&name));
+            let _ = std::fs::remove_dir_all(&run_dir);
+            let text = experiment_text(policy, seed, settings);
+            std::fs::write(&path, &text).map_err(io(&path))?;
+            let experiment = experiment::parse(&text, &path, registry)?;
+            let options = RunOptions { run_dir, resume: false, quiet: true, json: false };
+            let outcome = director::run(&experiment, &path, registry, &options)?;
+            let score = outcome.eval.map(|e| e.overall).ok_or_else(|| RoutingBenchError::NoEvaluation(name))?;
+            points.push(Point { policy, seed, calls: outcome.calls, cost: outcome.cost.usd(), score });
+        }
+    }
+    Ok(points)
+}
+
+/// The table (mean score and cost per policy with 95% intervals) and the `name: value` lines.
+pub fn summarise(points: &[Point]) -> (String, Vec<String>) {
+    let of = |policy: &str, value: fn(&Point) -> f64| -> Estimate {
+        estimate(&points.iter().filter(|p| p.policy == policy).map(value).collect::<Vec<_>>())
+    };
+    let mut table =
+        format!("{:<14} {:>25} {:>25} {:>8}\n", "policy", "ShapesEval % (95% CI)", "cost USD (95% CI)", "calls");
+    // One seed has no interval.
+    let range = |(low, high): (f64, f64), scale: f64| {
+        if low.is_finite() && high.is_finite() {
+            format!("[{:>6.2}, {:>6.2}]", scale * low, scale * high)
+        } else {
+            format!("[{:^14}]", "one seed")
+        }
+    };
+    let mut figures = vec![];
+    let baseline = of("all", |p| p.cost).mean;
+    for policy in POLICIES {
+        let (score, cost) = (of(policy, |p| p.score), of(policy, |p| p.cost));
+        let calls = of(policy, |p| p.calls as f64).mean;
+        table.push_str(&format!(
+            "{policy:<14} {:>8.2} {} {:>8.2} {} {calls:>8.0}\n",
+            100.0 * score.mean,
+            range(score.interval(), 100.0),
+            cost.mean,
+            range(cost.interval(), 1.0),
+        ));
+        figures.push(format!("{policy}_score: {:.4}", score.mean));
+        figures.push(format!("{policy}_cost_usd: {:.4}", cost.mean));
+        if policy != "all" && baseline > 0.0 {
+            figures.push(format!("{policy}_cost_ratio: {:.3}", cost.mean / baseline));
+        }
+    }
+    (table, figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_policy_is_one_experiment_apart() {
+        let settings = Settings::quick(PathBuf::from("x"));
+        let texts: Vec<String> = POLICIES.iter().map(|p| experiment_text(p, 3, &settings)).collect();
+        for (policy, text) in POLICIES.iter().zip(&texts) {
+            assert!(text.contains(&format!("teacher_selection = \"{policy}\"")));
+            assert_eq!(text.replace(policy, "P"), texts[0].replace("all", "P"), "only the policy differs");
+        }
+    }
+
+    #[test]
+    fn the_summary_gives_each_policys_cost_against_all() {
+        let point = |policy, seed, cost, score| Point { policy, seed, calls: 10, cost, score };
+        let points = [
+            point("all", 0, 10.0, 0.30),
+            point("all", 1, 12.0, 0.32),
+            point("parent_winner", 0, 4.0, 0.29),
+            point("parent_winner", 1, 4.4, 0.31),
+            point("bandit", 0, 5.0, 0.30),
+            point("bandit", 1, 6.0, 0.31),
+        ];
+        let (table, figures) = summarise(&points);
+        assert!(table.contains("parent_winner"), "{table}");
+        assert!(figures.contains(&"bandit_cost_ratio: 0.500".to_string()), "{figures:?}");
+        assert!(figures.contains(&"parent_winner_cost_ratio: 0.382".to_string()), "{figures:?}");
+    }
+}
