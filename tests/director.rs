@@ -5,29 +5,12 @@
 use rusqlite::Connection;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-fn evolve() -> Command {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_evolve"));
-    command.current_dir(root);
-    command
-}
+mod support;
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn count(conn: &Connection, sql: &str) -> i64 {
-    conn.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
-}
+use support::{count, evolve, ok};
 
 fn write(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("exp.toml");

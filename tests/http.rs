@@ -2,6 +2,8 @@
 //! (an `evolve run` killed and resumed), and against a server that injects the faults real
 //! providers produce — each must end in a retry, a clear error or a skipped sample, never a crash.
 
+mod support;
+
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, header};
@@ -14,10 +16,10 @@ use evolve_sdk::{CompareRequest, ExpandRequest, GenerateRequest, Image, Judge, M
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::evolve;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -399,13 +401,6 @@ fn a_judges_token_usage_is_priced_and_quoted_before_the_call() {
 }
 
 // ---------------------------------------------------------------- end to end with evolve serve
-
-fn evolve() -> Command {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_evolve"));
-    command.current_dir(root);
-    command
-}
 
 struct Server(std::process::Child);
 

@@ -135,7 +135,7 @@ pub struct RunOutcome {
     pub calls: u64,
     /// Money spent on teacher calls in total.
     pub cost: Cost,
-    /// What the judge used and spent in total (calls that reported usage).
+    /// What the judge used and spent in total (its calls that cost money).
     pub judge: crate::store::JudgeTotals,
     /// Samples in the active set at the end.
     pub active: u64,

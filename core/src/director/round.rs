@@ -121,7 +121,7 @@ pub async fn run_round(
     // A paid judge that the money left cannot pay for ends judging (training goes on): without
     // this, every sample of every later round would fail its comparison one by one.
     let comparison = ctx.judge.quote(JudgeCall::Compare { images: 2 });
-    if !lock(&ctx.shop.budget()).affords(comparison) {
+    if comparison > evolve_sdk::Cost::ZERO && !lock(&ctx.shop.budget()).affords(comparison) {
         tracing::warn!(
             round,
             "the budget leaves no room for a judge call: this round judges nothing (training goes on)"

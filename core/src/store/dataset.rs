@@ -59,8 +59,8 @@ impl Ledger {
     /// The run's images that pass `filter`: samples in id order, then the losing candidates.
     pub fn dataset(&self, filter: &DatasetFilter) -> Result<Vec<DatasetRow>, LedgerError> {
         let mut rows = self.sql(|c| winners(c, filter))?;
-        for row in &mut rows.iter_mut() {
-            row.1.verdicts = self.sql(|c| verdicts(c, row.0))?;
+        for (sample, row) in rows.iter_mut() {
+            row.verdicts = self.sql(|c| verdicts(c, *sample))?;
         }
         let mut rows: Vec<DatasetRow> = rows.into_iter().map(|(_, row)| row).collect();
         if !filter.active_only && !filter.winners_only {
