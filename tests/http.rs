@@ -19,7 +19,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::evolve;
+use support::{count, evolve, ledger, ok};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -478,10 +478,10 @@ known_share = 1.0
         resume.arg("--resume");
     }
     let out = resume.output().unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    ok(&out);
 
-    let conn = rusqlite::Connection::open(run.join("ledger.sqlite")).unwrap();
-    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let conn = ledger(&run);
+    let count = |sql: &str| count(&conn, sql);
     assert_eq!(count("SELECT count(*) FROM api_calls"), 30, "each paid call once, the budget met exactly");
     assert_eq!(count("SELECT count(DISTINCT request_hash) FROM api_calls"), 30);
     assert_eq!(count("SELECT sum(cost_micro_usd) FROM api_calls"), 300_000);
@@ -494,6 +494,68 @@ known_share = 1.0
     assert!(known > 0 && count("SELECT count(*) FROM audit_probes WHERE kind = 'swap'") > 0);
     let right = count("SELECT count(*) FROM audit_probes WHERE kind = 'known' AND passed = 1");
     assert!(right * 10 >= known * 9, "{right} of {known} known-answer probes right");
+}
+
+#[test]
+fn the_ollama_judge_runs_a_whole_evolve_run_against_evolve_serve_and_passes_its_audit() {
+    let (_server, url) = start_serve(&[], &[]);
+    // Ollama's API lives at the server's root, not under /v1.
+    let root = url.trim_end_matches("/v1");
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("exp.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            r#"
+[run]
+name = "ollama-e2e"
+seed = 6
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", sample_steps = 2 }}
+[[teachers]]
+plugin = "shapes"
+[judge]
+plugin = "ollama"
+config = {{ base_url = "{root}", model = "shapes" }}
+[prompts]
+generate = 12
+[training]
+batch_size = 4
+checkpoint_every = 1000
+[director]
+every_steps = 10
+select_ratio = 1.0
+[budget]
+max_steps = 50
+[audit]
+swap_share = 1.0
+known_share = 1.0
+"#
+        ),
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let stdout = ok(&evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap());
+    let conn = ledger(&run);
+    let count = |sql: &str| count(&conn, sql);
+    assert_eq!(
+        count("SELECT count(*) FROM samples WHERE origin = 'seed'"),
+        12,
+        "the seeds were written over /api/chat"
+    );
+    assert!(count("SELECT count(*) FROM judgments") > 0, "comparisons over /api/chat: {stdout}");
+    assert!(count("SELECT count(*) FROM samples WHERE origin = 'expansion'") > 0, "expansions over /api/chat");
+    // The audit's probes asked the same judge: it tells a teacher's image from noise on either
+    // side, and names the same image whichever order they come in.
+    let known = count("SELECT count(*) FROM audit_probes WHERE kind = 'known'");
+    let swaps = count("SELECT count(*) FROM audit_probes WHERE kind = 'swap'");
+    assert!(known > 0 && swaps > 0, "{known} known, {swaps} swapped");
+    let right = count("SELECT count(*) FROM audit_probes WHERE kind = 'known' AND passed = 1");
+    assert!(right * 10 >= known * 9, "{right} of {known} known-answer probes right");
+    assert!(!stdout.contains("judge audit failed"), "{stdout}");
+    // A free judge at home writes no judge calls down.
+    assert_eq!(count("SELECT count(*) FROM judge_calls"), 0);
 }
 
 #[test]
@@ -538,12 +600,10 @@ known_share = 0.0
     )
     .unwrap();
     let run = dir.path().join("run");
-    let out = evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = ok(&evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap());
 
-    let conn = rusqlite::Connection::open(run.join("ledger.sqlite")).unwrap();
-    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let conn = ledger(&run);
+    let count = |sql: &str| count(&conn, sql);
     let judge_cost = count("SELECT coalesce(sum(cost_micro_usd), 0) FROM judge_calls");
     let teacher_cost = count("SELECT coalesce(sum(cost_micro_usd), 0) FROM api_calls");
     assert!(count("SELECT count(*) FROM judge_calls WHERE kind = 'compare'") > 0, "{stdout}");
@@ -572,6 +632,10 @@ fn a_judge_that_refuses_its_config_stops_the_run_before_it_has_a_directory() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("set price"), "{stderr}");
     assert!(!run.exists(), "a run that never started leaves nothing to --resume");
+    // `evolve check` runs the plugin's configuration step too, so it says the same first.
+    let out = evolve().arg("check").arg(&exp).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("judge: ") && stderr.contains("set price"), "{stderr}");
 }
 
 #[test]

@@ -278,6 +278,8 @@ fn an_infinite_loop_times_out_and_is_quarantined() {
     let started = Instant::now();
     let reason = quarantined(op.decide(&typical_sample()));
     assert!(reason.contains("exceeded its time limit of 300 ms"), "{reason}");
+    // Named as it names itself (`probe`), not by its file (`evolve_probe_wasm.wasm`).
+    assert!(reason.contains("wasm plugin `probe/probe`"), "{reason}");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     // Quarantined for good: the next call fails at once without entering the component.
     let again = Instant::now();
@@ -418,7 +420,7 @@ fn a_component_built_for_another_wit_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut bytes = std::fs::read(&files().probe_wasm).unwrap();
     // Same length, so the component stays well-formed: only the version it names changes.
-    let (from, to) = (b"evolve:plugin/".as_slice(), b"@0.1.0".as_slice());
+    let (from, to) = (b"evolve:plugin/".as_slice(), b"@0.2.0".as_slice());
     let mut patched = 0;
     for i in 0..bytes.len().saturating_sub(from.len() + 16) {
         if !bytes[i..].starts_with(from) {
@@ -433,7 +435,28 @@ fn a_component_built_for_another_wit_version_is_refused() {
     let path = dir.path().join("future.wasm");
     std::fs::write(&path, bytes).unwrap();
     let error = load_error(wasm(&path));
-    assert!(error.contains("evolve:plugin@0.9.0") && error.contains("evolve:plugin@0.1.0"), "{error}");
+    assert!(error.contains("evolve:plugin@0.9.0") && error.contains("evolve:plugin@0.2.0"), "{error}");
+}
+
+#[test]
+fn a_component_importing_what_the_host_lacks_is_refused_naming_the_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(&files().probe_wasm).unwrap();
+    // An interface no host provides, in place of one every Rust component imports.
+    let (from, to) = (b"wasi:cli/environment@".as_slice(), b"wasi:cli/environmenz@".as_slice());
+    let mut patched = 0;
+    for i in 0..bytes.len().saturating_sub(from.len()) {
+        if bytes[i..].starts_with(from) {
+            bytes[i..i + to.len()].copy_from_slice(to);
+            patched += 1;
+        }
+    }
+    assert!(patched > 0);
+    let path = dir.path().join("foreign-import.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    let error = load_error(wasm(&path));
+    assert!(error.contains("imports `wasi:cli/environmenz@") && error.contains("does not give plugins"), "{error}");
+    assert!(!error.contains("trapped"), "a link error is not a trap: {error}");
 }
 
 #[test]

@@ -19,7 +19,7 @@
 //! A plugin crate depends on this crate only, never on the host. The same trait
 //! implementation can be registered as a built-in ([`register_plugin!`]), exported as a native
 //! library (`export_native_plugin!`, feature `native`) or as a wasm component
-//! (`export_wasm_plugin!`, target `wasm32-wasip2`, WIT world in `sdk/wit/plugin.wit`); the three
+//! (`export_wasm_plugin!`, target `wasm32-wasip2`, a WIT world per kind in `sdk/wit/`); the three
 //! macros take the same arguments. External plugins reach the network through [`host::http`].
 //!
 //! ```

@@ -144,6 +144,39 @@ pub fn measure(registry: &Registry, files: &PluginFiles, rounds: usize, calls: u
     Ok(Overhead { builtin_ns: b, native_ns: n, wasm_ns: w })
 }
 
+/// Per-call cost, in nanoseconds, of the Python `banlist` operator component at `component`
+/// (`examples/plugins/python-operator`) on the typical sample, beside the built-in measured in
+/// the same interleaved rounds: `(python, built-in)`. An interpreter per call is dearer by
+/// orders of magnitude, so it gets its own, shorter measurement.
+pub fn measure_python(
+    registry: &Registry,
+    component: &std::path::Path,
+    rounds: usize,
+    calls: usize,
+) -> Result<(f64, f64), String> {
+    let ctx = PluginContext::new("bench", 0);
+    let builtin = registry
+        .operator(&"expansion".into(), serde_json::json!({ "expand_num": 3 }), &ctx)
+        .map_err(|e| format!("cannot build the built-in: {e}"))?;
+    let python = registry
+        .operator(&PluginRef::Wasm { wasm: component.to_path_buf() }, serde_json::json!({ "words": ["cat"] }), &ctx)
+        .map_err(|e| format!("cannot build {}: {e}", component.display()))?;
+    let sample = typical_sample();
+    let operators: [&dyn Operator; 2] = [builtin.as_ref(), python.as_ref()];
+    let mut samples: [Vec<f64>; 2] = Default::default();
+    for _ in 0..rounds.max(1) {
+        for (i, op) in operators.iter().enumerate() {
+            let started = Instant::now();
+            for _ in 0..calls.max(1) {
+                std::hint::black_box(op.decide(std::hint::black_box(&sample)).map_err(|e| e.to_string())?);
+            }
+            samples[i].push(started.elapsed().as_nanos() as f64 / calls.max(1) as f64);
+        }
+    }
+    let [b, p] = samples.map(median);
+    Ok((p, b))
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)

@@ -224,5 +224,36 @@ fn plugin_overhead() -> anyhow::Result<ExitCode> {
     println!("plugin-overhead wasm ns/call: {:.0}", o.wasm_ns);
     println!("plugin-overhead native extra ns/call: {:.0}", o.native_ns - o.builtin_ns);
     println!("plugin-overhead wasm extra ns/call: {:.0}", o.wasm_ns - o.builtin_ns);
+    python_overhead(&root, &registry)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Python component's figure, when componentize-py is on `PATH` to build it.
+fn python_overhead(root: &std::path::Path, registry: &Registry) -> anyhow::Result<()> {
+    let found =
+        std::process::Command::new("componentize-py").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("python: skipped (componentize-py is not on PATH: pip install componentize-py)");
+        return Ok(());
+    }
+    let component = root.join("target/plugins/python/banlist.wasm");
+    std::fs::create_dir_all(component.parent().unwrap_or(root)).context("target/plugins/python")?;
+    eprintln!("building examples/plugins/python-operator with componentize-py...");
+    let status = std::process::Command::new("bash")
+        .arg(root.join("examples/plugins/python-operator/build.sh"))
+        .arg(&component)
+        .status()
+        .context("cannot run bash")?;
+    if !status.success() {
+        bail!("examples/plugins/python-operator/build.sh failed ({status})");
+    }
+    let (python, builtin) =
+        plugin_overhead::measure_python(registry, &component, 9, 200).map_err(anyhow::Error::msg)?;
+    println!(
+        "{:<10} {python:>12.0} {:>10.0}x   (built-in in the same rounds: {builtin:.0} ns)",
+        "python",
+        python / builtin
+    );
+    println!("plugin-overhead python ns/call: {python:.0}");
+    Ok(())
 }

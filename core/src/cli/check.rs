@@ -1,4 +1,5 @@
-//! `evolve check`: validate experiment files.
+//! `evolve check`: validate experiment files against the schema, then build each plugin (its own
+//! configuration step) without running anything.
 
 use anyhow::Context;
 use evolve_core::experiment;
@@ -13,6 +14,11 @@ pub fn run(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     for path in paths {
         match experiment::load(path, &registry) {
             Ok(exp) => {
+                if let Err(e) = evolve_core::director::check_plugins(&exp, &registry) {
+                    failed += 1;
+                    eprintln!("error: {}: {e}\n", path.display());
+                    continue;
+                }
                 let teachers: Vec<String> = exp.teachers.iter().map(|t| t.label()).collect();
                 let operators: Vec<String> = exp.operators.iter().map(|o| o.plugin.label()).collect();
                 println!(

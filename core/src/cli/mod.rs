@@ -218,11 +218,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         run: PathBuf,
     },
-    /// Serve an embedded world over OpenAI-compatible images and chat endpoints.
+    /// Serve an embedded world over OpenAI-compatible (and Ollama) images and chat endpoints.
     ///
     /// `POST /v1/images/generations` renders with the shapes teacher; `POST /v1/chat/completions`
-    /// answers evolve's judge prompts with the shapes detector. Point the `openai` teacher and
-    /// judge at `http://ADDR/v1` to try the HTTP plugins offline
+    /// answers evolve's judge prompts with the shapes detector, and so does Ollama's
+    /// `POST /api/chat`. Point the `openai` teacher and judge at `http://ADDR/v1` (the `ollama`
+    /// judge at `http://ADDR`) to try the HTTP plugins offline
     /// (examples/openai-serve/evolve.toml). Loopback only, unless a bearer token is set.
     Serve {
         /// The world to serve.

@@ -196,6 +196,13 @@ fn build_plugins(experiment: &Experiment, registry: &Registry) -> Result<Plugins
     Ok(Plugins { teachers, judge: Arc::from(judge), operators: Arc::new(operators), evaluator })
 }
 
+/// Builds every plugin of `experiment` (teachers, judge, operators, evaluator) and drops them:
+/// each runs its own configuration step, so that `evolve check` reports what a plugin would
+/// refuse at `run` (a missing price, a bad URL), without buying or training anything.
+pub fn check_plugins(experiment: &Experiment, registry: &Registry) -> Result<(), DirectorError> {
+    build_plugins(experiment, registry).map(drop)
+}
+
 /// Runs `experiment` (read from `experiment_path`): buys the initial set, then trains while
 /// rounds evolve it, until a budget stops the run; ends with the evaluation.
 pub fn run(

@@ -1,6 +1,7 @@
 //! The one wasmtime engine every wasm plugin shares, its epoch clock, and the on-disk cache of
 //! compiled components.
 
+use evolve_sdk::PluginKind;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -11,7 +12,10 @@ use wasmtime::{Config, Engine};
 /// How often the engine's epoch advances; the finest time limit a call can have.
 pub const TICK: Duration = Duration::from_millis(5);
 
-/// The WIT package this host speaks (see `sdk/wit/plugin.wit`).
+/// Components at least this large are announced when compiled (smaller ones take under a second).
+const ANNOUNCED_COMPILE_BYTES: usize = 2 << 20;
+
+/// The WIT package this host speaks (see `sdk/wit/`).
 pub const WIT_PACKAGE: &str = "evolve:plugin";
 
 /// The shared engine. The first use starts the thread that advances its epoch.
@@ -72,8 +76,22 @@ pub fn compile(engine: &Engine, path: &Path) -> Result<Component, String> {
             return Ok(component);
         }
     }
+    // A large component (a Python or JavaScript interpreter inside) takes tens of seconds to
+    // compile: say so, rather than seem to hang.
+    let announce = bytes.len() >= ANNOUNCED_COMPILE_BYTES;
+    if announce {
+        eprintln!(
+            "compiling {file} ({:.1} MB) for this machine, once: later loads read it from {}",
+            bytes.len() as f64 / 1e6,
+            cache_dir().display()
+        );
+    }
+    let started = std::time::Instant::now();
     let component = Component::from_binary(engine, &bytes)
         .map_err(|e| format!("{file} is not a valid wasm component: {}", first_line(&e)))?;
+    if announce {
+        eprintln!("compiled {file} in {:.1} s", started.elapsed().as_secs_f64());
+    }
     if let Ok(serialized) = component.serialize() {
         // A cache that cannot be written only costs the next run a compile.
         let _ = write_atomically(&cached, &serialized);
@@ -105,7 +123,7 @@ pub fn check_wit_version(engine: &Engine, component: &Component, path: &Path) ->
         if theirs != ours {
             return Err(format!(
                 "{} was built against the WIT world {WIT_PACKAGE}@{theirs}, but this evolve speaks \
-                 {WIT_PACKAGE}@{ours}: rebuild the plugin with a matching evolve-sdk",
+                 {WIT_PACKAGE}@{ours}: rebuild the plugin with a matching evolve-sdk (or sdk/wit)",
                 path.display()
             ));
         }
@@ -113,16 +131,45 @@ pub fn check_wit_version(engine: &Engine, component: &Component, path: &Path) ->
     if !speaks_evolve {
         return Err(format!(
             "{} is a wasm component but not an evolve plugin: it imports and exports nothing of {WIT_PACKAGE} \
-             (build it with `evolve_sdk::export_wasm_plugin!` for wasm32-wasip2)",
+             (build it with `evolve_sdk::export_wasm_plugin!` for wasm32-wasip2, or against a world of \
+             sdk/wit with componentize-py or componentize-js)",
             path.display()
         ));
     }
     Ok(())
 }
 
-/// The version in `sdk/wit/plugin.wit`'s package line.
+/// The plugin kind whose world `component` was built for, told by the interface it exports.
+pub fn exported_kind(engine: &Engine, component: &Component, path: &Path) -> Result<PluginKind, String> {
+    let prefix = format!("{WIT_PACKAGE}/");
+    let exported: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .filter_map(|(name, _)| name.strip_prefix(&prefix).map(|rest| rest.split('@').next().unwrap_or("").to_string()))
+        .collect();
+    let kinds: Vec<PluginKind> = exported
+        .iter()
+        .filter_map(|name| match name.as_str() {
+            "teacher" => Some(PluginKind::Teacher),
+            "judge" => Some(PluginKind::Judge),
+            "operator" => Some(PluginKind::Operator),
+            _ => None,
+        })
+        .collect();
+    match kinds.as_slice() {
+        [kind] => Ok(*kind),
+        _ => Err(format!(
+            "{} exports {} of {WIT_PACKAGE}; a plugin exports exactly one of teacher, judge or operator \
+             (build it for the world of its kind: teacher-plugin, judge-plugin or operator-plugin)",
+            path.display(),
+            if exported.is_empty() { "nothing".to_string() } else { exported.join(", ") }
+        )),
+    }
+}
+
+/// The version in the WIT package's `package` line (`sdk/wit/worlds.wit`).
 pub fn wit_version() -> &'static str {
-    const WIT: &str = include_str!("../../../../sdk/wit/plugin.wit");
+    const WIT: &str = include_str!("../../../../sdk/wit/worlds.wit");
     WIT.lines()
         .find_map(|l| l.trim().strip_prefix("package evolve:plugin@"))
         .map(|v| v.trim_end_matches(';'))
@@ -138,6 +185,6 @@ pub fn first_line(error: &wasmtime::Error) -> String {
 mod tests {
     #[test]
     fn reads_the_wit_version() {
-        assert_eq!(super::wit_version(), "0.1.0");
+        assert_eq!(super::wit_version(), "0.2.0");
     }
 }

@@ -3,14 +3,15 @@
 //! limit), WASI with nothing granted unless the experiment grants it, and quarantine after the
 //! first fault.
 
-use super::bindings::{self, evolve::plugin::host, evolve::plugin::types};
+use super::bindings::teacher_plugin::evolve::plugin::{host, types};
+use super::bindings::{judge_plugin::JudgePlugin, operator_plugin::OperatorPlugin, teacher_plugin::TeacherPlugin};
 use super::engine::{TICK, engine, first_line};
 use crate::experiment::PluginSettings;
 use crate::external::capabilities;
-use evolve_sdk::PluginError;
+use evolve_sdk::{PluginError, PluginKind};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, Linker, Resource, ResourceAny, ResourceTable};
+use wasmtime::component::{Component, Linker, Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::p2::{DynPollable, Pollable};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
@@ -153,14 +154,22 @@ impl host::Host for HostState {
     }
 }
 
-/// A live instance: the store, the component's exports, and the plugin object inside it.
+/// A live instance: the store and the component's exports.
 pub struct Live {
     /// The store.
     pub store: Store<HostState>,
-    /// The component's exports.
-    pub plugin: bindings::Plugin,
-    /// The plugin object (`instance` resource) once built.
-    pub resource: Option<ResourceAny>,
+    /// The component's exports, as the world of its kind.
+    pub exports: Exports,
+}
+
+/// A component's exports, by the world it was built for.
+pub enum Exports {
+    /// `teacher-plugin`.
+    Teacher(TeacherPlugin),
+    /// `judge-plugin`.
+    Judge(JudgePlugin),
+    /// `operator-plugin`.
+    Operator(OperatorPlugin),
 }
 
 /// An instance and its quarantine state.
@@ -171,8 +180,13 @@ pub struct Sandboxed {
 }
 
 impl Sandboxed {
-    /// Instantiates `component` under `settings` for the instance `label`.
-    pub fn new(component: &Component, settings: &PluginSettings, label: &str) -> Result<Sandboxed, PluginError> {
+    /// Instantiates `component`, a plugin of `kind`, under `settings` for the instance `label`.
+    pub fn new(
+        component: &Component,
+        kind: PluginKind,
+        settings: &PluginSettings,
+        label: &str,
+    ) -> Result<Sandboxed, PluginError> {
         let engine = engine().map_err(PluginError::Failed)?;
         let mut wasi = WasiCtx::builder();
         for dir in &settings.read_dirs {
@@ -209,13 +223,15 @@ impl Sandboxed {
             Ok(UpdateDeadline::Continue(1))
         });
         begin_call(&mut store);
-        let plugin = bindings::Plugin::instantiate(&mut store, component, linker()?)
-            .map_err(|e| PluginError::Failed(format!("cannot instantiate the wasm plugin: {}", fault(&store, &e))))?;
-        Ok(Sandboxed {
-            label: label.to_string(),
-            live: Mutex::new(Live { store, plugin, resource: None }),
-            fault: OnceLock::new(),
-        })
+        let linker = linker()?;
+        let exports = match kind {
+            PluginKind::Teacher => TeacherPlugin::instantiate(&mut store, component, linker).map(Exports::Teacher),
+            PluginKind::Judge => JudgePlugin::instantiate(&mut store, component, linker).map(Exports::Judge),
+            PluginKind::Operator => OperatorPlugin::instantiate(&mut store, component, linker).map(Exports::Operator),
+            other => return Err(PluginError::Unsupported(format!("a wasm plugin cannot be a {other:?}"))),
+        }
+        .map_err(|e| PluginError::Failed(format!("cannot instantiate the wasm plugin: {}", fault(&store, &e))))?;
+        Ok(Sandboxed { label: label.to_string(), live: Mutex::new(Live { store, exports }), fault: OnceLock::new() })
     }
 
     /// Runs one call into the component. A trap, time-out or memory excess quarantines the
@@ -255,12 +271,30 @@ fn linker() -> Result<&'static Linker<HostState>, PluginError> {
     let linker = LINKER.get_or_init(|| {
         let mut linker = Linker::new(engine()?);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| bindings::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s))
+            // Every world imports the same `host`: the teacher world's linking serves them all.
+            .and_then(|()| TeacherPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s))
             .and_then(|()| bounded_waits(&mut linker))
             .map_err(|e| format!("cannot link wasm plugins: {}", first_line(&e)))?;
         Ok(linker)
     });
     linker.as_ref().map_err(|e| PluginError::Failed(e.clone()))
+}
+
+/// Checks that the host provides everything `component` imports, before anything runs: a
+/// missing import is named as such (with what evolve does provide), not reported as a trap.
+pub fn check_imports(component: &Component) -> Result<(), String> {
+    let linker = linker().map_err(|e| e.to_string())?;
+    let Err(error) = linker.instantiate_pre(component) else { return Ok(()) };
+    let chain = format!("{error:#}");
+    let Some(name) = chain.split('`').nth(1).filter(|_| chain.contains("not found in the linker")) else {
+        return Err(format!("cannot link: {}", first_line(&error)));
+    };
+    let why = chain.split_once("linker: ").map_or("not provided", |(_, cause)| cause);
+    Err(format!(
+        "it imports `{name}`, which evolve does not give plugins ({why}); a plugin may import WASI 0.2 \
+         (no sockets, no wasi:http) and evolve:plugin/host, whose `http` function is its way to the \
+         network (build componentize-js plugins with `--disable http fetch-event`)"
+    ))
 }
 
 /// Replaces WASI's clock subscriptions (what a guest's sleep or timed poll waits on) with waits
@@ -308,6 +342,8 @@ pub fn plugin_error(error: types::PluginError) -> PluginError {
         types::PluginError::InvalidConfig(m) => PluginError::InvalidConfig(m),
         types::PluginError::InvalidInput(m) => PluginError::InvalidInput(m),
         types::PluginError::Transient(m) => PluginError::transient(m),
+        types::PluginError::Uncertain(m) => PluginError::Uncertain(m),
+        types::PluginError::Billed(m) => PluginError::Billed(m),
         types::PluginError::Failed(m) => PluginError::Failed(m),
         types::PluginError::Unsupported(m) => PluginError::Unsupported(m),
     }

@@ -6,12 +6,16 @@
 //! - `POST /v1/chat/completions` answers the judge's prompts (evolve's default templates:
 //!   comparison, expansion, mutation) with the shapes detector and grammar, and `usage` token
 //!   counts as OpenAI reports them, so that a priced judge can be run end to end.
+//! - `POST /api/chat` answers the same prompts in Ollama's native protocol (and `GET /api/tags`
+//!   lists the one model), so that the `ollama` judge can be run end to end too.
 //!
 //! It binds to loopback by default; binding any other address needs a bearer token (read from
 //! an environment variable), and then every request without it is refused with 401.
 
-use evolve_sdk::http::{base64_decode, base64_encode, decode_image_within, encode_png};
-use evolve_sdk::{Choice, CompareRequest, GenerateRequest, Image, SplitMix64, Teacher};
+mod chat;
+
+use evolve_sdk::http::{base64_encode, encode_png};
+use evolve_sdk::{GenerateRequest, Teacher};
 use evolve_shapes::judge::{ShapesJudge, ShapesJudgeConfig};
 use evolve_shapes::teacher::{ShapesTeacher, ShapesTeacherConfig};
 use std::collections::HashMap;
@@ -29,8 +33,6 @@ use serde_json::{Value, json};
 const MAX_SIDE: u32 = 1024;
 /// Bytes of PNGs kept for `url` responses (oldest dropped first).
 const KEPT_BYTES: usize = 64 << 20;
-/// Images a chat message may carry (a comparison has two, or one side-by-side pair).
-const MAX_CHAT_IMAGES: usize = 2;
 
 /// Why the server cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +87,9 @@ pub fn router(world: &str, token: Option<String>) -> Result<Router, ServeError> 
     let world = Arc::new(world);
     Ok(Router::new()
         .route("/v1/images/generations", post(images))
-        .route("/v1/chat/completions", post(chat))
+        .route("/v1/chat/completions", post(chat::openai))
+        .route("/api/chat", post(chat::ollama))
+        .route("/api/tags", get(chat::ollama_tags))
         .route("/v1/files/{name}", get(file))
         .route("/v1/models", get(models))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&world), require_token))
@@ -213,124 +217,6 @@ async fn file(State(world): State<Arc<World>>, Path(name): Path<String>) -> Resp
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// The text and images of the last user message.
-fn last_user_message(body: &Value) -> Result<(String, Vec<Image>), String> {
-    let message = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .and_then(|m| m.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
-        .ok_or("no user message")?;
-    let mut text = String::new();
-    let mut images = vec![];
-    match message.get("content") {
-        Some(Value::String(s)) => text.push_str(s),
-        Some(Value::Array(parts)) => {
-            for part in parts {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => text.push_str(part.get("text").and_then(Value::as_str).unwrap_or("")),
-                    Some("image_url") => {
-                        if images.len() == MAX_CHAT_IMAGES {
-                            return Err(format!("at most {MAX_CHAT_IMAGES} images a message"));
-                        }
-                        let url = part.pointer("/image_url/url").and_then(Value::as_str).unwrap_or("");
-                        let b64 =
-                            url.split_once("base64,").map(|(_, b)| b).ok_or("image_url must be a base64 data URL")?;
-                        let bytes = base64_decode(b64).map_err(|e| e.to_string())?;
-                        // A comparison's images are at most twice the largest image served
-                        // (side by side).
-                        images.push(decode_image_within(&bytes, 2 * MAX_SIDE + 64).map_err(|e| e.to_string())?);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        _ => return Err("message content must be a string or a list of parts".into()),
-    }
-    Ok((text, images))
-}
-
-/// The first double-quoted span of `text`.
-fn quoted(text: &str) -> Option<&str> {
-    let start = text.find('"')? + 1;
-    let len = text[start..].find('"')?;
-    Some(&text[start..start + len])
-}
-
-async fn chat(State(world): State<Arc<World>>, Json(body): Json<Value>) -> Response {
-    let (text, mut images) = match last_user_message(&body) {
-        Ok(message) => message,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let seed = fingerprint(&body.to_string());
-    let structured = body.get("response_format").is_some();
-    // Counted as OpenAI counts them, roughly: four characters a token, an image of at most
-    // 512 px one tile (85 + 170).
-    let prompt_tokens = text.len().div_ceil(4) + 255 * images.len();
-    let content = if !images.is_empty() {
-        if images.len() == 1 {
-            match evolve_openai::side_by_side::split(&images[0]) {
-                Some(pair) => images = pair.into(),
-                None => return error(StatusCode::BAD_REQUEST, "one image that is not a side-by-side pair"),
-            }
-        }
-        let Some(prompt) = quoted(&text) else {
-            return error(StatusCode::BAD_REQUEST, "no quoted text description in the comparison prompt");
-        };
-        let request = CompareRequest { prompt: prompt.to_string(), images, seed };
-        let verdict = match world.judge.judge(&request) {
-            Ok(v) => v,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        };
-        // A VLM must name one image; a tie goes to a coin flip.
-        let index = match verdict.choice {
-            Choice::Best(i) => i.min(1),
-            Choice::Tie => SplitMix64::new(seed).below(2) as usize,
-        };
-        let label = ["A", "B"][index];
-        if structured { json!({ "better": label }).to_string() } else { format!("({label}) is better") }
-    } else if text.contains("more diverse text descriptions") {
-        let Some(prompt) = quoted(&text) else {
-            return error(StatusCode::BAD_REQUEST, "no quoted text description in the expansion prompt");
-        };
-        let n = text
-            .split("generate ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(3)
-            .clamp(1, 32);
-        let prompts = match world.judge.variations(prompt, n, seed) {
-            Ok(p) => p,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        };
-        if structured { json!({ "prompts": prompts }).to_string() } else { json!(prompts).to_string() }
-    } else if text.contains("completely unrelated") {
-        let recent: Vec<String> = text
-            .find('[')
-            .and_then(|start| text[start..].find(']').map(|len| &text[start..=start + len]))
-            .and_then(|list| serde_json::from_str(list).ok())
-            .unwrap_or_default();
-        world.judge.mutation(&recent, seed)
-    } else {
-        return error(StatusCode::BAD_REQUEST, "this server answers evolve's judge prompts only");
-    };
-    let model = body.get("model").cloned().unwrap_or_else(|| "shapes".into());
-    let completion_tokens = content.len().div_ceil(4);
-    Json(json!({
-        "id": format!("chatcmpl-{seed:x}"),
-        "object": "chat.completion",
-        "created": now(),
-        "model": model,
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }))
-    .into_response()
 }
 
 #[cfg(test)]
