@@ -194,5 +194,5 @@ fn check_reports_what_a_python_plugin_refuses_in_its_own_configuration_step() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("words must not be blank") && stderr.contains("operator"), "{stderr}");
     // The component is named as it names itself.
-    assert!(stderr.contains("banlist"), "{stderr}");
+    assert!(stderr.contains("plugin `banlist`"), "{stderr}");
 }

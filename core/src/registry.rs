@@ -224,7 +224,7 @@ impl Registry {
     ) -> Result<Box<dyn Teacher>, BuildError> {
         match self.source(PluginKind::Teacher, plugin)? {
             Source::Builtin(Constructor::Teacher(build)) => Ok(build(config, ctx)?),
-            Source::External(e) => Ok(e.teacher(&config, ctx, &self.settings)?),
+            Source::External(e) => e.teacher(&config, ctx, &self.settings).map_err(|source| refused(&e, source)),
             Source::Builtin(_) => Err(mismatch(plugin, PluginKind::Teacher)),
         }
     }
@@ -233,7 +233,7 @@ impl Registry {
     pub fn judge(&self, plugin: &PluginRef, config: Value, ctx: &PluginContext) -> Result<Box<dyn Judge>, BuildError> {
         match self.source(PluginKind::Judge, plugin)? {
             Source::Builtin(Constructor::Judge(build)) => Ok(build(config, ctx)?),
-            Source::External(e) => Ok(e.judge(&config, ctx, &self.settings)?),
+            Source::External(e) => e.judge(&config, ctx, &self.settings).map_err(|source| refused(&e, source)),
             Source::Builtin(_) => Err(mismatch(plugin, PluginKind::Judge)),
         }
     }
@@ -247,7 +247,7 @@ impl Registry {
     ) -> Result<Box<dyn Operator>, BuildError> {
         match self.source(PluginKind::Operator, plugin)? {
             Source::Builtin(Constructor::Operator(build)) => Ok(build(config, ctx)?),
-            Source::External(e) => Ok(e.operator(&config, ctx, &self.settings)?),
+            Source::External(e) => e.operator(&config, ctx, &self.settings).map_err(|source| refused(&e, source)),
             Source::Builtin(_) => Err(mismatch(plugin, PluginKind::Operator)),
         }
     }
@@ -279,6 +279,10 @@ impl Registry {
     }
 }
 
+fn refused(plugin: &crate::external::ExternalPlugin, source: PluginError) -> BuildError {
+    BuildError::External { name: plugin.info.name.clone(), source }
+}
+
 fn mismatch(plugin: &PluginRef, kind: PluginKind) -> BuildError {
     BuildError::KindMismatch { name: plugin.to_string(), kind }
 }
@@ -292,6 +296,14 @@ pub enum BuildError {
     /// The plugin refused its config.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// An external plugin refused its config; named as it names itself.
+    #[error("plugin `{name}`: {source}")]
+    External {
+        /// The plugin's declared name.
+        name: String,
+        /// Why.
+        source: PluginError,
+    },
     /// An external plugin could not be loaded.
     #[error(transparent)]
     Load(#[from] LoadError),

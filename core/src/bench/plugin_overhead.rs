@@ -129,19 +129,29 @@ pub fn measure(registry: &Registry, files: &PluginFiles, rounds: usize, calls: u
             return Err(format!("the {name} probe decided {got:?}, the built-in {expected:?}"));
         }
     }
-    let operators: [&dyn Operator; 3] = [builtin.as_ref(), native.as_ref(), wasm.as_ref()];
-    let mut samples: [Vec<f64>; 3] = Default::default();
+    let [b, n, w] = time_interleaved([builtin.as_ref(), native.as_ref(), wasm.as_ref()], &sample, rounds, calls)?;
+    Ok(Overhead { builtin_ns: b, native_ns: n, wasm_ns: w })
+}
+
+/// The median nanoseconds per call of each operator: `rounds` rounds, each timing `calls`
+/// calls of every operator in turn, so that a noisy moment hits them all alike.
+fn time_interleaved<const N: usize>(
+    operators: [&dyn Operator; N],
+    sample: &EvaluatedSample,
+    rounds: usize,
+    calls: usize,
+) -> Result<[f64; N], String> {
+    let mut samples: [Vec<f64>; N] = std::array::from_fn(|_| vec![]);
     for _ in 0..rounds.max(1) {
         for (i, op) in operators.iter().enumerate() {
             let started = Instant::now();
             for _ in 0..calls.max(1) {
-                std::hint::black_box(op.decide(std::hint::black_box(&sample)).map_err(|e| e.to_string())?);
+                std::hint::black_box(op.decide(std::hint::black_box(sample)).map_err(|e| e.to_string())?);
             }
             samples[i].push(started.elapsed().as_nanos() as f64 / calls.max(1) as f64);
         }
     }
-    let [b, n, w] = samples.map(median);
-    Ok(Overhead { builtin_ns: b, native_ns: n, wasm_ns: w })
+    Ok(samples.map(median))
 }
 
 /// Per-call cost, in nanoseconds, of the Python `banlist` operator component at `component`
@@ -150,7 +160,7 @@ pub fn measure(registry: &Registry, files: &PluginFiles, rounds: usize, calls: u
 /// orders of magnitude, so it gets its own, shorter measurement.
 pub fn measure_python(
     registry: &Registry,
-    component: &std::path::Path,
+    component: &Path,
     rounds: usize,
     calls: usize,
 ) -> Result<(f64, f64), String> {
@@ -161,19 +171,7 @@ pub fn measure_python(
     let python = registry
         .operator(&PluginRef::Wasm { wasm: component.to_path_buf() }, serde_json::json!({ "words": ["cat"] }), &ctx)
         .map_err(|e| format!("cannot build {}: {e}", component.display()))?;
-    let sample = typical_sample();
-    let operators: [&dyn Operator; 2] = [builtin.as_ref(), python.as_ref()];
-    let mut samples: [Vec<f64>; 2] = Default::default();
-    for _ in 0..rounds.max(1) {
-        for (i, op) in operators.iter().enumerate() {
-            let started = Instant::now();
-            for _ in 0..calls.max(1) {
-                std::hint::black_box(op.decide(std::hint::black_box(&sample)).map_err(|e| e.to_string())?);
-            }
-            samples[i].push(started.elapsed().as_nanos() as f64 / calls.max(1) as f64);
-        }
-    }
-    let [b, p] = samples.map(median);
+    let [b, p] = time_interleaved([builtin.as_ref(), python.as_ref()], &typical_sample(), rounds, calls)?;
     Ok((p, b))
 }
 

@@ -245,9 +245,11 @@ enum Command {
     /// step), every point over several seeds with a 95% interval (about an hour on 2 CPU cores
     /// by default; --quick for a smoke run); writes a table and an SVG chart under --out.
     /// plugin-overhead: cost of one operator call, built-in vs native vs wasm (builds the probe
-    /// plugins with cargo; run from the repository root). shape-readback: how often the model of
-    /// the run at --run draws the shape a single-object prompt asks for, read by the shapes
-    /// world's detector.
+    /// plugins with cargo; run from the repository root), and a Python component when
+    /// componentize-py is on PATH. shape-readback: how often the model of the run at --run draws
+    /// the shape a single-object prompt asks for, read by the shapes world's detector.
+    /// teacher-routing: ShapesEval and money of each director.teacher_selection policy (all,
+    /// parent_winner, bandit) with three teachers of different price and quality, over seeds.
     Bench {
         /// Which benchmark: train-throughput, data-efficiency, plugin-overhead, shape-readback or
         /// teacher-routing.

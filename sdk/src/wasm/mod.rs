@@ -17,7 +17,7 @@
 //!
 //! The `kind` picks the world (`teacher-plugin`, `judge-plugin`, `operator-plugin`). The host
 //! instantiates the component once per plugin instance and calls `init` once, so the built
-//! plugin lives in a global of the component ([`installed`]).
+//! plugin lives in a global of the component.
 //!
 //! The component runs in the host's sandbox: no files, no sockets, bounded memory and time per
 //! call; [`crate::host::http`] reaches only the hosts the experiment allows.
