@@ -118,8 +118,12 @@ fn missing_file_is_a_clear_error() {
 /// (examples/plugins/ names plugin files that are built first: tests/plugins.rs checks it.)
 #[test]
 fn examples_are_valid_up_to_unregistered_plugins() {
+    // `check` builds every plugin, and a provider's plugin refuses to start without its key.
+    let keys = ["OPENAI_API_KEY", "REPLICATE_API_TOKEN", "FAL_KEY", "STABILITY_API_KEY", "BFL_API_KEY"];
     for example in examples().into_iter().filter(|e| !e.starts_with(root().join("examples/plugins"))) {
-        let out = evolve(&["check", example.to_str().expect("utf-8 path")]);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_evolve"));
+        command.arg("check").arg(&example).current_dir(root());
+        let out = command.envs(keys.map(|key| (key, "sk-test-not-a-real-key"))).output().expect("evolve runs");
         if out.status.success() {
             continue;
         }
@@ -130,6 +134,20 @@ fn examples_are_valid_up_to_unregistered_plugins() {
             assert!(line.contains("plugin`: unknown"), "{}: {line}\n{err}", example.display());
         }
     }
+}
+
+/// `check` runs each plugin's own configuration step: a missing key is reported there, by name.
+#[test]
+fn check_names_a_missing_api_key_before_anything_runs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_evolve"))
+        .args(["check", "examples/openai/evolve.toml"])
+        .current_dir(root())
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .expect("evolve runs");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("OPENAI_API_KEY is not set"), "{err}");
 }
 
 fn examples() -> Vec<PathBuf> {
