@@ -1,8 +1,8 @@
 //! # evolve-sdk
 //!
 //! Everything a plugin author needs to extend [evolve](https://github.com/evolve-rs/evolve):
-//! the data that flows through the evolution loop, the four plugin traits, config-schema helpers
-//! and registration of built-in plugins.
+//! the data that flows through the evolution loop, the five plugin traits (teacher, judge,
+//! operator, base model, evaluator), config-schema helpers and registration of built-in plugins.
 //!
 //! evolve trains a text-to-image model (the **base model**) on images bought from better models
 //! (**teachers**) while a vision-language model (the **judge**) keeps rewriting the training set
