@@ -35,6 +35,13 @@ pub enum AcquireError {
     Store(#[from] StoreError),
 }
 
+/// A ledger error is a store error: `?` on a ledger call needs no conversion at each site.
+impl From<crate::store::LedgerError> for AcquireError {
+    fn from(error: crate::store::LedgerError) -> Self {
+        AcquireError::Store(error.into())
+    }
+}
+
 /// Calls `f` until it succeeds, retrying transient failures with exponential back-off
 /// and jitter (honouring a provider's requested wait, e.g. `Retry-After`) up to `attempts` times.
 pub async fn with_retries<T, F, Fut>(attempts: u32, mut f: F) -> Result<T, PluginError>
@@ -185,8 +192,8 @@ pub async fn buy_seed_samples(
     let (known, (paid_calls, paid_cost)) = {
         let run = lock(run);
         let known: std::collections::HashSet<String> =
-            run.ledger.samples(false).map_err(StoreError::from)?.into_iter().map(|s| s.prompt).collect();
-        (known, run.ledger.call_totals().map_err(StoreError::from)?)
+            run.ledger.samples(false)?.into_iter().map(|s| s.prompt).collect();
+        (known, run.ledger.call_totals()?)
     };
     let max_cost = experiment.budget.max_cost_usd.map(evolve_sdk::Cost::from_usd);
     let budget = Arc::new(Mutex::new(Budget::new(None, max_cost, paid_calls, paid_cost)));
@@ -229,7 +236,7 @@ pub async fn buy_seed_samples(
 
 fn add_seed(run: &mut RunDir, prompt: &str, image: &StoredImage, teacher: &str) -> Result<i64, AcquireError> {
     let sample = NewSample { prompt, image, teacher, origin: Origin::Seed, parent: None, round: None };
-    Ok(run.ledger.add_sample(&sample).map_err(StoreError::from)?)
+    Ok(run.ledger.add_sample(&sample)?)
 }
 
 #[cfg(test)]

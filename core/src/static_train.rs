@@ -54,6 +54,13 @@ pub enum TrainError {
     Other(String),
 }
 
+/// A ledger error is a store error: `?` on a ledger call needs no conversion at each site.
+impl From<crate::store::LedgerError> for TrainError {
+    fn from(error: crate::store::LedgerError) -> Self {
+        TrainError::Store(error.into())
+    }
+}
+
 /// Options of a static training run.
 #[derive(Debug, Clone)]
 pub struct StaticOptions {
@@ -173,8 +180,8 @@ pub fn run(
         if (state.step.is_multiple_of(RECORD_EVERY) || state.step == total)
             && let Some(interval) = means.take()
         {
-            run.ledger.record_metric(state.step, "loss", interval.loss).map_err(StoreError::from)?;
-            run.ledger.record_metric(state.step, "learning_rate", interval.learning_rate).map_err(StoreError::from)?;
+            run.ledger.record_metric(state.step, "loss", interval.loss)?;
+            run.ledger.record_metric(state.step, "learning_rate", interval.learning_rate)?;
             let rate = (state.step - first_step) as f64 * batch_size as f64 / started.elapsed().as_secs_f64().max(1e-9);
             training.set_message(format!("loss {:.4}  {rate:.0} img/s", interval.loss));
         }
@@ -197,11 +204,9 @@ pub fn run(
                 })?;
             scoring.finish_and_clear();
             for c in &report.categories {
-                run.ledger
-                    .record_metric(state.step, &format!("eval/{}", c.category), c.score)
-                    .map_err(StoreError::from)?;
+                run.ledger.record_metric(state.step, &format!("eval/{}", c.category), c.score)?;
             }
-            run.ledger.record_metric(state.step, "eval/overall", report.overall).map_err(StoreError::from)?;
+            run.ledger.record_metric(state.step, "eval/overall", report.overall)?;
             Some(report)
         }
         None => None,

@@ -2,7 +2,7 @@
 
 use super::DatasetError;
 use super::import::{Skipped, read};
-use crate::store::{ImportedSample, RunDir, StoreError};
+use crate::store::{ImportedSample, RunDir};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -51,6 +51,6 @@ pub fn import_into(run: &mut RunDir, path: &Path, held_out: &dyn Fn(&str) -> boo
         Ok(())
     })?;
     skipped.extend(left_out);
-    let added = run.ledger.import(&samples).map_err(StoreError::from)?;
+    let added = run.ledger.import(&samples)?;
     Ok(Imported { added, repeats, skipped })
 }

@@ -60,6 +60,13 @@ pub enum DatasetError {
     Empty(PathBuf),
 }
 
+/// A ledger error is a store error: `?` on a ledger call needs no conversion at each site.
+impl From<crate::store::LedgerError> for DatasetError {
+    fn from(error: crate::store::LedgerError) -> Self {
+        DatasetError::Store(error.into())
+    }
+}
+
 /// `action path` as a [`DatasetError::Io`].
 fn io<'a>(action: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> DatasetError + 'a {
     move |source| DatasetError::Io { action, path: path.to_path_buf(), source }

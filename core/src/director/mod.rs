@@ -109,6 +109,13 @@ pub enum DirectorError {
     },
 }
 
+/// A ledger error is a store error: `?` on a ledger call needs no conversion at each site.
+impl From<crate::store::LedgerError> for DirectorError {
+    fn from(error: crate::store::LedgerError) -> Self {
+        DirectorError::Store(error.into())
+    }
+}
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -215,7 +222,7 @@ pub fn run(
     let plugins = build_plugins(experiment, registry)?;
     let run = if options.resume {
         let run = RunDir::open(&options.run_dir)?;
-        run.ledger.close_interrupted_rounds().map_err(StoreError::from)?;
+        run.ledger.close_interrupted_rounds()?;
         run
     } else {
         let resolved = crate::experiment::resolved_toml(experiment, experiment_path).map_err(DirectorError::Trainer)?;
@@ -286,8 +293,8 @@ impl Director {
         mut plugins: Plugins,
         options: &RunOptions,
     ) -> Result<Director, DirectorError> {
-        let (calls, teacher_cost) = run.ledger.call_totals().map_err(StoreError::from)?;
-        let cost = teacher_cost + run.ledger.judge_totals().map_err(StoreError::from)?.cost;
+        let (calls, teacher_cost) = run.ledger.call_totals()?;
+        let cost = teacher_cost + run.ledger.judge_totals()?.cost;
         let max_cost = experiment.budget.max_cost_usd.map(Cost::from_usd);
         let budget = Arc::new(Mutex::new(Budget::new(experiment.budget.max_teacher_calls, max_cost, calls, cost)));
         let experiment = Arc::new(experiment.clone());
@@ -317,7 +324,7 @@ impl Director {
         self.import_dataset(experiment_dir, &progress)?;
         self.write_down_seeds(experiment_dir).await?;
         progress.note("buying the initial set");
-        let pending = lock(&self.run).ledger.open_pending().map_err(StoreError::from)?;
+        let pending = lock(&self.run).ledger.open_pending()?;
         let shop_budget = self.shop.budget();
         self.shop.buy_all(pending, |_: &Purchase| progress.budget(&lock(&shop_budget))).await?;
         let data = self.active_set()?;
@@ -370,7 +377,7 @@ impl Director {
         };
         let every = self.experiment.director.every_steps.max(1);
         let mut next_round = (state.step / every + 1) * every;
-        let mut rounds = lock(&self.run).ledger.round_count().map_err(StoreError::from)?;
+        let mut rounds = lock(&self.run).ledger.round_count()?;
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         let mut interrupted = false;
@@ -392,7 +399,7 @@ impl Director {
             if done || now.step < next_round {
                 break; // training finished: a round now would buy images nothing trains on
             }
-            let id = crate::blocking(|| lock(&self.run).ledger.begin_round(now.step)).map_err(StoreError::from)?;
+            let id = crate::blocking(|| lock(&self.run).ledger.begin_round(now.step))?;
             rounds += 1;
             let summary: RoundSummary = tokio::select! {
                 summary = run_round(&ctx, &trainer, id, now.step) => summary?,
@@ -429,18 +436,18 @@ impl Director {
         progress.finish();
         let model = trainer.stop()?;
         let run = lock(&self.run);
-        let (calls, cost) = run.ledger.call_totals().map_err(StoreError::from)?;
+        let (calls, cost) = run.ledger.call_totals()?;
         let outcome = RunOutcome {
             run_dir: self.options.run_dir.clone(),
             steps: last.step,
             rounds,
             calls,
             cost,
-            judge: run.ledger.judge_totals().map_err(StoreError::from)?,
-            active: run.ledger.active_count().map_err(StoreError::from)?,
+            judge: run.ledger.judge_totals()?,
+            active: run.ledger.active_count()?,
             busy: last.busy,
-            teachers: run.ledger.teacher_records().map_err(StoreError::from)?,
-            quarantined: run.ledger.faults().map_err(StoreError::from)?,
+            teachers: run.ledger.teacher_records()?,
+            quarantined: run.ledger.faults()?,
             eval: None,
             interrupted,
             audit_failed,
@@ -464,9 +471,7 @@ impl Director {
         let Some(dataset) = &self.experiment.prompts.from_dataset else { return Ok(()) };
         let path = experiment_dir.join(dataset);
         let mut run = lock(&self.run);
-        if run.ledger.has_samples().map_err(StoreError::from)?
-            || run.ledger.has_pending_history().map_err(StoreError::from)?
-        {
+        if run.ledger.has_samples()? || run.ledger.has_pending_history()? {
             return Ok(());
         }
         progress.note(&format!("importing {}", path.display()));
@@ -490,7 +495,7 @@ impl Director {
 
     /// Writes the initial prompts down as pending, once per run.
     async fn write_down_seeds(&self, experiment_dir: &Path) -> Result<(), DirectorError> {
-        if lock(&self.run).ledger.has_pending_history().map_err(StoreError::from)? {
+        if lock(&self.run).ledger.has_pending_history()? {
             return Ok(());
         }
         let teachers = self.experiment.teachers.len().max(1) as u64;
@@ -507,7 +512,7 @@ impl Director {
             .into_iter()
             .map(|prompt| NewPending { prompt, origin: Origin::Seed, parent: None, round: None })
             .collect();
-        crate::blocking(|| lock(&self.run).ledger.add_pending(&wanted)).map_err(StoreError::from)?;
+        crate::blocking(|| lock(&self.run).ledger.add_pending(&wanted))?;
         Ok(())
     }
 
@@ -521,11 +526,9 @@ impl Director {
             return Ok(());
         }
         let run = lock(&self.run);
-        for record in run.ledger.teacher_records().map_err(StoreError::from)? {
+        for record in run.ledger.teacher_records()? {
             let rate = record.wins as f64 / record.entered.max(1) as f64;
-            run.ledger
-                .record_metric(step, &format!("teacher_win_rate/{}", record.teacher), rate)
-                .map_err(StoreError::from)?;
+            run.ledger.record_metric(step, &format!("teacher_win_rate/{}", record.teacher), rate)?;
         }
         Ok(())
     }
@@ -534,7 +537,7 @@ impl Director {
     /// (`audit/<figure>`, `_low`, `_high`), and says what fails the experiment's limits.
     fn audit_judge(&self, step: u64) -> Result<Option<String>, DirectorError> {
         let run = lock(&self.run);
-        let tally = run.ledger.audit_tally().map_err(StoreError::from)?;
+        let tally = run.ledger.audit_tally()?;
         let found = audit::estimate(&tally, self.experiment.run.seed ^ step);
         let figures = [
             ("position_bias", found.position_bias),
@@ -544,7 +547,7 @@ impl Director {
         for (name, interval) in figures {
             let Some(i) = interval else { continue };
             for (suffix, value) in [("", i.estimate), ("_low", i.low), ("_high", i.high)] {
-                run.ledger.record_metric(step, &format!("audit/{name}{suffix}"), value).map_err(StoreError::from)?;
+                run.ledger.record_metric(step, &format!("audit/{name}{suffix}"), value)?;
             }
         }
         let failed = audit::failures(&found, &self.experiment.audit);

@@ -11,7 +11,7 @@ use super::trainer::Trainer;
 use crate::acquire::with_retries;
 use crate::budget::Budget;
 use crate::experiment::{AuditSettings, Experiment, Spend};
-use crate::store::{NewJudgment, NewPending, Probe, RoundSummary, RunDir, SampleRow, StoreError};
+use crate::store::{NewJudgment, NewPending, Probe, RoundSummary, RunDir, SampleRow};
 use evolve_sdk::{
     Action, Choice, CompareRequest, Comparison, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, JudgeCall,
     MutateRequest, Operator, Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
@@ -74,27 +74,25 @@ fn record(
 ) -> Result<(), DirectorError> {
     let mut run = lock(&ctx.run);
     let base = run.images.put(&decision.base_image)?;
-    run.ledger
-        .record_judgment(&NewJudgment {
-            round,
-            sample: decision.sample.id,
-            base_image: &base,
-            teacher_image: &decision.teacher_image,
-            outcome: decision.outcome,
-            base_shown_first: decision.base_first,
-            confidence: decision.verdict.confidence,
-            raw: &decision.verdict.raw,
-        })
-        .map_err(StoreError::from)?;
+    run.ledger.record_judgment(&NewJudgment {
+        round,
+        sample: decision.sample.id,
+        base_image: &base,
+        teacher_image: &decision.teacher_image,
+        outcome: decision.outcome,
+        base_shown_first: decision.base_first,
+        confidence: decision.verdict.confidence,
+        raw: &decision.verdict.raw,
+    })?;
     if decision.outcome == Outcome::TeacherBetter {
         summary.teacher_wins += 1;
     }
     summary.rejudged += u32::from(decision.rejudged);
     for (probe, raw) in &decision.probes {
-        run.ledger.record_probe(round, decision.sample.id, probe, raw).map_err(StoreError::from)?;
+        run.ledger.record_probe(round, decision.sample.id, probe, raw)?;
     }
     if decision.deactivate {
-        run.ledger.deactivate(decision.sample.id, round).map_err(StoreError::from)?;
+        run.ledger.deactivate(decision.sample.id, round)?;
         removed.push(decision.sample.id);
     }
     wanted.extend(decision.wanted);
@@ -110,12 +108,9 @@ pub async fn run_round(
 ) -> Result<RoundSummary, DirectorError> {
     let (selected, recent) = {
         let run = lock(&ctx.run);
-        let active = run.ledger.active_count().map_err(StoreError::from)?;
+        let active = run.ledger.active_count()?;
         let n = (active as f64 * ctx.experiment.director.select_ratio).ceil() as usize;
-        (
-            run.ledger.select_for_round(n).map_err(StoreError::from)?,
-            run.ledger.recent_prompts(RECENT).map_err(StoreError::from)?,
-        )
+        (run.ledger.select_for_round(n)?, run.ledger.recent_prompts(RECENT)?)
     };
     let mut summary = RoundSummary { selected: selected.len() as u32, ..Default::default() };
     // A paid judge that the money left cannot pay for ends judging (training goes on): without
@@ -129,7 +124,7 @@ pub async fn run_round(
         summary.selected = 0;
     }
     if summary.selected == 0 {
-        lock(&ctx.run).ledger.finish_round(round, summary).map_err(StoreError::from)?;
+        lock(&ctx.run).ledger.finish_round(round, summary)?;
         return Ok(summary);
     }
 
@@ -156,7 +151,7 @@ pub async fn run_round(
     for (sample, base_image) in selected.into_iter().zip(renders) {
         let (history, teacher_image) = {
             let run = lock(&ctx.run);
-            let history = run.ledger.outcome_history(sample.id).map_err(StoreError::from)?;
+            let history = run.ledger.outcome_history(sample.id)?;
             (history, run.images.get(&sample.image)?)
         };
         let job = Judging {
@@ -192,17 +187,17 @@ pub async fn run_round(
     summary.deactivated = removed.len() as u32;
     trainer.remove(removed);
     for (instance, reason) in lock(&faults).drain(..) {
-        lock(&ctx.run).ledger.record_fault(&instance, Some(round), &reason).map_err(StoreError::from)?;
+        lock(&ctx.run).ledger.record_fault(&instance, Some(round), &reason)?;
     }
 
     let wanted = if ctx.experiment.director.spend == Spend::Paced {
-        let fresh = crate::blocking(|| lock(&ctx.run).ledger.new_prompts(wanted)).map_err(StoreError::from)?;
+        let fresh = crate::blocking(|| lock(&ctx.run).ledger.new_prompts(wanted))?;
         paced(ctx, fresh, round, step)
     } else {
         wanted
     };
     // Write the new prompts down before paying for any, then buy them.
-    let pending = crate::blocking(|| lock(&ctx.run).ledger.add_pending(&wanted)).map_err(StoreError::from)?;
+    let pending = crate::blocking(|| lock(&ctx.run).ledger.add_pending(&wanted))?;
     let purchases = ctx.shop.buy_all(pending.clone(), |_| {}).await?;
     let mut added = vec![];
     for purchase in purchases {
@@ -223,8 +218,7 @@ pub async fn run_round(
             run.ledger.record_metric(step, name, value)?;
         }
         Ok::<_, crate::store::LedgerError>(())
-    })
-    .map_err(StoreError::from)?;
+    })?;
     Ok(summary)
 }
 

@@ -11,7 +11,7 @@ use crate::budget::Budget;
 use crate::experiment::{Experiment, TeacherSelection};
 use crate::lock;
 use crate::purchase::{Bought, TeacherSlot, Till};
-use crate::store::{Candidate, PendingRow, RunDir, StoreError};
+use crate::store::{Candidate, PendingRow, RunDir};
 use crate::training_set::TrainingSample;
 use evolve_sdk::{Choice, CompareRequest, GenerateRequest, Image, Judge, SplitMix64};
 use std::sync::{Arc, Mutex};
@@ -114,13 +114,12 @@ impl Shop {
                 return Ok(Purchase::OverBudget);
             }
             let reason = failures.join("; ");
-            crate::blocking(|| lock(&self.till.run).ledger.drop_pending(row.id, &reason)).map_err(StoreError::from)?;
+            crate::blocking(|| lock(&self.till.run).ledger.drop_pending(row.id, &reason))?;
             tracing::warn!(prompt = %row.want.prompt, %reason, "every teacher failed; prompt dropped");
             return Ok(Purchase::Dropped);
         }
         let winner = self.tournament(&row, &images).await;
-        let id = crate::blocking(|| lock(&self.till.run).ledger.resolve_pending(&row, &candidates, winner))
-            .map_err(StoreError::from)?;
+        let id = crate::blocking(|| lock(&self.till.run).ledger.resolve_pending(&row, &candidates, winner))?;
         let image = candidates[winner].image.hash().clone();
         Ok(Purchase::Added(TrainingSample { id, prompt: row.want.prompt, image }))
     }
@@ -135,8 +134,7 @@ impl Shop {
             let run = lock(&self.till.run);
             let parent = row.want.parent.map(|id| run.ledger.sample_teacher(id)).transpose()?.flatten();
             Ok::<_, crate::store::LedgerError>((parent, run.ledger.teacher_records()?))
-        })
-        .map_err(StoreError::from)?;
+        })?;
         let candidates: Vec<routing::Candidate<'_>> = self
             .teachers
             .iter()
