@@ -9,11 +9,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use support::{count, evolve, ledger, ok};
+use support::{count, evolve, ledger, ok, start_serve};
 
 /// The built components: the Python operator and judge, the JavaScript operator.
 struct Components {
@@ -67,24 +66,6 @@ fn components() -> Option<&'static Components> {
         .as_ref()
 }
 
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `evolve serve` on a free loopback port: the server and its `/v1` URL.
-fn serve() -> (Server, String) {
-    let mut child = evolve().args(["serve", "--addr", "127.0.0.1:0"]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    (Server(child), url)
-}
-
 /// An experiment on the embedded world with `judge` and `operators` (TOML sections).
 fn experiment(dir: &Path, name: &str, judge: &str, operators: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
@@ -123,7 +104,7 @@ call_timeout_ms = 20000
 #[test]
 fn a_python_judge_and_a_python_operator_run_inside_an_evolve_run() {
     let Some(built) = components() else { return };
-    let (_server, url) = serve();
+    let (_server, url) = start_serve(&[], &[]);
     let dir = tempfile::tempdir().unwrap();
     let judge = format!(
         "[judge]\nplugin = {{ wasm = \"{}\" }}\nconfig = {{ base_url = \"{url}\", model = \"shapes\" }}",

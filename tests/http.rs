@@ -15,11 +15,10 @@ use evolve_sdk::http::{base64_encode, encode_png};
 use evolve_sdk::{CompareRequest, ExpandRequest, GenerateRequest, Image, Judge, MutateRequest, PluginError, Teacher};
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{count, evolve, ledger, ok};
+use support::{count, evolve, ledger, ok, start_serve};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -401,28 +400,6 @@ fn a_judges_token_usage_is_priced_and_quoted_before_the_call() {
 }
 
 // ---------------------------------------------------------------- end to end with evolve serve
-
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `evolve serve` on a free loopback port, with `extra` arguments and `env`; the server
-/// (stopped when dropped) and its base URL.
-fn start_serve(extra: &[&str], env: &[(&str, &str)]) -> (Server, String) {
-    let mut command = evolve();
-    command.args(["serve", "--addr", "127.0.0.1:0"]).args(extra).envs(env.iter().copied());
-    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1"), "{line}");
-    (Server(child), url)
-}
 
 #[test]
 fn an_evolve_run_with_the_openai_plugins_against_evolve_serve_survives_a_kill() {

@@ -3,8 +3,9 @@
 #![allow(dead_code)] // Each test crate uses its own part.
 
 use rusqlite::Connection;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// The `evolve` binary under test, started in the workspace root.
 pub fn evolve() -> Command {
@@ -33,4 +34,27 @@ pub fn count(conn: &Connection, sql: &str) -> i64 {
 /// The ledger of the run at `run`.
 pub fn ledger(run: &Path) -> Connection {
     Connection::open(run.join("ledger.sqlite")).unwrap()
+}
+
+/// A child process killed when dropped (a server a test started).
+pub struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `evolve serve` on a free loopback port, with `extra` arguments and `env`; the server
+/// (stopped when dropped) and its base URL.
+pub fn start_serve(extra: &[&str], env: &[(&str, &str)]) -> (Server, String) {
+    let mut command = evolve();
+    command.args(["serve", "--addr", "127.0.0.1:0"]).args(extra).envs(env.iter().copied());
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/v1"), "{line}");
+    (Server(child), url)
 }
