@@ -2,6 +2,8 @@
 //! reading a run's ledger.
 #![allow(dead_code)] // Each test crate uses its own part.
 
+pub mod plugin_files;
+
 use rusqlite::Connection;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

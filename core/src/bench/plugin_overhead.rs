@@ -1,84 +1,26 @@
 //! `evolve bench plugin-overhead`: the cost of one operator call on a typical sample, built in
 //! vs native library vs wasm component, for the same rule (the paper's expansion: three
-//! variations when the teacher won).
+//! variations when the teacher won), and of a Python component.
 //!
-//! The external side is the `probe` fixture (`tests/plugins/probe*`), built from this source
-//! tree with cargo; [`build_plugins`] is shared with the tests.
+//! The plugins are given by path: the `probe` fixtures (`tests/plugins/probe*`) and the Python
+//! `banlist` example, which `bench/plugin-overhead.sh` builds from the source tree, so that the
+//! product never runs cargo or knows a fixture's name.
 
 use crate::experiment::PluginRef;
 use crate::registry::Registry;
 use evolve_sdk::{Action, Choice, EvaluatedSample, Operator, Origin, Outcome, PluginContext, Verdict};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
-/// The plugin files built from this repository.
-#[derive(Debug, Clone)]
-pub struct PluginFiles {
-    /// `examples/plugins/native-teacher` (a native teacher).
-    pub native_teacher: PathBuf,
-    /// `examples/plugins/wasm-operator` (a wasm operator).
-    pub wasm_operator: PathBuf,
-    /// `tests/plugins/probe-native` (native operator, misbehaves on demand).
-    pub probe_native: PathBuf,
-    /// `tests/plugins/probe-wasm` (wasm operator, misbehaves on demand).
-    pub probe_wasm: PathBuf,
-    /// `tests/plugins/wrong-abi-native` (a root module of evolve's name with another layout).
-    pub wrong_abi_native: PathBuf,
-    /// `tests/plugins/flat-teacher-wasm` (a wasm teacher).
-    pub flat_teacher_wasm: PathBuf,
-    /// `tests/plugins/tally-judge-native` (a native judge).
-    pub tally_judge_native: PathBuf,
-    /// A native library of this workspace that is not a plugin (the wasm example built for
-    /// the host, whose export is wasm-only).
-    pub not_a_plugin: PathBuf,
-}
-
-/// Builds the example and fixture plugins of the repository at `root` (release, into
-/// `target/plugins`, so that it never waits on the lock of a running `cargo test`).
-pub fn build_plugins(root: &Path) -> Result<PluginFiles, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let target_dir = root.join("target").join("plugins");
-    let native = [
-        "evolve-example-native-teacher",
-        "evolve-example-wasm-operator",
-        "evolve-probe-native",
-        "evolve-tally-judge-native",
-    ];
-    let wasm = ["evolve-example-wasm-operator", "evolve-probe-wasm", "evolve-flat-teacher-wasm"];
-    let runs: [(&[&str], Option<&str>); 3] =
-        [(&native, None), (&["evolve-wrong-abi-native"], None), (&wasm, Some("wasm32-wasip2"))];
-    for (packages, target) in runs {
-        let mut command = Command::new(&cargo);
-        command.current_dir(root).args(["build", "--release", "--quiet", "--target-dir"]).arg(&target_dir);
-        for p in packages {
-            command.args(["-p", p]);
-        }
-        if let Some(target) = target {
-            command.args(["--target", target]);
-        }
-        let status = command.status().map_err(|e| format!("cannot run {cargo}: {e}"))?;
-        if !status.success() {
-            return Err(format!(
-                "building the plugins {packages:?} failed ({status}); is {root:?} the evolve repository?"
-            ));
-        }
-    }
-    let lib = |name: &str| {
-        let (prefix, ext) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_EXTENSION);
-        target_dir.join("release").join(format!("{prefix}{name}.{ext}"))
-    };
-    let component = |name: &str| target_dir.join("wasm32-wasip2").join("release").join(format!("{name}.wasm"));
-    Ok(PluginFiles {
-        native_teacher: lib("evolve_example_native_teacher"),
-        wasm_operator: component("evolve_example_wasm_operator"),
-        probe_native: lib("evolve_probe_native"),
-        probe_wasm: component("evolve_probe_wasm"),
-        wrong_abi_native: lib("evolve_wrong_abi_native"),
-        flat_teacher_wasm: component("evolve_flat_teacher_wasm"),
-        tally_judge_native: lib("evolve_tally_judge_native"),
-        not_a_plugin: lib("evolve_example_wasm_operator"),
-    })
+/// The plugins to time against the built-in; each is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probes {
+    /// The probe operator as a native library (`tests/plugins/probe-native`).
+    pub native: Option<PathBuf>,
+    /// The probe operator as a wasm component (`tests/plugins/probe-wasm`).
+    pub wasm: Option<PathBuf>,
+    /// The Python `banlist` operator component (`examples/plugins/python-operator`).
+    pub python: Option<PathBuf>,
 }
 
 /// A judged sample of typical size: a two-object prompt, a judge reply, some history.
@@ -106,42 +48,53 @@ pub fn typical_sample() -> EvaluatedSample {
 pub struct Overhead {
     /// The built-in `expansion` operator.
     pub builtin_ns: f64,
-    /// The probe as a native library.
-    pub native_ns: f64,
-    /// The probe as a wasm component.
-    pub wasm_ns: f64,
+    /// The probe as a native library, if given.
+    pub native_ns: Option<f64>,
+    /// The probe as a wasm component, if given.
+    pub wasm_ns: Option<f64>,
 }
 
-/// Times `calls` operator calls per round, `rounds` rounds interleaved across the three.
-pub fn measure(registry: &Registry, files: &PluginFiles, rounds: usize, calls: usize) -> Result<Overhead, String> {
+/// Times `calls` operator calls per round, `rounds` rounds interleaved across the built-in and
+/// the native and wasm probes of `probes` (the Python one: [`measure_python`]).
+pub fn measure(registry: &Registry, probes: &Probes, rounds: usize, calls: usize) -> Result<Overhead, String> {
     let ctx = PluginContext::new("bench", 0);
     let build = |plugin: PluginRef, config: serde_json::Value| {
         registry.operator(&plugin, config, &ctx).map_err(|e| format!("cannot build {plugin}: {e}"))
     };
     let builtin = build("expansion".into(), serde_json::json!({ "expand_num": 3 }))?;
-    let native = build(PluginRef::Native { native: files.probe_native.clone() }, serde_json::json!({}))?;
-    let wasm = build(PluginRef::Wasm { wasm: files.probe_wasm.clone() }, serde_json::json!({}))?;
     let sample = typical_sample();
     let expected = builtin.decide(&sample).map_err(|e| e.to_string())?;
-    for (name, op) in [("native", &native), ("wasm", &wasm)] {
+    let mut operators: Vec<Box<dyn Operator>> = vec![builtin];
+    let mut which = vec![];
+    let given = [
+        ("native", probes.native.clone().map(|native| PluginRef::Native { native })),
+        ("wasm", probes.wasm.clone().map(|wasm| PluginRef::Wasm { wasm })),
+    ];
+    for (name, plugin) in given {
+        let Some(plugin) = plugin else { continue };
+        let op = build(plugin, serde_json::json!({}))?;
+        // The probes mirror the built-in's rule: a different answer means a different plugin.
         let got = op.decide(&sample).map_err(|e| format!("{name}: {e}"))?;
         if got != expected {
-            return Err(format!("the {name} probe decided {got:?}, the built-in {expected:?}"));
+            return Err(format!("the {name} probe decided {got:?}, the built-in {expected:?}: is it the probe?"));
         }
+        operators.push(op);
+        which.push(name);
     }
-    let [b, n, w] = time_interleaved([builtin.as_ref(), native.as_ref(), wasm.as_ref()], &sample, rounds, calls)?;
-    Ok(Overhead { builtin_ns: b, native_ns: n, wasm_ns: w })
+    let times = time_interleaved(&operators, &sample, rounds, calls)?;
+    let of = |name: &str| which.iter().position(|w| *w == name).map(|i| times[i + 1]);
+    Ok(Overhead { builtin_ns: times[0], native_ns: of("native"), wasm_ns: of("wasm") })
 }
 
 /// The median nanoseconds per call of each operator: `rounds` rounds, each timing `calls`
 /// calls of every operator in turn, so that a noisy moment hits them all alike.
-fn time_interleaved<const N: usize>(
-    operators: [&dyn Operator; N],
+fn time_interleaved(
+    operators: &[Box<dyn Operator>],
     sample: &EvaluatedSample,
     rounds: usize,
     calls: usize,
-) -> Result<[f64; N], String> {
-    let mut samples: [Vec<f64>; N] = std::array::from_fn(|_| vec![]);
+) -> Result<Vec<f64>, String> {
+    let mut samples: Vec<Vec<f64>> = vec![vec![]; operators.len()];
     for _ in 0..rounds.max(1) {
         for (i, op) in operators.iter().enumerate() {
             let started = Instant::now();
@@ -151,7 +104,7 @@ fn time_interleaved<const N: usize>(
             samples[i].push(started.elapsed().as_nanos() as f64 / calls.max(1) as f64);
         }
     }
-    Ok(samples.map(median))
+    Ok(samples.into_iter().map(median).collect())
 }
 
 /// Per-call cost, in nanoseconds, of the Python `banlist` operator component at `component`
@@ -171,8 +124,8 @@ pub fn measure_python(
     let python = registry
         .operator(&PluginRef::Wasm { wasm: component.to_path_buf() }, serde_json::json!({ "words": ["cat"] }), &ctx)
         .map_err(|e| format!("cannot build {}: {e}", component.display()))?;
-    let [b, p] = time_interleaved([builtin.as_ref(), python.as_ref()], &typical_sample(), rounds, calls)?;
-    Ok((p, b))
+    let times = time_interleaved(&[builtin, python], &typical_sample(), rounds, calls)?;
+    Ok((times[1], times[0]))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

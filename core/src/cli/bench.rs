@@ -32,6 +32,7 @@ pub fn run(
     run: Option<PathBuf>,
     python: Option<PathBuf>,
     cases: &[String],
+    probes: &[String],
     data: DataSettings,
 ) -> anyhow::Result<ExitCode> {
     match name {
@@ -39,7 +40,7 @@ pub fn run(
         "train-throughput" => train(python, cases),
         "data-efficiency" => data_efficiency(data),
         "teacher-routing" => routing(data),
-        "plugin-overhead" => plugin_overhead(),
+        "plugin-overhead" => plugin_overhead(probes),
         other => {
             let list: Vec<String> = AVAILABLE.iter().map(|(n, d)| format!("  {n}: {d}")).collect();
             bail!("no benchmark `{other}` in this build; available:\n{}", list.join("\n"))
@@ -206,54 +207,49 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn plugin_overhead() -> anyhow::Result<ExitCode> {
-    let root = std::env::current_dir().context("no current directory")?;
-    if !root.join("tests/plugins/probe").is_dir() {
-        bail!("run `evolve bench plugin-overhead` from the repository root (it builds the probe plugins)");
+fn plugin_overhead(probes: &[String]) -> anyhow::Result<ExitCode> {
+    let mut files = plugin_overhead::Probes::default();
+    for probe in probes {
+        let Some((kind, path)) = probe.split_once('=') else {
+            bail!("--probe {probe}: expected KIND=PATH (native=, wasm= or python=)");
+        };
+        let slot = match kind {
+            "native" => &mut files.native,
+            "wasm" => &mut files.wasm,
+            "python" => &mut files.python,
+            other => bail!("--probe {probe}: unknown kind `{other}` (native, wasm or python)"),
+        };
+        *slot = Some(PathBuf::from(path));
     }
-    eprintln!("building the probe plugins (native and wasm32-wasip2, release)...");
-    let files = plugin_overhead::build_plugins(&root).map_err(anyhow::Error::msg)?;
+    if files == plugin_overhead::Probes::default() {
+        bail!("give the plugins to time with --probe KIND=PATH; bench/plugin-overhead.sh builds them and runs this");
+    }
     let registry = Registry::builtin();
     let o = plugin_overhead::measure(&registry, &files, 15, 20_000).map_err(anyhow::Error::msg)?;
     println!("{:<10} {:>12} {:>10}", "way in", "ns / call", "vs built-in");
-    for (name, ns) in [("built-in", o.builtin_ns), ("native", o.native_ns), ("wasm", o.wasm_ns)] {
-        println!("{name:<10} {ns:>12.0} {:>10.1}x", ns / o.builtin_ns);
+    println!("{:<10} {:>12.0} {:>10.1}x", "built-in", o.builtin_ns, 1.0);
+    for (name, ns) in [("native", o.native_ns), ("wasm", o.wasm_ns)] {
+        if let Some(ns) = ns {
+            println!("{name:<10} {ns:>12.0} {:>10.1}x", ns / o.builtin_ns);
+        }
     }
     println!("plugin-overhead builtin ns/call: {:.0}", o.builtin_ns);
-    println!("plugin-overhead native ns/call: {:.0}", o.native_ns);
-    println!("plugin-overhead wasm ns/call: {:.0}", o.wasm_ns);
-    println!("plugin-overhead native extra ns/call: {:.0}", o.native_ns - o.builtin_ns);
-    println!("plugin-overhead wasm extra ns/call: {:.0}", o.wasm_ns - o.builtin_ns);
-    python_overhead(&root, &registry)?;
+    for (name, ns) in [("native", o.native_ns), ("wasm", o.wasm_ns)] {
+        if let Some(ns) = ns {
+            println!("plugin-overhead {name} ns/call: {ns:.0}");
+            println!("plugin-overhead {name} extra ns/call: {:.0}", ns - o.builtin_ns);
+        }
+    }
+    if let Some(component) = &files.python {
+        // An interpreter per call is dearer by orders of magnitude: its own, shorter rounds.
+        let (python, builtin) =
+            plugin_overhead::measure_python(&registry, component, 9, 200).map_err(anyhow::Error::msg)?;
+        println!(
+            "{:<10} {python:>12.0} {:>10.0}x   (built-in in the same rounds: {builtin:.0} ns)",
+            "python",
+            python / builtin
+        );
+        println!("plugin-overhead python ns/call: {python:.0}");
+    }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The Python component's figure, when componentize-py is on `PATH` to build it.
-fn python_overhead(root: &std::path::Path, registry: &Registry) -> anyhow::Result<()> {
-    let found =
-        std::process::Command::new("componentize-py").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("python: skipped (componentize-py is not on PATH: pip install componentize-py)");
-        return Ok(());
-    }
-    let component = root.join("target/plugins/python/banlist.wasm");
-    std::fs::create_dir_all(component.parent().unwrap_or(root)).context("target/plugins/python")?;
-    eprintln!("building examples/plugins/python-operator with componentize-py...");
-    let status = std::process::Command::new("bash")
-        .arg(root.join("examples/plugins/python-operator/build.sh"))
-        .arg(&component)
-        .status()
-        .context("cannot run bash")?;
-    if !status.success() {
-        bail!("examples/plugins/python-operator/build.sh failed ({status})");
-    }
-    let (python, builtin) =
-        plugin_overhead::measure_python(registry, &component, 9, 200).map_err(anyhow::Error::msg)?;
-    println!(
-        "{:<10} {python:>12.0} {:>10.0}x   (built-in in the same rounds: {builtin:.0} ns)",
-        "python",
-        python / builtin
-    );
-    println!("plugin-overhead python ns/call: {python:.0}");
-    Ok(())
 }

@@ -244,9 +244,9 @@ enum Command {
     /// steps, uniform prompts vs the director (exact and noisy judge, and without each curation
     /// step), every point over several seeds with a 95% interval (about an hour on 2 CPU cores
     /// by default; --quick for a smoke run); writes a table and an SVG chart under --out.
-    /// plugin-overhead: cost of one operator call, built-in vs native vs wasm (builds the probe
-    /// plugins with cargo; run from the repository root), and a Python component when
-    /// componentize-py is on PATH. shape-readback: how often the model of the run at --run draws
+    /// plugin-overhead: cost of one operator call, built-in vs the probe plugins given with
+    /// --probe (`bench/plugin-overhead.sh` builds them from this repository and runs it).
+    /// shape-readback: how often the model of the run at --run draws
     /// the shape a single-object prompt asks for, read by the shapes world's detector.
     /// teacher-routing: ShapesEval and money of each director.teacher_selection policy (all,
     /// parent_winner, bandit) with three teachers of different price and quality, over seeds.
@@ -291,6 +291,12 @@ enum Command {
         /// target/bench/NAME).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// plugin-overhead: a plugin to time against the built-in, as KIND=PATH: `native=` the
+        /// probe operator as a native library (tests/plugins/probe-native), `wasm=` as a wasm
+        /// component (tests/plugins/probe-wasm), `python=` the Python `banlist` component
+        /// (examples/plugins/python-operator). Repeat for several.
+        #[arg(long, value_name = "KIND=PATH")]
+        probe: Vec<String>,
     },
 }
 
@@ -333,10 +339,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { world, addr, token_env } => serve(&world, addr, &token_env),
-        Command::Bench { name, run, python, case, steps, budgets, seeds, arms, quick, resume, out } => {
+        Command::Bench { name, run, python, case, steps, budgets, seeds, arms, quick, resume, out, probe } => {
             let out = out.unwrap_or_else(|| PathBuf::from("target/bench").join(&name));
             let data = bench::DataSettings { steps, budgets, seeds, arms, quick, resume, out };
-            bench::run(&name, run, python, &case, data)
+            bench::run(&name, run, python, &case, &probe, data)
         }
     }
 }

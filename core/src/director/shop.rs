@@ -97,13 +97,16 @@ impl Shop {
             results.push((index, bought?));
         }
         results.sort_by_key(|(index, _)| *index);
-        let (mut candidates, mut images, mut failures, mut over_budget) = (vec![], vec![], vec![], false);
+        let (mut candidates, mut images, mut prices, mut failures, mut over_budget) =
+            (vec![], vec![], vec![], vec![], false);
         for (index, bought) in results {
-            let label = self.teachers[index].label.clone();
+            let slot = &self.teachers[index];
+            let label = slot.label.clone();
             match bought {
                 Bought::Image(stored, image) => {
                     candidates.push(Candidate { teacher: label, image: stored });
                     images.push(image);
+                    prices.push(slot.teacher.quote(&request).map_or(u64::MAX, |c| c.micro_usd));
                 }
                 Bought::OverBudget => over_budget = true,
                 Bought::Failed(why) => failures.push(format!("{label}: {why}")),
@@ -118,7 +121,7 @@ impl Shop {
             tracing::warn!(prompt = %row.want.prompt, %reason, "every teacher failed; prompt dropped");
             return Ok(Purchase::Dropped);
         }
-        let winner = self.tournament(&row, &images).await;
+        let winner = self.tournament(&row, &images, &prices).await;
         let id = crate::blocking(|| lock(&self.till.run).ledger.resolve_pending(&row, &candidates, winner))?;
         let image = candidates[winner].image.hash().clone();
         Ok(Purchase::Added(TrainingSample { id, prompt: row.want.prompt, image }))
@@ -149,8 +152,10 @@ impl Shop {
     }
 
     /// The index of the best image: pairwise, champion against challenger, order randomised.
-    /// A tie or a judge failure keeps the champion (the earlier teacher).
-    async fn tournament(&self, row: &PendingRow, images: &[Image]) -> usize {
+    /// A tie goes to the cheaper image (`prices`, micro-dollars; equal prices keep the
+    /// champion): equal quality for less money is the better buy, and the credit is what tells
+    /// `bandit` routing that the cheaper teacher pays off. A judge failure keeps the champion.
+    async fn tournament(&self, row: &PendingRow, images: &[Image], prices: &[u64]) -> usize {
         let mut champion = 0;
         for challenger in 1..images.len() {
             let mut rng = SplitMix64::from_parts(&[self.experiment.run.seed, row.id as u64, challenger as u64]);
@@ -168,6 +173,7 @@ impl Shop {
             };
             match verdict {
                 Ok(v) if v.choice == Choice::Best(usize::from(!challenger_first)) => champion = challenger,
+                Ok(v) if v.choice == Choice::Tie && prices[challenger] < prices[champion] => champion = challenger,
                 Ok(_) => {}
                 Err(error) => tracing::warn!(prompt = %row.want.prompt, %error, "tournament comparison failed"),
             }
