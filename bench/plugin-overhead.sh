@@ -6,7 +6,7 @@
 # EVOLVE=path/to/evolve uses that binary instead of building the release one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=target/plugins
+target="$PWD/target/plugins"
 cargo build --release --quiet --target-dir "$target" -p evolve-probe-native
 cargo build --release --quiet --target-dir "$target" -p evolve-probe-wasm --target wasm32-wasip2
 case "$(uname)" in
