@@ -7,8 +7,15 @@
 //! - [`experiment`]: experiment files — types, JSON Schema, validation with precise diagnostics.
 //! - [`store`]: the run directory — content-addressed image store and the SQLite run ledger.
 //! - [`eval`]: scoring a model or a teacher on an evaluator's held-out suite.
+//! - [`session`]: what both training modes start from — plugins built, run directory, runtime.
 //! - [`director`]: `evolve run` — the trainer thread and the evolution rounds beside it.
 //! - [`static_train`]: `evolve train --static` — the paper's baseline without the director.
+//! - [`run_model`]: building the base model, its checkpoints and the trainer's saved state.
+//! - [`training_set`]: the active samples as batches the base model trains on.
+//! - [`purchase`] and [`budget`]: buying a teacher image within the budget, never twice.
+//! - [`audit`]: the online judge audit (swapped-order and known-answer probes).
+//! - [`external`]: loaders for native (abi_stable) and wasm (wasmtime) plugins.
+//! - [`bench`]: `evolve bench` — the measured figures.
 //! - [`step_means`]: the interval means both training loops record as their metrics.
 //! - [`acquire`]: initial prompts and paid teacher images, each bought once.
 //! - [`dataset`]: the curated set out (`evolve export --dataset`) and in (`[prompts] from_dataset`).
@@ -29,6 +36,7 @@ pub mod registry;
 pub mod report;
 pub mod run_model;
 pub mod serve;
+pub mod session;
 pub mod static_train;
 pub mod step_means;
 pub mod store;

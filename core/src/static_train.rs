@@ -4,10 +4,12 @@
 use crate::acquire::{self, AcquireError};
 use crate::eval::{EvalReport, eval_model};
 use crate::experiment::Experiment;
+use crate::purchase::TeacherSlot;
 use crate::registry::Registry;
 use crate::run_model::{self, HostState, RunModelError};
+use crate::session::{Session, SessionError, record_eval};
 use crate::step_means::{RECORD_EVERY, StepMeans};
-use crate::store::{RunDir, StoreError};
+use crate::store::StoreError;
 use crate::training_set::TrainingSet;
 use evolve_sdk::{BaseModel, SplitMix64};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,14 +23,9 @@ pub const DEFAULT_STEPS: u64 = 2000;
 /// Why static training failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// A plugin could not be built.
-    #[error("cannot build {what}: {source}")]
-    Build {
-        /// Which plugin.
-        what: String,
-        /// Why.
-        source: crate::registry::BuildError,
-    },
+    /// The session (plugins, run directory, runtime) could not start.
+    #[error(transparent)]
+    Session(#[from] SessionError),
     /// Data could not be acquired.
     #[error(transparent)]
     Acquire(#[from] AcquireError),
@@ -49,9 +46,12 @@ pub enum TrainError {
     /// Evaluation failed.
     #[error(transparent)]
     Eval(#[from] crate::eval::EvalError),
-    /// Anything else, with context.
-    #[error("{0}")]
-    Other(String),
+    /// The experiment names no teacher (validation refuses such a file; a hand-built one may not).
+    #[error("the experiment has no teacher to buy from")]
+    NoTeacher,
+    /// The prompt set is empty: nothing to train on.
+    #[error("no training samples: the prompt set is empty")]
+    NoSamples,
 }
 
 /// A ledger error is a store error: `?` on a ledger call needs no conversion at each site.
@@ -104,57 +104,43 @@ pub fn run(
     options: &StaticOptions,
 ) -> Result<StaticOutcome, TrainError> {
     let run_dir = &options.run_dir;
-    let run = if options.resume {
-        RunDir::open(run_dir)?
-    } else {
-        let resolved = crate::experiment::resolved_toml(experiment, experiment_path).map_err(TrainError::Other)?;
-        RunDir::create(run_dir, &resolved)?
+    let Session { plugins, run, runtime, experiment_dir } =
+        Session::open(experiment, experiment_path, registry, run_dir, options.resume)?;
+    // The baseline buys from the first teacher and trains on everything: no judging but the
+    // judge's prompt writing, no curation.
+    let Some(TeacherSlot { label, teacher, .. }) = plugins.teachers.into_iter().next() else {
+        return Err(TrainError::NoTeacher);
     };
-    let build = |what: &str, e| TrainError::Build { what: what.to_string(), source: e };
-    let registry = registry.clone().with_settings(&experiment.plugins);
-    let teacher_section = &experiment.teachers[0];
-    let label = teacher_section.label().to_string();
-    let teacher: Arc<dyn evolve_sdk::Teacher> = Arc::from(
-        registry
-            .teacher(&teacher_section.plugin, teacher_section.config.clone(), &run_model::context(experiment, &label))
-            .map_err(|e| build(&format!("teacher {label}"), e))?,
-    );
-    let judge = registry
-        .judge(&experiment.judge.plugin, experiment.judge.config.clone(), &run_model::context(experiment, "judge"))
-        .map_err(|e| build("judge", e))?;
-    let evaluator = match &experiment.eval {
-        Some(section) => Some(
-            registry
-                .evaluator(&section.plugin, section.config.clone(), &run_model::context(experiment, "eval"))
-                .map_err(|e| build("evaluator", e))?,
-        ),
-        None => None,
-    };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| TrainError::Other(format!("async runtime: {e}")))?;
+    let (judge, evaluator) = (plugins.judge, plugins.evaluator);
 
     // 1. Data: a fixed prompt set, bought once.
     let limit = experiment.budget.max_teacher_calls.unwrap_or(u64::MAX).min(1_000_000) as usize;
-    let base = experiment_path.parent().unwrap_or(Path::new("."));
-    let prompts =
-        runtime.block_on(acquire::seed_prompts(experiment, base, judge.as_ref(), evaluator.as_deref(), limit))?;
+    let prompts = runtime.block_on(acquire::seed_prompts(
+        experiment,
+        &experiment_dir,
+        judge.as_ref(),
+        evaluator.as_deref(),
+        limit,
+    ))?;
     let buying = bar(options.quiet, prompts.len() as u64, "buying images {bar:30} {pos}/{len} {msg}");
     buying.set_message(format!("from teacher {label}"));
     let shared = Arc::new(std::sync::Mutex::new(run));
     runtime.block_on(acquire::buy_seed_samples(&shared, experiment, Arc::clone(&teacher), &label, &prompts, |n| {
         buying.set_position(n as u64)
     }))?;
-    let run = Arc::try_unwrap(shared)
-        .map_err(|_| TrainError::Other("a purchase outlived the buying phase".into()))?
+    // Every purchase has finished and let go of the run.
+    let run = Arc::into_inner(shared)
+        .expect("no purchase outlives buy_seed_samples")
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     buying.finish();
     let mut data = TrainingSet::active(&run, experiment.run.image_size)?;
     if data.is_empty() {
-        return Err(TrainError::Other("no training samples: the prompt set is empty".into()));
+        return Err(TrainError::NoSamples);
     }
 
     // 2. Model, restored when resuming.
-    let mut model = run_model::build(experiment, &registry, run_dir)?;
+    let mut model = run_model::build(experiment, registry, run_dir)?;
     let restored = if options.resume { run_model::restore(model.as_mut(), run_dir)? } else { None };
     let mut state = restored.unwrap_or_else(|| HostState::fresh(experiment));
 
@@ -203,10 +189,7 @@ pub fn run(
                     scoring.set_position(done as u64);
                 })?;
             scoring.finish_and_clear();
-            for c in &report.categories {
-                run.ledger.record_metric(state.step, &format!("eval/{}", c.category), c.score)?;
-            }
-            run.ledger.record_metric(state.step, "eval/overall", report.overall)?;
+            record_eval(&run, state.step, &report)?;
             Some(report)
         }
         None => None,

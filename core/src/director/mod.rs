@@ -35,12 +35,12 @@ use crate::acquire::{self, AcquireError};
 use crate::audit;
 use crate::eval::{EvalError, EvalReport, eval_model};
 use crate::experiment::{Experiment, OnAuditFail};
-use crate::purchase::TeacherSlot;
 use crate::registry::Registry;
 use crate::run_model::{self, HostState, RunModelError};
+use crate::session::{self, Plugins, Session, SessionError, record_eval};
 use crate::store::{NewPending, RoundSummary, RunDir, StoreError, TeacherRecord};
 use crate::training_set::TrainingSet;
-use evolve_sdk::{Cost, Evaluator, Judge, Origin, PluginError};
+use evolve_sdk::{Cost, Origin, PluginError};
 use judge_meter::MeteredJudge;
 use progress::Progress;
 use round::{RoundContext, run_round};
@@ -54,14 +54,9 @@ use crate::lock;
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectorError {
-    /// A plugin could not be built.
-    #[error("cannot build {what}: {source}")]
-    Build {
-        /// Which plugin.
-        what: String,
-        /// Why.
-        source: crate::registry::BuildError,
-    },
+    /// The session (plugins, run directory, runtime) could not start.
+    #[error(transparent)]
+    Session(#[from] SessionError),
     /// A plugin call failed for good where the run cannot go on without it.
     #[error("{what}: {source}")]
     Plugin {
@@ -82,9 +77,20 @@ pub enum DirectorError {
     /// Evaluation failed.
     #[error(transparent)]
     Eval(#[from] EvalError),
-    /// The trainer thread or the async runtime failed.
-    #[error("{0}")]
-    Trainer(String),
+    /// The trainer thread failed.
+    #[error(transparent)]
+    Trainer(#[from] trainer::TrainerError),
+    /// A purchase task ended without its result (it panicked).
+    #[error("{what} task failed: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// Why.
+        source: tokio::task::JoinError,
+    },
+    /// Nothing to train on after buying the initial set.
+    #[error("no training samples: every initial prompt failed or was refused")]
+    NoSamples,
     /// A new run failed; its directory was removed if nothing in it was paid for or trained.
     #[error("{source}\n{}", if *removed {
         format!("nothing was paid for or trained: {} was removed, so the same command starts afresh", dir.display())
@@ -161,53 +167,11 @@ pub struct RunOutcome {
     pub quarantined: Vec<(String, String)>,
 }
 
-/// The experiment's plugins, built.
-struct Plugins {
-    teachers: Vec<TeacherSlot>,
-    judge: Arc<dyn Judge>,
-    operators: round::OperatorChain,
-    evaluator: Option<Arc<dyn Evaluator>>,
-}
-
-fn build_plugins(experiment: &Experiment, registry: &Registry) -> Result<Plugins, DirectorError> {
-    let registry = registry.clone().with_settings(&experiment.plugins);
-    let build = |what: String| move |source| DirectorError::Build { what, source };
-    let ctx = |instance: &str| run_model::context(experiment, instance);
-    let mut teachers = vec![];
-    for section in &experiment.teachers {
-        let label = section.label().to_string();
-        let teacher = registry
-            .teacher(&section.plugin, section.config.clone(), &ctx(&label))
-            .map_err(build(format!("teacher {label}")))?;
-        teachers.push(TeacherSlot::new(label, Arc::from(teacher)));
-    }
-    let judge = registry
-        .judge(&experiment.judge.plugin, experiment.judge.config.clone(), &ctx("judge"))
-        .map_err(build("judge".into()))?;
-    let mut operators = vec![];
-    for (i, section) in experiment.operators.iter().enumerate() {
-        let instance = format!("operator.{i}.{}", section.plugin.label());
-        let operator = registry
-            .operator(&section.plugin, section.config.clone(), &ctx(&instance))
-            .map_err(build(format!("operator {}", section.plugin)))?;
-        operators.push((instance, operator));
-    }
-    let evaluator = match &experiment.eval {
-        Some(section) => Some(Arc::from(
-            registry
-                .evaluator(&section.plugin, section.config.clone(), &ctx("eval"))
-                .map_err(build("evaluator".into()))?,
-        )),
-        None => None,
-    };
-    Ok(Plugins { teachers, judge: Arc::from(judge), operators: Arc::new(operators), evaluator })
-}
-
 /// Builds every plugin of `experiment` (teachers, judge, operators, evaluator) and drops them:
 /// each runs its own configuration step, so that `evolve check` reports what a plugin would
 /// refuse at `run` (a missing price, a bad URL), without buying or training anything.
-pub fn check_plugins(experiment: &Experiment, registry: &Registry) -> Result<(), DirectorError> {
-    build_plugins(experiment, registry).map(drop)
+pub fn check_plugins(experiment: &Experiment, registry: &Registry) -> Result<(), SessionError> {
+    session::build_plugins(experiment, registry).map(drop)
 }
 
 /// Runs `experiment` (read from `experiment_path`): buys the initial set, then trains while
@@ -218,25 +182,15 @@ pub fn run(
     registry: &Registry,
     options: &RunOptions,
 ) -> Result<RunOutcome, DirectorError> {
-    // The plugins first: a configuration one of them refuses leaves no run directory behind.
-    let plugins = build_plugins(experiment, registry)?;
-    let run = if options.resume {
-        let run = RunDir::open(&options.run_dir)?;
+    let Session { plugins, run, runtime, experiment_dir } =
+        Session::open(experiment, experiment_path, registry, &options.run_dir, options.resume)?;
+    if options.resume {
         run.ledger.close_interrupted_rounds()?;
-        run
-    } else {
-        let resolved = crate::experiment::resolved_toml(experiment, experiment_path).map_err(DirectorError::Trainer)?;
-        RunDir::create(&options.run_dir, &resolved)?
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| DirectorError::Trainer(format!("async runtime: {e}")))?;
-    let base = experiment_path.parent().unwrap_or(Path::new("."));
+    }
     let evaluator = plugins.evaluator.clone();
     let director = Director::new(experiment, run, plugins, options)?;
     let run = Arc::clone(&director.run);
-    let (mut model, mut outcome) = match runtime.block_on(director.run(base, registry)) {
+    let (mut model, mut outcome) = match runtime.block_on(director.run(&experiment_dir, registry)) {
         Ok(done) => done,
         Err(error) if !options.resume => return Err(abandon(run, &options.run_dir, error)),
         Err(error) => return Err(error),
@@ -268,14 +222,6 @@ fn abandon(run: Arc<Mutex<RunDir>>, dir: &Path, error: DirectorError) -> Directo
     drop(run);
     let removed = !keep && std::fs::remove_dir_all(dir).is_ok();
     DirectorError::Abandoned { source: Box::new(error), dir: dir.to_path_buf(), removed }
-}
-
-fn record_eval(run: &RunDir, step: u64, report: &EvalReport) -> Result<(), StoreError> {
-    for c in &report.categories {
-        run.ledger.record_metric(step, &format!("eval/{}", c.category), c.score)?;
-    }
-    run.ledger.record_metric(step, "eval/overall", report.overall)?;
-    Ok(())
 }
 
 struct Director {
@@ -329,9 +275,7 @@ impl Director {
         self.shop.buy_all(pending, |_: &Purchase| progress.budget(&lock(&shop_budget))).await?;
         let data = self.active_set()?;
         if data.is_empty() {
-            return Err(DirectorError::Trainer(
-                "no training samples: every initial prompt failed or was refused".into(),
-            ));
+            return Err(DirectorError::NoSamples);
         }
 
         // 2. The trainer, restored from the latest checkpoint when resuming.

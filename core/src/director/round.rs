@@ -11,10 +11,11 @@ use super::trainer::Trainer;
 use crate::acquire::with_retries;
 use crate::budget::Budget;
 use crate::experiment::{AuditSettings, Experiment, Spend};
+use crate::session::OperatorChain;
 use crate::store::{NewJudgment, NewPending, Probe, RoundSummary, RunDir, SampleRow};
 use evolve_sdk::{
     Action, Choice, CompareRequest, Comparison, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, JudgeCall,
-    MutateRequest, Operator, Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
+    MutateRequest, Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
 };
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -41,9 +42,6 @@ pub struct RoundContext {
     /// Buys new prompts.
     pub shop: Arc<Shop>,
 }
-
-/// The operator chain: each operator with its instance label, in order.
-pub type OperatorChain = Arc<Vec<(String, Box<dyn Operator>)>>;
 
 /// Operators quarantined during a round: instance label and why.
 type Faults = Arc<Mutex<Vec<(String, String)>>>;

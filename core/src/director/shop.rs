@@ -75,7 +75,7 @@ impl Shop {
         }
         let mut purchases = vec![];
         while let Some(joined) = tasks.join_next().await {
-            let purchase = joined.map_err(|e| DirectorError::Trainer(format!("purchase task failed: {e}")))??;
+            let purchase = joined.map_err(|source| DirectorError::Task { what: "purchase", source })??;
             done(&purchase);
             purchases.push(purchase);
         }
@@ -93,7 +93,7 @@ impl Shop {
         }
         let mut results: Vec<(usize, Bought)> = vec![];
         while let Some(joined) = tasks.join_next().await {
-            let (index, bought) = joined.map_err(|e| DirectorError::Trainer(format!("teacher task failed: {e}")))?;
+            let (index, bought) = joined.map_err(|source| DirectorError::Task { what: "teacher", source })?;
             results.push((index, bought?));
         }
         results.sort_by_key(|(index, _)| *index);

@@ -61,6 +61,23 @@ enum Command {
     Stop,
 }
 
+/// Why the trainer thread failed (a training step's own error is the director's).
+#[derive(Debug, thiserror::Error)]
+pub enum TrainerError {
+    /// The thread could not start.
+    #[error("cannot start the trainer thread: {0}")]
+    Spawn(std::io::Error),
+    /// The thread panicked.
+    #[error("the trainer thread panicked")]
+    Panicked,
+    /// The thread stopped while the director still needed it.
+    #[error("the trainer thread stopped (see the error above)")]
+    Stopped,
+    /// The trainer was stopped twice.
+    #[error("the trainer was already stopped")]
+    AlreadyStopped,
+}
+
 /// A running trainer thread.
 pub struct Trainer {
     commands: mpsc::Sender<Command>,
@@ -84,7 +101,7 @@ impl Trainer {
         let thread = std::thread::Builder::new()
             .name("evolve-trainer".into())
             .spawn(move || worker.run(inbox).map(|()| worker.model))
-            .map_err(|e| DirectorError::Trainer(format!("cannot start the trainer thread: {e}")))?;
+            .map_err(TrainerError::Spawn)?;
         Ok(Trainer { commands, status, thread: Some(thread) })
     }
 
@@ -136,12 +153,12 @@ impl Trainer {
     }
 
     fn join(&mut self) -> Result<Box<dyn BaseModel>, DirectorError> {
-        let thread = self.thread.take().ok_or_else(|| DirectorError::Trainer("trainer already stopped".into()))?;
-        thread.join().map_err(|_| DirectorError::Trainer("the trainer thread panicked".into()))?
+        let thread = self.thread.take().ok_or(TrainerError::AlreadyStopped)?;
+        thread.join().map_err(|_| TrainerError::Panicked)?
     }
 
     fn gone(&self) -> DirectorError {
-        DirectorError::Trainer("the trainer thread stopped (see the error above)".into())
+        TrainerError::Stopped.into()
     }
 }
 

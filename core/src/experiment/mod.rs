@@ -42,16 +42,33 @@ pub use types::{
 };
 pub use validate::{ExperimentError, load, parse};
 
+/// Why the resolved experiment could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// A relative path could not be made absolute.
+    #[error("cannot make {} absolute: {source}", path.display())]
+    Path {
+        /// The path.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The experiment does not serialise to TOML.
+    #[error("cannot write the resolved experiment: {0}")]
+    Toml(#[from] toml::ser::Error),
+}
+
 /// The resolved experiment as TOML for the run directory: defaults filled in and the prompt
 /// file and dataset made absolute (the copy lives elsewhere). Secrets are only ever env-var names, so
 /// nothing needs removing.
-pub fn resolved_toml(experiment: &Experiment, experiment_path: &std::path::Path) -> Result<String, String> {
+pub fn resolved_toml(experiment: &Experiment, experiment_path: &std::path::Path) -> Result<String, ResolveError> {
     let mut resolved = experiment.clone();
     let base = experiment_path.parent().unwrap_or(std::path::Path::new("."));
     for path in [&mut resolved.prompts.file, &mut resolved.prompts.from_dataset].into_iter().flatten() {
-        *path = std::path::absolute(base.join(&*path)).map_err(|e| e.to_string())?;
+        let joined = base.join(&*path);
+        *path = std::path::absolute(&joined).map_err(|source| ResolveError::Path { path: joined, source })?;
     }
-    let body = toml::to_string_pretty(&resolved).map_err(|e| format!("cannot write the resolved experiment: {e}"))?;
+    let body = toml::to_string_pretty(&resolved)?;
     Ok(format!("# Resolved from {} by evolve {}.\n{body}", experiment_path.display(), env!("CARGO_PKG_VERSION")))
 }
 

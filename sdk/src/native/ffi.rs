@@ -507,3 +507,128 @@ impl From<FfiHttpResponse> for HttpResponse {
         }
     }
 }
+
+/// Every type that crosses the native boundary, there and back. The SDK values are written as
+/// full struct literals with no field at its default, so that a field added to an SDK type
+/// must be given a value here, and fails a test if the conversion drops it.
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+
+    fn sample(origin: Origin, outcome: Outcome, choice: Choice) -> EvaluatedSample {
+        EvaluatedSample {
+            sample_id: -42,
+            prompt: "a small red circle above a blue square".into(),
+            origin,
+            round: 7,
+            outcome,
+            verdict: Verdict { choice, confidence: 0.625, raw: "{\"best\": 2}".into() },
+            rejudged: true,
+            history: vec![Outcome::TeacherBetter, Outcome::BaseAsGood, Outcome::TeacherBetter],
+            proposed: every_action(),
+            seed: 0xDEAD_BEEF_0000_0001,
+        }
+    }
+
+    fn every_action() -> Vec<Action> {
+        vec![
+            Action::Keep,
+            Action::Deactivate,
+            Action::Expand { n: 3 },
+            Action::Mutate,
+            Action::Rejudge,
+            Action::Propose { prompt: "two green triangles".into() },
+        ]
+    }
+
+    #[test]
+    fn a_sample_crosses_whole_with_every_origin_outcome_and_choice() {
+        for origin in ORIGINS {
+            for outcome in [Outcome::TeacherBetter, Outcome::BaseAsGood] {
+                for choice in [Choice::Best(1), Choice::Tie] {
+                    let sent = sample(origin, outcome, choice);
+                    let parts = SampleParts::new(&sent);
+                    assert_eq!(parts.borrow(&sent).to_sample(), sent);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_action_crosses_both_ways() {
+        for action in every_action() {
+            assert_eq!(Action::from(&FfiAction::from(&action)), action);
+        }
+    }
+
+    #[test]
+    fn every_error_but_the_hosts_own_crosses_whole() {
+        let errors = [
+            PluginError::InvalidConfig("config".into()),
+            PluginError::InvalidInput("input".into()),
+            PluginError::Transient { message: "429".into(), retry_after: Some(Duration::from_millis(1500)) },
+            PluginError::Transient { message: "503".into(), retry_after: None },
+            PluginError::Failed("failed".into()),
+            PluginError::Unsupported("unsupported".into()),
+            PluginError::Uncertain("uncertain".into()),
+            PluginError::Billed("billed".into()),
+        ];
+        for error in errors {
+            assert_eq!(PluginError::from(FfiError::from(error.clone())), error);
+        }
+        // Only the host quarantines: from a plugin it is a failure; a panic says so.
+        let passed_on = PluginError::from(FfiError::from(PluginError::Quarantined("q".into())));
+        assert_eq!(passed_on, PluginError::Failed("q".into()));
+        let panic = PluginError::from(FfiError::panicked("boom".into()));
+        assert_eq!(panic, PluginError::Failed("the plugin panicked: boom".into()));
+    }
+
+    #[test]
+    fn a_context_carries_what_external_plugins_get() {
+        let sent = PluginContext {
+            instance: "teacher-a".into(),
+            seed: 99,
+            image_size: 256,
+            device: "cuda:1".into(),
+            cache_dir: Some("/run/cache".into()),
+        };
+        let got = PluginContext::from(FfiContext::from(&sent));
+        // The device and the cache folder are for built-in base models only.
+        let expected = PluginContext { device: "cpu".into(), cache_dir: None, ..sent };
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn requests_images_limits_verdicts_and_http_cross_whole() {
+        let request = GenerateRequest { prompt: "four yellow diamonds".into(), width: 64, height: 48, seed: 5 };
+        assert_eq!(FfiGenerateRequest::new(&request).to_request(), request);
+
+        let mut image = Image::filled(3, 2, [1, 2, 3]);
+        image.put(2, 1, [250, 128, 7]);
+        assert_eq!(FfiImageRef::new(&image).to_image().unwrap(), image);
+        let generated = GeneratedImage {
+            image: image.clone(),
+            revised_prompt: Some("revised".into()),
+            cost: Cost { micro_usd: 40_001 },
+        };
+        assert_eq!(FfiGenerated::from(generated.clone()).into_generated().unwrap(), generated);
+
+        let limits = Limits { concurrency: 8, requests_per_minute: Some(120) };
+        assert_eq!(Limits::from(FfiLimits::from(limits)), limits);
+
+        for choice in [Choice::Best(0), Choice::Best(3), Choice::Tie] {
+            let verdict = Verdict { choice, confidence: 0.75, raw: "raw".into() };
+            assert_eq!(Verdict::from(FfiVerdict::from(verdict.clone())), verdict);
+        }
+
+        let http = HttpRequest {
+            method: "POST".into(),
+            url: "https://api.example/v1".into(),
+            headers: vec![("authorization".into(), "Bearer k".into()), ("x".into(), "y".into())],
+            body: vec![0, 1, 255],
+        };
+        assert_eq!(FfiHttpRequest::new(&http).to_request(), http);
+        let reply = HttpResponse { status: 429, headers: vec![("retry-after".into(), "2".into())], body: vec![9, 8] };
+        assert_eq!(HttpResponse::from(FfiHttpResponse::from(reply.clone())), reply);
+    }
+}
