@@ -25,6 +25,13 @@ pub struct PluginFiles {
     /// A native library of this workspace that is not a plugin (the wasm example built for
     /// the host, whose export is wasm-only).
     pub not_a_plugin: PathBuf,
+    /// `tests/plugins/mirror-wasm` built as a teacher, a judge and an operator (gives back
+    /// what it is sent).
+    pub mirror_teacher: PathBuf,
+    /// The mirror built as a judge.
+    pub mirror_judge: PathBuf,
+    /// The mirror built as an operator.
+    pub mirror_operator: PathBuf,
 }
 
 /// Builds the example and fixture plugins of the repository at `root`.
@@ -56,6 +63,23 @@ pub fn build_plugins(root: &Path) -> Result<PluginFiles, String> {
             ));
         }
     }
+    // One component per world: the mirror is built once per kind, each copied aside.
+    let mirrors = target_dir.join("mirror");
+    std::fs::create_dir_all(&mirrors).map_err(|e| format!("{}: {e}", mirrors.display()))?;
+    for kind in ["teacher", "judge", "operator"] {
+        let status = Command::new(&cargo)
+            .current_dir(root)
+            .args(["build", "--release", "--quiet", "--target-dir"])
+            .arg(&target_dir)
+            .args(["-p", "evolve-mirror-wasm", "--target", "wasm32-wasip2", "--features", kind])
+            .status()
+            .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+        if !status.success() {
+            return Err(format!("building the {kind} mirror failed ({status})"));
+        }
+        let built = target_dir.join("wasm32-wasip2/release/evolve_mirror_wasm.wasm");
+        std::fs::copy(&built, mirrors.join(format!("{kind}.wasm"))).map_err(|e| format!("{}: {e}", built.display()))?;
+    }
     let lib = |name: &str| {
         let (prefix, ext) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_EXTENSION);
         target_dir.join("release").join(format!("{prefix}{name}.{ext}"))
@@ -70,5 +94,8 @@ pub fn build_plugins(root: &Path) -> Result<PluginFiles, String> {
         flat_teacher_wasm: component("evolve_flat_teacher_wasm"),
         tally_judge_native: lib("evolve_tally_judge_native"),
         not_a_plugin: lib("evolve_example_wasm_operator"),
+        mirror_teacher: mirrors.join("teacher.wasm"),
+        mirror_judge: mirrors.join("judge.wasm"),
+        mirror_operator: mirrors.join("operator.wasm"),
     })
 }
