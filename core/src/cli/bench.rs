@@ -24,6 +24,8 @@ pub struct DataSettings {
     pub resume: bool,
     /// Output folder.
     pub out: PathBuf,
+    /// data-efficiency: initial prompts from the world's natural set instead of the grammar.
+    pub natural: bool,
 }
 
 /// Runs benchmark `name`.
@@ -171,6 +173,7 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
         seeds,
         arms,
         resume: data.resume,
+        pool: if data.natural { data_efficiency::Pool::Natural } else { data_efficiency::Pool::Grammar },
         ..defaults
     };
     let registry = Registry::builtin();
@@ -185,10 +188,11 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     let (table, figures) = data_efficiency::summarise(&points, &settings);
     let seeds: Vec<String> = settings.seeds.iter().map(u64::to_string).collect();
     let header = format!(
-        "ShapesEval after {} steps of {}, seeds {}, {:.0} min\n",
+        "ShapesEval after {} steps of {}, seeds {}, initial prompts from the {} pool, {:.0} min\n",
         settings.steps,
         data_efficiency::BATCH,
         seeds.join(","),
+        settings.pool.key(),
         began.elapsed().as_secs_f64() / 60.0
     );
     print!("{header}{table}");

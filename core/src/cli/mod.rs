@@ -291,6 +291,11 @@ enum Command {
         /// target/bench/NAME).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// data-efficiency: where the initial prompts come from: `grammar` (the judge writes them,
+        /// uniformly over the world's grammar, which ShapesEval is drawn from) or `natural` (the
+        /// world's natural set, skewed as real captions are: counts and relations rare).
+        #[arg(long, default_value = "grammar", value_parser = ["grammar", "natural"])]
+        pool: String,
         /// plugin-overhead: a plugin to time against the built-in, as KIND=PATH: `native=` the
         /// probe operator as a native library (tests/plugins/probe-native), `wasm=` as a wasm
         /// component (tests/plugins/probe-wasm), `python=` the Python `banlist` component
@@ -339,9 +344,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { world, addr, token_env } => serve(&world, addr, &token_env),
-        Command::Bench { name, run, python, case, steps, budgets, seeds, arms, quick, resume, out, probe } => {
+        Command::Bench { name, run, python, case, steps, budgets, seeds, arms, quick, resume, out, probe, pool } => {
             let out = out.unwrap_or_else(|| PathBuf::from("target/bench").join(&name));
-            let data = bench::DataSettings { steps, budgets, seeds, arms, quick, resume, out };
+            let natural = pool == "natural";
+            let data = bench::DataSettings { steps, budgets, seeds, arms, quick, resume, out, natural };
             bench::run(&name, run, python, &case, &probe, data)
         }
     }

@@ -16,6 +16,7 @@
 //!   `position_bias` emulate a real VLM's mistakes.
 //! - [`eval`] and the `shapes` **evaluator**: ShapesEval, 406 held-out prompts in GenEval's six
 //!   categories. No generator here ever emits one of them for training.
+//! - [`natural`]: a prompt set skewed as real captions are, for the paper's baseline.
 //!
 //! ```
 //! use evolve_shapes::{detect::detect, grammar::Prompt, render::render};
@@ -31,6 +32,7 @@ pub mod eval;
 pub mod evaluator;
 pub mod grammar;
 pub mod judge;
+pub mod natural;
 pub mod render;
 pub mod teacher;
 

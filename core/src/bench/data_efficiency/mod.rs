@@ -35,6 +35,30 @@ pub struct Settings {
     /// Keep the points already in `out/points.csv` (measured with these settings) and measure
     /// only the others.
     pub resume: bool,
+    /// Where every arm's initial prompts come from.
+    pub pool: Pool,
+}
+
+/// Where the initial prompts come from: the uniform arm's whole set, and the director's seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// Written by the judge, uniformly over the grammar (the distribution ShapesEval is drawn
+    /// from: the strongest baseline this world has).
+    Grammar,
+    /// The first prompts of the world's natural set for the seed ([`evolve_shapes::natural`]:
+    /// skewed as real captions are). Only the initial prompts: the judge's expansions and
+    /// mutations still walk the whole grammar, as a VLM writes what it likes.
+    Natural,
+}
+
+impl Pool {
+    /// Its name on the command line (`--pool`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Pool::Grammar => "grammar",
+            Pool::Natural => "natural",
+        }
+    }
 }
 
 /// Images per trainer step of every run (the main job's).
@@ -51,12 +75,21 @@ impl Settings {
             arms: Arm::ALL.to_vec(),
             out,
             resume: false,
+            pool: Pool::Grammar,
         }
     }
 
     /// A smoke run: every arm at two small budgets, two seeds, 30 steps.
     pub fn quick(out: PathBuf) -> Settings {
-        Settings { steps: 30, budgets: vec![8, 16], seeds: vec![0, 1], arms: Arm::ALL.to_vec(), out, resume: false }
+        Settings {
+            steps: 30,
+            budgets: vec![8, 16],
+            seeds: vec![0, 1],
+            arms: Arm::ALL.to_vec(),
+            out,
+            resume: false,
+            pool: Pool::Grammar,
+        }
     }
 }
 
@@ -171,13 +204,23 @@ pub struct Point {
     pub seconds: f64,
 }
 
-/// The experiment file of one run.
-pub fn experiment_text(arm: Arm, budget: u64, seed: u64, steps: u64) -> String {
+/// How many initial prompts `arm` starts from with `budget` calls.
+fn initial_prompts(arm: Arm, budget: u64) -> u64 {
     // The director starts from a third of the budget, as the main job does, and spends the
     // rest where the judge finds the model weak, evenly over its rounds (`spend = "paced"`):
     // left to spend as asked it would buy everything in its first rounds, while the untrained
     // model still fails every prompt and the verdicts cannot tell one prompt from another.
-    let initial = if arm == Arm::Uniform { budget } else { (budget / 3).max(4).min(budget) };
+    if arm == Arm::Uniform { budget } else { (budget / 3).max(4).min(budget) }
+}
+
+/// The experiment file of one run. `prompt_file`: the initial prompts' file, relative to the
+/// experiment file (the natural pool); without it the judge writes them.
+pub fn experiment_text(arm: Arm, budget: u64, seed: u64, steps: u64, prompt_file: Option<&str>) -> String {
+    let initial = initial_prompts(arm, budget);
+    let prompts = match prompt_file {
+        Some(file) => format!("file = \"{file}\"\ngenerate = 0"),
+        None => format!("generate = {initial}"),
+    };
     let every = (steps / 10).max(1);
     format!(
         r#"
@@ -196,7 +239,7 @@ config = {judge}
 [eval]
 plugin = "shapes"
 [prompts]
-generate = {initial}
+{prompts}
 [training]
 batch_size = {BATCH}
 checkpoint_every = {steps}
@@ -289,7 +332,17 @@ fn measure_one(arm: Arm, budget: u64, seed: u64, settings: &Settings, registry: 
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(&settings.out).map_err(|e| format!("{}: {e}", settings.out.display()))?;
     let path = settings.out.join(format!("{name}.toml"));
-    let text = experiment_text(arm, budget, seed, settings.steps);
+    let prompt_file = match settings.pool {
+        Pool::Grammar => None,
+        Pool::Natural => {
+            let file = format!("{name}.prompts.txt");
+            let prompts = evolve_shapes::natural::prompts(seed, initial_prompts(arm, budget) as usize);
+            let target = settings.out.join(&file);
+            std::fs::write(&target, prompts.join("\n") + "\n").map_err(|e| format!("{}: {e}", target.display()))?;
+            Some(file)
+        }
+    };
+    let text = experiment_text(arm, budget, seed, settings.steps, prompt_file.as_deref());
     std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
     let experiment: Experiment = experiment::parse(&text, &path, registry).map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
@@ -378,7 +431,7 @@ mod tests {
     fn every_arms_experiment_is_valid_and_ablates_one_operator() {
         let registry = Registry::builtin();
         for arm in Arm::ALL {
-            let text = experiment_text(arm, 60, 1, 100);
+            let text = experiment_text(arm, 60, 1, 100, None);
             let path = std::path::Path::new("bench.toml");
             let experiment = experiment::parse(&text, path, &registry).unwrap_or_else(|e| panic!("{arm:?}: {e}"));
             let chain: Vec<String> = experiment.operators.iter().map(|o| o.plugin.to_string()).collect();
