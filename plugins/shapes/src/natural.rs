@@ -21,7 +21,7 @@ pub const WEIGHTS: [(Structure, f64); 4] =
 /// holds every one of them and is otherwise pairs and relations in the ratio of their weights.
 /// A longer set for the same seed starts with the shorter one.
 pub fn prompts(seed: u64, n: usize) -> Vec<String> {
-    let mut rng = SplitMix64::new(seed ^ 0x4E41_5455_5241_4C);
+    let mut rng = SplitMix64::new(seed ^ 0x004E_4154_5552_414C);
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(n);
     let mut attempts = 0usize;
