@@ -1,12 +1,14 @@
 //! The report page: one self-contained HTML file (inline CSS, SVG charts, images as data URLs)
-//! that opens anywhere without network.
+//! that opens anywhere without network. Written with maud, which escapes whatever it is given:
+//! prompts, teacher names and judge replies come from LLMs and plugins, so no text on the page
+//! is trusted; only the page's own CSS and scripts go in unescaped.
 
 use super::data::{GridCell, ReportData, RoundRow, TreeNode};
-use super::svg::{Limit, Series, bar_chart, escape, line_chart};
+use super::svg::{Limit, Series, bar_chart, line_chart};
 use crate::store::ImageStore;
 use base64::Engine;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 const STYLE: &str = r#"
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 20px 40px;color:#1f2937}
@@ -45,94 +47,101 @@ fn series<'a>(data: &'a ReportData, name: &str) -> &'a [(f64, f64)] {
     data.metrics.get(name).map(Vec::as_slice).unwrap_or(&[])
 }
 
-fn stat(label: &str, value: String) -> String {
-    format!("<div>{}<b>{}</b></div>", escape(label), escape(&value))
-}
-
 /// Renders the whole page.
 pub fn render(data: &ReportData, images: &ImageStore) -> String {
-    let mut page = String::new();
-    let _ = write!(
-        page,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>evolve — {name}</title>\
-         <style>{STYLE}</style><script>{HEAD_SCRIPT}</script></head><body><h1>evolve run: {name}</h1>\
-         <p>Report written {generated_at}; it refreshes after every round while the run goes.</p>",
-        name = escape(&data.name),
-        generated_at = escape(&data.generated_at)
-    );
-    page.push_str(&summary(data));
-    page.push_str("<h2>Training</h2><div class=\"charts\">");
-    page.push_str(&line_chart("Loss", "step", &[Series { label: "loss", points: series(data, "loss") }], &[], false));
-    page.push_str(&line_chart(
-        "Learning rate",
-        "step",
-        &[Series { label: "learning rate", points: series(data, "learning_rate") }],
-        &[],
-        false,
-    ));
-    page.push_str(&line_chart(
-        "Trainer busy (training or rendering for the judge)",
-        "step",
-        &[Series { label: "busy", points: series(data, "trainer_busy") }],
-        &[Limit { y: 0.95, label: "target 95%" }],
-        true,
-    ));
-    page.push_str("</div><h2>Evolution of the training set</h2><div class=\"charts\">");
-    page.push_str(&rounds_charts(data));
-    page.push_str("</div><h2>Teachers and spending</h2><div class=\"charts\">");
-    page.push_str(&spending_charts(data));
-    page.push_str("</div><h2>Evaluation</h2><div class=\"charts\">");
-    page.push_str(&eval_chart(data));
-    page.push_str("</div><h2>Judge audit</h2>");
-    page.push_str(&audit(data));
-    page.push_str("<h2>Base model vs teacher, by round</h2>");
-    page.push_str(&grids(data, images));
-    page.push_str("<h2>Prompt family tree</h2>");
-    page.push_str(&tree(&data.tree));
-    let _ = write!(page, "<script>{BODY_SCRIPT}</script></body></html>");
-    page
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "evolve — " (data.name) }
+                style { (PreEscaped(STYLE)) }
+                script { (PreEscaped(HEAD_SCRIPT)) }
+            }
+            body {
+                h1 { "evolve run: " (data.name) }
+                p { "Report written " (data.generated_at) "; it refreshes after every round while the run goes." }
+                (summary(data))
+                h2 { "Training" }
+                div class="charts" { (training_charts(data)) }
+                h2 { "Evolution of the training set" }
+                div class="charts" { (rounds_charts(data)) }
+                h2 { "Teachers and spending" }
+                div class="charts" { (spending_charts(data)) }
+                h2 { "Evaluation" }
+                div class="charts" { (eval_chart(data)) }
+                h2 { "Judge audit" }
+                (audit(data))
+                h2 { "Base model vs teacher, by round" }
+                (grids(data, images))
+                h2 { "Prompt family tree" }
+                (tree(&data.tree))
+                script { (PreEscaped(BODY_SCRIPT)) }
+            }
+        }
+    };
+    page.into_string()
 }
 
-fn summary(data: &ReportData) -> String {
+fn summary(data: &ReportData) -> Markup {
     let last = |name: &str| series(data, name).last().map(|p| p.1);
     let steps = series(data, "loss").last().map(|p| p.0 as u64).unwrap_or(0);
     let (calls, cost) = data.spending.last().map(|s| (s.1 as u64, s.2)).unwrap_or((0, 0.0));
     let active = data.tree.iter().filter(|n| n.active).count();
-    let mut out = String::from("<div class=\"summary\">");
-    out.push_str(&stat("trainer steps", steps.to_string()));
-    out.push_str(&stat("rounds", data.rounds.len().to_string()));
     let budget = data.max_calls.map(|m| format!(" of {m}")).unwrap_or_default();
-    out.push_str(&stat("teacher calls", format!("{calls}{budget}")));
-    match data.judge_spending.last() {
-        Some(&(_, judge_calls, tokens, judge_cost)) => {
-            out.push_str(&stat("teacher cost", format!("${cost:.4}")));
-            out.push_str(&stat(
-                "judge cost",
-                format!("${judge_cost:.4} ({} calls, {} tokens)", judge_calls as u64, tokens as u64),
-            ));
-        }
-        None => out.push_str(&stat("cost", format!("${cost:.4}"))),
-    }
-    out.push_str(&stat("active samples", format!("{active} of {}", data.tree.len())));
     let interrupted = data.rounds.iter().filter(|r| r.interrupted).count();
-    if interrupted > 0 {
-        out.push_str(&stat("rounds cut short by a restart", interrupted.to_string()));
+    let stat = |label: &str, value: String| html! { div { (label) b { (value) } } };
+    html! {
+        div class="summary" {
+            (stat("trainer steps", steps.to_string()))
+            (stat("rounds", data.rounds.len().to_string()))
+            (stat("teacher calls", format!("{calls}{budget}")))
+            @match data.judge_spending.last() {
+                Some(&(_, judge_calls, tokens, judge_cost)) => {
+                    (stat("teacher cost", format!("${cost:.4}")))
+                    (stat("judge cost", format!("${judge_cost:.4} ({} calls, {} tokens)", judge_calls as u64, tokens as u64)))
+                }
+                None => (stat("cost", format!("${cost:.4}"))),
+            }
+            (stat("active samples", format!("{active} of {}", data.tree.len())))
+            @if interrupted > 0 {
+                (stat("rounds cut short by a restart", interrupted.to_string()))
+            }
+            @if let Some(busy) = last("trainer_busy") {
+                (stat("trainer busy", format!("{:.1}%", busy * 100.0)))
+            }
+            @if let Some(score) = last("eval/overall") {
+                (stat("latest eval", format!("{:.1}%", score * 100.0)))
+            }
+        }
     }
-    if let Some(busy) = last("trainer_busy") {
-        out.push_str(&stat("trainer busy", format!("{:.1}%", busy * 100.0)));
+}
+
+fn training_charts(data: &ReportData) -> Markup {
+    html! {
+        (line_chart("Loss", "step", &[Series { label: "loss", points: series(data, "loss") }], &[], false))
+        (line_chart(
+            "Learning rate",
+            "step",
+            &[Series { label: "learning rate", points: series(data, "learning_rate") }],
+            &[],
+            false,
+        ))
+        (line_chart(
+            "Trainer busy (training or rendering for the judge)",
+            "step",
+            &[Series { label: "busy", points: series(data, "trainer_busy") }],
+            &[Limit { y: 0.95, label: "target 95%" }],
+            true,
+        ))
     }
-    if let Some(score) = last("eval/overall") {
-        out.push_str(&stat("latest eval", format!("{:.1}%", score * 100.0)));
-    }
-    out.push_str("</div>");
-    out
 }
 
 fn per_round(rounds: &[RoundRow], f: impl Fn(&RoundRow) -> f64) -> Vec<(f64, f64)> {
     rounds.iter().map(|r| (r.id as f64, f(r))).collect()
 }
 
-fn rounds_charts(data: &ReportData) -> String {
+fn rounds_charts(data: &ReportData) -> Markup {
     let active: Vec<(f64, f64)> = {
         // round/active is recorded by step; show it by round number for a common x axis.
         let by_step: BTreeMap<u64, f64> = series(data, "round/active").iter().map(|(s, v)| (*s as u64, *v)).collect();
@@ -143,56 +152,47 @@ fn rounds_charts(data: &ReportData) -> String {
     let deleted = per_round(&data.rounds, |r| r.deactivated as f64);
     let win = per_round(&data.rounds, |r| r.teacher_wins as f64 / r.selected.max(1) as f64);
     let base = per_round(&data.rounds, |r| 1.0 - r.teacher_wins as f64 / r.selected.max(1) as f64);
-    let mut out =
-        line_chart("Active training set", "round", &[Series { label: "active samples", points: &active }], &[], false);
-    out.push_str(&line_chart(
-        "Changes per round",
-        "round",
-        &[
-            Series { label: "added by expansion", points: &expanded },
-            Series { label: "added by mutation", points: &mutated },
-            Series { label: "deleted (mastered)", points: &deleted },
-        ],
-        &[],
-        false,
-    ));
-    out.push_str(&line_chart(
-        "Judge verdicts per round",
-        "round",
-        &[Series { label: "teacher better", points: &win }, Series { label: "base as good", points: &base }],
-        &[],
-        true,
-    ));
-    out
+    html! {
+        (line_chart("Active training set", "round", &[Series { label: "active samples", points: &active }], &[], false))
+        (line_chart(
+            "Changes per round",
+            "round",
+            &[
+                Series { label: "added by expansion", points: &expanded },
+                Series { label: "added by mutation", points: &mutated },
+                Series { label: "deleted (mastered)", points: &deleted },
+            ],
+            &[],
+            false,
+        ))
+        (line_chart(
+            "Judge verdicts per round",
+            "round",
+            &[Series { label: "teacher better", points: &win }, Series { label: "base as good", points: &base }],
+            &[],
+            true,
+        ))
+    }
 }
 
-fn spending_charts(data: &ReportData) -> String {
+fn spending_charts(data: &ReportData) -> Markup {
     let calls: Vec<(f64, f64)> = data.spending.iter().map(|s| (s.0, s.1)).collect();
     let cost: Vec<(f64, f64)> = data.spending.iter().map(|s| (s.0, s.2)).collect();
     let call_limit: Vec<Limit<'_>> =
         data.max_calls.map(|m| Limit { y: m as f64, label: "budget" }).into_iter().collect();
     let cost_limit: Vec<Limit<'_>> = data.max_cost.map(|m| Limit { y: m, label: "budget" }).into_iter().collect();
-    let mut out =
-        line_chart("Teacher calls", "minutes", &[Series { label: "calls", points: &calls }], &call_limit, false);
-    if data.judge_spending.is_empty() {
-        out.push_str(&line_chart(
-            "Cost (USD)",
-            "minutes",
-            &[Series { label: "cost", points: &cost }],
-            &cost_limit,
-            false,
-        ));
+    // The budget holds for teachers and judge together.
+    let judge: Vec<(f64, f64)> = data.judge_spending.iter().map(|s| (s.0, s.3)).collect();
+    let total = running_total(&cost, &judge);
+    let cost_series = if judge.is_empty() {
+        vec![Series { label: "cost", points: &cost }]
     } else {
-        // The budget holds for teachers and judge together.
-        let judge: Vec<(f64, f64)> = data.judge_spending.iter().map(|s| (s.0, s.3)).collect();
-        let total = running_total(&cost, &judge);
-        let series = [
+        vec![
             Series { label: "teachers", points: &cost },
             Series { label: "judge", points: &judge },
             Series { label: "total", points: &total },
-        ];
-        out.push_str(&line_chart("Cost (USD)", "minutes", &series, &cost_limit, false));
-    }
+        ]
+    };
     let bars: Vec<(String, f64, String)> = data
         .teachers
         .iter()
@@ -200,11 +200,14 @@ fn spending_charts(data: &ReportData) -> String {
             (name.clone(), *wins as f64 / (*entered).max(1) as f64, format!("won {wins} of {entered}"))
         })
         .collect();
-    out.push_str(&bar_chart("Per-teacher win rate (judge's tournament)", &bars));
-    out
+    html! {
+        (line_chart("Teacher calls", "minutes", &[Series { label: "calls", points: &calls }], &call_limit, false))
+        (line_chart("Cost (USD)", "minutes", &cost_series, &cost_limit, false))
+        (bar_chart("Per-teacher win rate (judge's tournament)", &bars))
+    }
 }
 
-fn eval_chart(data: &ReportData) -> String {
+fn eval_chart(data: &ReportData) -> Markup {
     let categories: Vec<(&str, &[(f64, f64)])> = data
         .metrics
         .iter()
@@ -215,34 +218,41 @@ fn eval_chart(data: &ReportData) -> String {
 }
 
 /// The judge audit's latest estimates with their intervals, and their course over the run.
-fn audit(data: &ReportData) -> String {
+fn audit(data: &ReportData) -> Markup {
     const FIGURES: [(&str, &str); 3] = [
         ("position_bias", "position bias (answers \"the first image\" whatever it sees)"),
         ("error_rate", "error rate (wrong on an image against pure noise)"),
         ("consistency", "self-consistency (same answer with the images swapped)"),
     ];
     let (known, swaps) = data.audit_probes;
-    let mut out = format!(
-        "<p>{known} known-answer probes (the teacher's image against noise) and {swaps} swapped re-asks; \
-         95% intervals. A figure fails the experiment's <code>[audit]</code> limits only once its whole \
-         interval is past them.</p><table class=\"grid-table\"><tr><th>figure</th><th>estimate</th><th>95% interval</th></tr>"
-    );
-    for (name, label) in FIGURES {
-        let last = |suffix: &str| series(data, &format!("audit/{name}{suffix}")).last().map(|p| p.1);
-        let cells = match (last(""), last("_low"), last("_high")) {
-            (Some(e), Some(low), Some(high)) => format!("<td>{e:.3}</td><td>{low:.3} to {high:.3}</td>"),
-            _ => "<td colspan=\"2\">no probes yet</td>".to_string(),
-        };
-        let _ = write!(out, "<tr><td>{}</td>{cells}</tr>", escape(label));
-    }
-    out.push_str("</table><div class=\"charts\">");
+    let last = |name: &str, suffix: &str| series(data, &format!("audit/{name}{suffix}")).last().map(|p| p.1);
     let lines: Vec<Series<'_>> = FIGURES
         .iter()
         .map(|(name, _)| Series { label: name, points: series(data, &format!("audit/{name}")) })
         .collect();
-    out.push_str(&line_chart("Judge audit estimates", "step", &lines, &[], true));
-    out.push_str("</div>");
-    out
+    html! {
+        p {
+            (known) " known-answer probes (the teacher's image against noise) and " (swaps) " swapped re-asks; \
+             95% intervals. A figure fails the experiment's " code { "[audit]" } " limits only once its whole \
+             interval is past them."
+        }
+        table class="grid-table" {
+            tr { th { "figure" } th { "estimate" } th { "95% interval" } }
+            @for (name, label) in FIGURES {
+                tr {
+                    td { (label) }
+                    @match (last(name, ""), last(name, "_low"), last(name, "_high")) {
+                        (Some(e), Some(low), Some(high)) => {
+                            td { (format!("{e:.3}")) }
+                            td { (format!("{low:.3} to {high:.3}")) }
+                        }
+                        _ => td colspan="2" { "no probes yet" },
+                    }
+                }
+            }
+        }
+        div class="charts" { (line_chart("Judge audit estimates", "step", &lines, &[], true)) }
+    }
 }
 
 fn data_url(images: &ImageStore, hash: &crate::store::ImageHash) -> String {
@@ -252,67 +262,66 @@ fn data_url(images: &ImageStore, hash: &crate::store::ImageHash) -> String {
     }
 }
 
-fn grids(data: &ReportData, images: &ImageStore) -> String {
-    if data.grids.is_empty() {
-        return "<p>No round has finished yet.</p>".into();
-    }
-    let mut out = String::new();
-    for (round, step, cells) in data.grids.iter().rev() {
-        let _ = write!(
-            out,
-            "<h3>Round {round} (step {step})</h3><table class=\"grid-table\"><tr><th>prompt</th><th>base model</th><th>teacher</th><th>judge</th></tr>"
-        );
-        for GridCell { prompt, base, teacher, teacher_better } in cells {
-            let (class, verdict) =
-                if *teacher_better { ("teacher", "teacher better") } else { ("base", "base as good") };
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td><img class=\"px\" alt=\"base\" src=\"{}\"></td><td><img class=\"px\" alt=\"teacher\" src=\"{}\"></td><td class=\"{class}\">{verdict}</td></tr>",
-                escape(prompt),
-                data_url(images, base),
-                data_url(images, teacher)
-            );
+fn grids(data: &ReportData, images: &ImageStore) -> Markup {
+    html! {
+        @if data.grids.is_empty() {
+            p { "No round has finished yet." }
         }
-        out.push_str("</table>");
+        @for (round, step, cells) in data.grids.iter().rev() {
+            h3 { "Round " (round) " (step " (step) ")" }
+            table class="grid-table" {
+                tr { th { "prompt" } th { "base model" } th { "teacher" } th { "judge" } }
+                @for GridCell { prompt, base, teacher, teacher_better } in cells {
+                    @let (class, verdict) = if *teacher_better { ("teacher", "teacher better") } else { ("base", "base as good") };
+                    tr {
+                        td { (prompt) }
+                        td { img class="px" alt="base" src=(data_url(images, base)); }
+                        td { img class="px" alt="teacher" src=(data_url(images, teacher)); }
+                        td class=(class) { (verdict) }
+                    }
+                }
+            }
+        }
     }
-    out
 }
 
-fn tree(nodes: &[TreeNode]) -> String {
+fn tree(nodes: &[TreeNode]) -> Markup {
     let mut children: BTreeMap<Option<i64>, Vec<&TreeNode>> = BTreeMap::new();
     for node in nodes {
         children.entry(node.parent).or_default().push(node);
     }
-    fn branch(out: &mut String, parent: Option<i64>, children: &BTreeMap<Option<i64>, Vec<&TreeNode>>, depth: usize) {
-        let Some(kids) = children.get(&parent) else { return };
-        out.push_str("<ul>");
-        for node in kids {
-            let class = if node.active { "" } else { " class=\"retired\"" };
-            let label = format!(
-                "<span class=\"badge {o}\">{o}</span><span{class} title=\"sample {id}, teacher {t}\">{p}</span>",
-                o = escape(&node.origin),
-                id = node.id,
-                t = escape(&node.teacher),
-                p = escape(&node.prompt)
-            );
-            if children.contains_key(&Some(node.id)) && depth < 64 {
-                let _ = write!(out, "<li><details><summary>{label}</summary>");
-                branch(out, Some(node.id), children, depth + 1);
-                out.push_str("</details></li>");
-            } else {
-                let _ = write!(out, "<li>{label}</li>");
+    html! {
+        p {
+            "Each prompt with the prompts the judge wrote from it (expansion: variations of a prompt the model \
+             got wrong; mutation: something new after a prompt was mastered). Struck through: deleted from the \
+             active set."
+        }
+        button data-tree="open" { "expand all" }
+        button data-tree="close" { "collapse all" }
+        div id="tree" { (branch(None, &children, 0)) }
+    }
+}
+
+/// The children of `parent`, each with its own below it (64 levels at most).
+fn branch(parent: Option<i64>, children: &BTreeMap<Option<i64>, Vec<&TreeNode>>, depth: usize) -> Markup {
+    let Some(kids) = children.get(&parent) else { return html! {} };
+    html! {
+        ul {
+            @for node in kids {
+                @let label = html! {
+                    span class={ "badge " (node.origin) } { (node.origin) }
+                    span class=[(!node.active).then_some("retired")] title=(format!("sample {}, teacher {}", node.id, node.teacher)) {
+                        (node.prompt)
+                    }
+                };
+                @if children.contains_key(&Some(node.id)) && depth < 64 {
+                    li { details { summary { (label) } (branch(Some(node.id), children, depth + 1)) } }
+                } @else {
+                    li { (label) }
+                }
             }
         }
-        out.push_str("</ul>");
     }
-    let mut out = String::from(
-        "<p>Each prompt with the prompts the judge wrote from it (expansion: variations of a prompt the model \
-         got wrong; mutation: something new after a prompt was mastered). Struck through: deleted from the \
-         active set.</p><button data-tree=\"open\">expand all</button><button data-tree=\"close\">collapse all</button><div id=\"tree\">",
-    );
-    branch(&mut out, None, &children, 0);
-    out.push_str("</div>");
-    out
 }
 
 /// The sum of two cumulative series ordered by time, at every point of either.
@@ -337,6 +346,25 @@ fn running_total(a: &[(f64, f64)], b: &[(f64, f64)]) -> Vec<(f64, f64)> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_a_judge_or_a_plugin_cannot_write_markup() {
+        let hostile = |id, parent| TreeNode {
+            id,
+            prompt: "<script>alert(1)</script> & \"quotes\"".into(),
+            origin: "mutation\" onclick=\"x".into(),
+            parent,
+            active: id == 1,
+            teacher: "<b>t</b>".into(),
+        };
+        let page = tree(&[hostile(1, None), hostile(2, Some(1))]).into_string();
+        assert!(!page.contains("<script>") && !page.contains("<b>"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"), "{page}");
+        assert!(page.contains("class=\"badge mutation&quot; onclick=&quot;x\""), "{page}");
+        assert!(page.contains("<details><summary>") && page.contains("class=\"retired\""), "{page}");
+    }
+
     #[test]
     fn the_total_spend_steps_at_every_point_of_either_series() {
         let teachers = [(0.0, 0.04), (2.0, 0.08)];

@@ -1,6 +1,8 @@
 //! Charts as inline SVG: the report must open anywhere with no network and no chart library.
+//! Drawn with maud, which escapes every text and attribute it is given (labels come from
+//! plugins and experiment files).
 
-use std::fmt::Write;
+use maud::{Markup, html};
 
 const WIDTH: f64 = 560.0;
 const HEIGHT: f64 = 240.0;
@@ -26,11 +28,6 @@ pub struct Limit<'a> {
     pub label: &'a str,
 }
 
-/// Escapes text for HTML and SVG.
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// A tick step near `span / 5` from the 1-2-5 sequence.
 fn tick_step(span: f64) -> f64 {
     let raw = (span / 5.0).max(f64::MIN_POSITIVE);
@@ -48,22 +45,18 @@ fn label(value: f64) -> String {
 }
 
 /// A line chart of `series` with optional horizontal `limits`; `percent` formats y as %.
-pub fn line_chart(title: &str, x_label: &str, series: &[Series<'_>], limits: &[Limit<'_>], percent: bool) -> String {
-    let all = || series.iter().flat_map(|s| s.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<figure class="chart"><svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{t}"><text class="title" x="{LEFT}" y="16">{t}</text>"#,
-        t = escape(title)
-    );
+pub fn line_chart(title: &str, x_label: &str, series: &[Series<'_>], limits: &[Limit<'_>], percent: bool) -> Markup {
+    let finite = |(x, y): &&(f64, f64)| x.is_finite() && y.is_finite();
+    let all = || series.iter().flat_map(|s| s.points.iter()).filter(finite);
     if all().next().is_none() {
-        let _ = write!(
-            svg,
-            r#"<text class="empty" x="{}" y="{}">no data yet</text></svg></figure>"#,
-            WIDTH / 2.0,
-            HEIGHT / 2.0
+        return figure(
+            WIDTH,
+            HEIGHT,
+            title,
+            html! {
+                text class="empty" x=(WIDTH / 2.0) y=(HEIGHT / 2.0) { "no data yet" }
+            },
         );
-        return svg;
     }
     let (mut x0, mut x1) = all().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(*x), b.max(*x)));
     let limit_ys = limits.iter().map(|l| l.y);
@@ -82,124 +75,96 @@ pub fn line_chart(title: &str, x_label: &str, series: &[Series<'_>], limits: &[L
     let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (WIDTH - LEFT - RIGHT);
     let py = |y: f64| HEIGHT - BOTTOM - (y - y0) / (y1 - y0) * (HEIGHT - TOP - BOTTOM);
     let fmt_y = |y: f64| if percent { format!("{}%", label(y * 100.0)) } else { label(y) };
-    let mut y = (y0 / step).floor() * step;
-    while y <= y1 + step * 1e-9 {
-        let _ = write!(
-            svg,
-            r#"<line class="grid" x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}"/><text class="tick" x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
-            WIDTH - RIGHT,
-            LEFT - 4.0,
-            py(y) + 4.0,
-            fmt_y(y),
-            py = py(y)
-        );
-        y += step;
-    }
+    let y_ticks = ticks((y0 / step).floor() * step, y1, step);
     let xstep = tick_step(x1 - x0);
-    let mut x = (x0 / xstep).ceil() * xstep;
-    while x <= x1 + xstep * 1e-9 {
-        let _ = write!(
-            svg,
-            r#"<text class="tick" x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-            px(x),
-            HEIGHT - BOTTOM + 14.0,
-            label(x)
-        );
-        x += xstep;
-    }
-    let _ = write!(
-        svg,
-        r#"<text class="axis" x="{}" y="{}" text-anchor="end">{}</text>"#,
-        WIDTH - RIGHT,
-        HEIGHT - 4.0,
-        escape(x_label)
-    );
-    for limit in limits {
-        let _ = write!(
-            svg,
-            r#"<line class="limit" x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}"/><text class="limit-label" x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
-            WIDTH - RIGHT,
-            WIDTH - RIGHT,
-            py(limit.y) - 3.0,
-            escape(limit.label),
-            y = py(limit.y)
-        );
-    }
-    for (i, s) in series.iter().enumerate() {
-        let colour = PALETTE[i % PALETTE.len()];
-        let points: Vec<String> = s
-            .points
-            .iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline class="series" stroke="{colour}" points="{}"><title>{}</title></polyline>"#,
-            points.join(" "),
-            escape(s.label)
-        );
-        if s.points.len() <= 60 {
-            for (x, y) in s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()) {
-                let _ = write!(
-                    svg,
-                    r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}"><title>{}: {} at {}</title></circle>"#,
-                    px(*x),
-                    py(*y),
-                    escape(s.label),
-                    fmt_y(*y),
-                    label(*x)
-                );
+    let x_ticks = ticks((x0 / xstep).ceil() * xstep, x1, xstep);
+    figure(
+        WIDTH,
+        HEIGHT,
+        title,
+        html! {
+            @for y in y_ticks {
+                line class="grid" x1=(LEFT) x2=(WIDTH - RIGHT) y1=(at(py(y))) y2=(at(py(y))) {}
+                text class="tick" x=(LEFT - 4.0) y=(at(py(y) + 4.0)) text-anchor="end" { (fmt_y(y)) }
             }
-        }
-        let _ = write!(
-            svg,
-            r#"<rect x="{}" y="{}" width="10" height="3" fill="{colour}"/><text class="legend" x="{}" y="{}">{}</text>"#,
-            LEFT + 8.0 + 130.0 * (i % 4) as f64,
-            TOP + 2.0 + 12.0 * (i / 4) as f64,
-            LEFT + 22.0 + 130.0 * (i % 4) as f64,
-            TOP + 6.0 + 12.0 * (i / 4) as f64,
-            escape(s.label)
-        );
-    }
-    svg.push_str("</svg></figure>");
-    svg
+            @for x in x_ticks {
+                text class="tick" x=(at(px(x))) y=(HEIGHT - BOTTOM + 14.0) text-anchor="middle" { (label(x)) }
+            }
+            text class="axis" x=(WIDTH - RIGHT) y=(HEIGHT - 4.0) text-anchor="end" { (x_label) }
+            @for limit in limits {
+                line class="limit" x1=(LEFT) x2=(WIDTH - RIGHT) y1=(at(py(limit.y))) y2=(at(py(limit.y))) {}
+                text class="limit-label" x=(WIDTH - RIGHT) y=(at(py(limit.y) - 3.0)) text-anchor="end" { (limit.label) }
+            }
+            @for (i, s) in series.iter().enumerate() {
+                @let colour = PALETTE[i % PALETTE.len()];
+                @let points: Vec<String> = s.points.iter().filter(finite).map(|(x, y)| format!("{},{}", at(px(*x)), at(py(*y)))).collect();
+                polyline class="series" stroke=(colour) points=(points.join(" ")) { title { (s.label) } }
+                @if s.points.len() <= 60 {
+                    @for (x, y) in s.points.iter().filter(finite) {
+                        circle cx=(at(px(*x))) cy=(at(py(*y))) r="2.5" fill=(colour) {
+                            title { (s.label) ": " (fmt_y(*y)) " at " (label(*x)) }
+                        }
+                    }
+                }
+                rect x=(LEFT + 8.0 + 130.0 * (i % 4) as f64) y=(TOP + 2.0 + 12.0 * (i / 4) as f64) width="10" height="3" fill=(colour) {}
+                text class="legend" x=(LEFT + 22.0 + 130.0 * (i % 4) as f64) y=(TOP + 6.0 + 12.0 * (i / 4) as f64) { (s.label) }
+            }
+        },
+    )
 }
 
 /// A horizontal bar chart of fractions in `[0, 1]`, labelled with `detail`.
-pub fn bar_chart(title: &str, bars: &[(String, f64, String)]) -> String {
+pub fn bar_chart(title: &str, bars: &[(String, f64, String)]) -> Markup {
     let row = 22.0;
     let height = TOP + row * bars.len().max(1) as f64 + 8.0;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<figure class="chart"><svg viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{t}"><text class="title" x="{LEFT}" y="16">{t}</text>"#,
-        t = escape(title)
-    );
-    if bars.is_empty() {
-        let _ = write!(svg, r#"<text class="empty" x="{}" y="{}">no data yet</text>"#, WIDTH / 2.0, TOP + 12.0);
-    }
     let span = WIDTH - 2.0 * LEFT - 120.0;
-    for (i, (name, fraction, detail)) in bars.iter().enumerate() {
-        let y = TOP + row * i as f64;
-        let _ = write!(
-            svg,
-            r#"<text class="tick" x="{}" y="{:.1}" text-anchor="end">{}</text><rect x="{}" y="{y:.1}" width="{:.1}" height="14" fill="{}"><title>{}</title></rect><text class="tick" x="{:.1}" y="{:.1}">{:.0}% {}</text>"#,
-            2.0 * LEFT - 4.0,
-            y + 11.0,
-            escape(name),
-            2.0 * LEFT,
-            span * fraction.clamp(0.0, 1.0),
-            PALETTE[i % PALETTE.len()],
-            escape(detail),
-            2.0 * LEFT + span * fraction.clamp(0.0, 1.0) + 4.0,
-            y + 11.0,
-            fraction * 100.0,
-            escape(detail)
-        );
+    figure(
+        WIDTH,
+        height,
+        title,
+        html! {
+            @if bars.is_empty() {
+                text class="empty" x=(WIDTH / 2.0) y=(TOP + 12.0) { "no data yet" }
+            }
+            @for (i, (name, fraction, detail)) in bars.iter().enumerate() {
+                @let y = TOP + row * i as f64;
+                @let width = span * fraction.clamp(0.0, 1.0);
+                text class="tick" x=(2.0 * LEFT - 4.0) y=(at(y + 11.0)) text-anchor="end" { (name) }
+                rect x=(2.0 * LEFT) y=(at(y)) width=(at(width)) height="14" fill=(PALETTE[i % PALETTE.len()]) { title { (detail) } }
+                text class="tick" x=(at(2.0 * LEFT + width + 4.0)) y=(at(y + 11.0)) { (format!("{:.0}% ", fraction * 100.0)) (detail) }
+            }
+        },
+    )
+}
+
+/// A chart's frame: the figure, the SVG canvas and the title; `body` draws inside.
+fn figure(width: f64, height: f64, title: &str, body: Markup) -> Markup {
+    // SVG elements are written with explicit end tags (`{}`): inside `<svg>` an HTML parser
+    // does not know `<line>` or `<rect>` as void, so an unclosed one would swallow the rest.
+    html! {
+        figure class="chart" {
+            svg viewBox=(format!("0 0 {width} {height}")) role="img" aria-label=(title) {
+                text class="title" x=(LEFT) y="16" { (title) }
+                (body)
+            }
+        }
     }
-    svg.push_str("</svg></figure>");
-    svg
+}
+
+/// The values from `start` to `end` (inclusive, with rounding slack) `step` apart.
+fn ticks(start: f64, end: f64, step: f64) -> Vec<f64> {
+    let mut out = vec![];
+    let mut v = start;
+    while v <= end + step * 1e-9 {
+        out.push(v);
+        v += step;
+    }
+    out
+}
+
+/// A coordinate with one decimal, as the charts draw them.
+fn at(v: f64) -> String {
+    format!("{v:.1}")
 }
 
 #[cfg(test)]
@@ -216,10 +181,13 @@ mod tests {
     #[test]
     fn charts_escape_labels_and_survive_empty_and_flat_data() {
         let flat = [(1.0, 0.5), (2.0, 0.5)];
-        let svg = line_chart("<loss>", "step", &[Series { label: "a&b", points: &flat }], &[], false);
-        assert!(svg.contains("&lt;loss&gt;") && svg.contains("a&amp;b") && svg.contains("<polyline"));
-        assert!(line_chart("t", "x", &[], &[], false).contains("no data yet"));
+        let svg = line_chart("<loss>", "step", &[Series { label: "a&b\"", points: &flat }], &[], false).into_string();
+        assert!(svg.contains("&lt;loss&gt;") && svg.contains("a&amp;b&quot;") && svg.contains("<polyline"));
+        assert!(!svg.contains("<loss>"), "{svg}");
+        assert!(line_chart("t", "x", &[], &[], false).into_string().contains("no data yet"));
         let one = [(3.0, f64::NAN), (4.0, 1.0)];
-        assert!(!line_chart("t", "x", &[Series { label: "s", points: &one }], &[], true).contains("NaN"));
+        assert!(!line_chart("t", "x", &[Series { label: "s", points: &one }], &[], true).into_string().contains("NaN"));
+        let bars = bar_chart("<b>", &[("x<y".into(), 0.5, "won 1 of 2".into())]).into_string();
+        assert!(bars.contains("&lt;b&gt;") && bars.contains("x&lt;y") && bars.contains("50% won 1 of 2"), "{bars}");
     }
 }

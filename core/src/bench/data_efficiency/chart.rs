@@ -2,8 +2,7 @@
 //! point with its 95% interval, as a standalone SVG (no chart library, opens anywhere).
 
 use super::stats::Estimate;
-use crate::report::svg::escape;
-use std::fmt::Write;
+use maud::html;
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 420.0;
@@ -37,67 +36,65 @@ pub fn svg(title: &str, lines: &[Line]) -> String {
     let x = |c: f64| LEFT + (c.max(1.0).ln() - low_x.ln()) / (high_x.ln() - low_x.ln()) * plot_w;
     let y = |s: f64| TOP + plot_h - (s.clamp(0.0, top_y) / top_y) * plot_h;
 
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"##
-    );
-    let _ = write!(out, r##"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"##);
-    let _ = write!(out, r##"<text x="{LEFT}" y="22" font-size="14" font-weight="bold">{}</text>"##, escape(title));
-    // Axes, y grid at tenths of the range, x ticks at each distinct budget.
-    for i in 0..=5 {
-        let value = top_y * i as f64 / 5.0;
-        let at = y(value);
-        let _ = write!(
-            out,
-            r##"<line x1="{LEFT}" x2="{}" y1="{at:.1}" y2="{at:.1}" stroke="#e5e7eb"/><text x="{}" y="{:.1}" text-anchor="end">{:.0}%</text>"##,
-            LEFT + plot_w,
-            LEFT - 6.0,
-            at + 4.0,
-            100.0 * value
-        );
-    }
     let mut ticks = calls.clone();
     ticks.sort_by(f64::total_cmp);
     ticks.dedup_by(|a, b| (*a / *b - 1.0).abs() < 0.15);
-    for c in ticks {
-        let _ =
-            write!(out, r##"<text x="{:.1}" y="{}" text-anchor="middle">{c:.0}</text>"##, x(c), TOP + plot_h + 16.0);
-    }
-    let _ = write!(
-        out,
-        r##"<text x="{:.1}" y="{}" text-anchor="middle">teacher calls (log scale)</text><text x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">ShapesEval overall</text>"##,
-        LEFT + plot_w / 2.0,
-        HEIGHT - 8.0,
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0
-    );
-    for (i, line) in lines.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let path: Vec<String> = line.points.iter().map(|(c, e)| format!("{:.1},{:.1}", x(*c), y(e.mean))).collect();
-        let _ =
-            write!(out, r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"##, path.join(" "));
-        for (c, e) in &line.points {
-            let (low, high) = e.interval();
-            let (px, low, high) =
-                (x(*c) + (i as f64 - 2.5) * 2.0, y(finite(low).unwrap_or(0.0)), y(finite(high).unwrap_or(top_y)));
-            let _ = write!(
-                out,
-                r##"<line x1="{px:.1}" x2="{px:.1}" y1="{low:.1}" y2="{high:.1}" stroke="{color}"/><circle cx="{px:.1}" cy="{:.1}" r="3" fill="{color}"/>"##,
-                y(e.mean)
-            );
+    let at = |v: f64| format!("{v:.1}");
+    let middle = TOP + plot_h / 2.0;
+    // A standalone SVG file (XML): every element closed.
+    let svg = html! {
+        svg xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) font-family="sans-serif" font-size="12" {
+            rect width=(WIDTH) height=(HEIGHT) fill="white" {}
+            text x=(LEFT) y="22" font-size="14" font-weight="bold" { (title) }
+            // Axes, y grid at fifths of the range, x ticks at each distinct budget.
+            @for i in 0..=5 {
+                @let value = top_y * i as f64 / 5.0;
+                line x1=(LEFT) x2=(LEFT + plot_w) y1=(at(y(value))) y2=(at(y(value))) stroke="#e5e7eb" {}
+                text x=(LEFT - 6.0) y=(at(y(value) + 4.0)) text-anchor="end" { (format!("{:.0}%", 100.0 * value)) }
+            }
+            @for c in ticks {
+                text x=(at(x(c))) y=(TOP + plot_h + 16.0) text-anchor="middle" { (format!("{c:.0}")) }
+            }
+            text x=(at(LEFT + plot_w / 2.0)) y=(HEIGHT - 8.0) text-anchor="middle" { "teacher calls (log scale)" }
+            text x="14" y=(at(middle)) transform=(format!("rotate(-90 14 {})", at(middle))) text-anchor="middle" { "ShapesEval overall" }
+            @for (i, line) in lines.iter().enumerate() {
+                @let color = PALETTE[i % PALETTE.len()];
+                @let path: Vec<String> = line.points.iter().map(|(c, e)| format!("{},{}", at(x(*c)), at(y(e.mean)))).collect();
+                polyline points=(path.join(" ")) fill="none" stroke=(color) stroke-width="2" {}
+                @for (c, e) in &line.points {
+                    @let (low, high) = e.interval();
+                    @let px = at(x(*c) + (i as f64 - 2.5) * 2.0);
+                    line x1=(px) x2=(px) y1=(at(y(finite(low).unwrap_or(0.0)))) y2=(at(y(finite(high).unwrap_or(top_y)))) stroke=(color) {}
+                    circle cx=(px) cy=(at(y(e.mean))) r="3" fill=(color) {}
+                }
+                @let legend_y = TOP + 14.0 + 18.0 * i as f64;
+                @let legend_x = WIDTH - RIGHT + 12.0;
+                line x1=(legend_x) x2=(legend_x + 18.0) y1=(legend_y) y2=(legend_y) stroke=(color) stroke-width="2" {}
+                text x=(legend_x + 24.0) y=(legend_y + 4.0) { (line.label) }
+            }
         }
-        let legend_y = TOP + 14.0 + 18.0 * i as f64;
-        let legend_x = WIDTH - RIGHT + 12.0;
-        let _ = write!(
-            out,
-            r##"<line x1="{legend_x}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="{color}" stroke-width="2"/><text x="{}" y="{}">{}</text>"##,
-            legend_x + 18.0,
-            legend_x + 24.0,
-            legend_y + 4.0,
-            escape(&line.label)
-        );
+    };
+    svg.into_string() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chart_draws_each_arm_with_its_intervals_and_escapes_labels() {
+        let estimate = |mean| super::super::stats::estimate(&[mean - 0.02, mean, mean + 0.02]);
+        let lines = vec![
+            Line { label: "uniform <baseline>".into(), points: vec![(1000.0, estimate(0.2)), (3000.0, estimate(0.4))] },
+            Line { label: "director & co".into(), points: vec![(960.0, estimate(0.15)), (2900.0, estimate(0.35))] },
+        ];
+        let svg = svg("calls \"vs\" score", &lines);
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 4, "a point per arm and budget");
+        assert!(svg.contains("uniform &lt;baseline&gt;") && svg.contains("director &amp; co"), "{svg}");
+        assert!(svg.contains("calls &quot;vs&quot; score"), "{svg}");
+        // Well-formed XML: every element closed (no `<line ...>` left open).
+        assert_eq!(svg.matches("<line ").count(), svg.matches("</line>").count());
     }
-    out.push_str("</svg>\n");
-    out
 }
