@@ -77,19 +77,32 @@ pub fn encode_png(image: &Image) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
+/// Why bytes did not decode to an image.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The format is unknown, the data corrupt, or the image over the limits.
+    #[error(transparent)]
+    Image(#[from] image::ImageError),
+    /// The format could not be guessed from the bytes.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The decoded pixels do not make an RGB image of the stated size.
+    #[error(transparent)]
+    Size(#[from] evolve_sdk::ImageError),
+}
+
 /// Decodes PNG (or any format the build supports) into RGB, refusing images larger than
 /// 8192 px a side or 512 MiB decoded.
-pub fn decode_png(bytes: &[u8]) -> Result<Image, String> {
-    let mut reader =
-        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+pub fn decode_png(bytes: &[u8]) -> Result<Image, DecodeError> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format()?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
-    let rgb = reader.decode().map_err(|e| e.to_string())?.into_rgb8();
+    let rgb = reader.decode()?.into_rgb8();
     let (w, h) = rgb.dimensions();
-    Image::from_rgb(w, h, rgb.into_raw()).map_err(|e| e.to_string())
+    Ok(Image::from_rgb(w, h, rgb.into_raw())?)
 }
 
 /// PNG files under `images/`, sharded by the first two bytes of their hash. A clone reads and
@@ -175,7 +188,7 @@ impl ImageStore {
     pub fn get(&self, hash: &ImageHash) -> Result<Image, StoreError> {
         let path = self.path(hash);
         let bytes = fs::read(&path).map_err(io_err("cannot read image", &path))?;
-        decode_png(&bytes).map_err(|message| StoreError::Image { hash: hash.to_string(), message })
+        decode_png(&bytes).map_err(|e| StoreError::Image { hash: hash.to_string(), message: e.to_string() })
     }
 
     /// Whether the file for `hash` exists and still hashes to `hash`.
@@ -211,7 +224,7 @@ mod tests {
         let mut png = Vec::new();
         img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
         let err = decode_png(&png).unwrap_err();
-        assert!(err.to_lowercase().contains("limit"), "{err}");
+        assert!(err.to_string().to_lowercase().contains("limit"), "{err}");
         assert!(decode_png(b"not a png").is_err());
     }
 }

@@ -27,7 +27,7 @@ pub use audit::Probe;
 pub use curation::{Candidate, NewPending, PendingRow, TeacherRecord};
 pub use dataset::{DatasetFilter, DatasetRow, DatasetVerdict, ImportedSample};
 pub use fsutil::{atomic_write, replace_folder};
-pub use images::{ImageHash, ImageStore, StoredImage, decode_png, encode_png};
+pub use images::{DecodeError, ImageHash, ImageStore, StoredImage, decode_png, encode_png};
 pub use judge_calls::{JudgeCallKind, JudgeTotals};
 pub use ledger::{
     ApiCall, ConsistencyReport, Ledger, LedgerError, NewApiCall, NewJudgment, NewSample, RequestHash, RoundSummary,

@@ -91,25 +91,26 @@ impl DitShape {
         (self.image_size / self.patch).pow(2)
     }
 
-    /// Checks that the sizes fit together.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    /// Checks that the sizes fit together; a misfit is an invalid config, saying which sizes.
+    pub fn validate(&self) -> std::result::Result<(), evolve_sdk::PluginError> {
+        let bad = |why: String| Err(evolve_sdk::PluginError::InvalidConfig(why));
         if self.patch == 0 || !self.image_size.is_multiple_of(self.patch) {
-            return Err(format!("image_size {} is not a multiple of patch {}", self.image_size, self.patch));
+            return bad(format!("image_size {} is not a multiple of patch {}", self.image_size, self.patch));
         }
         if self.heads == 0 || !self.hidden.is_multiple_of(self.heads) {
-            return Err(format!("hidden {} is not a multiple of heads {}", self.hidden, self.heads));
+            return bad(format!("hidden {} is not a multiple of heads {}", self.hidden, self.heads));
         }
         if !self.hidden.is_multiple_of(4) {
-            return Err(format!("hidden {} must be a multiple of 4 (2-D sin-cos positions)", self.hidden));
+            return bad(format!("hidden {} must be a multiple of 4 (2-D sin-cos positions)", self.hidden));
         }
         if self.resolution_condition.is_some() && !self.hidden.is_multiple_of(3) {
-            return Err(format!("hidden {} must be a multiple of 3 (micro-condition embeddings)", self.hidden));
+            return bad(format!("hidden {} must be a multiple of 3 (micro-condition embeddings)", self.hidden));
         }
         if self.interpolation_scale == 0 {
-            return Err("interpolation_scale must be positive".into());
+            return bad("interpolation_scale must be positive".into());
         }
         if self.depth == 0 || self.in_channels == 0 || self.caption_channels == 0 || self.caption_len == 0 {
-            return Err("depth, in_channels, caption_channels and caption_len must be positive".into());
+            return bad("depth, in_channels, caption_channels and caption_len must be positive".into());
         }
         Ok(())
     }

@@ -227,7 +227,7 @@ impl DitModel {
         } else {
             Buckets::square_only(pixel_size)
         };
-        shape.validate().map_err(PluginError::InvalidConfig)?;
+        shape.validate()?;
         if config.min_snr_gamma.is_nan() || config.min_snr_gamma <= 0.0 {
             return Err(PluginError::InvalidConfig(format!(
                 "min_snr_gamma is {}; it must be positive (100000 or more turns the clipping off)",
@@ -534,7 +534,7 @@ impl BaseModel for DitModel {
                 tensors.insert(format!("{prefix}.{name}"), t.clone());
             }
         }
-        checkpoint::save_tensors(&tensors, &dir.join("model.safetensors")).map_err(PluginError::Failed)?;
+        checkpoint::save_tensors(&tensors, &dir.join("model.safetensors"))?;
         let state = TrainerState {
             format: CHECKPOINT_FORMAT,
             step: self.optim.step,
@@ -543,7 +543,7 @@ impl BaseModel for DitModel {
             prediction: self.config.prediction,
         };
         let json = serde_json::to_vec_pretty(&state).map_err(failed)?;
-        checkpoint::write_synced(&dir.join("trainer.json"), &json).map_err(PluginError::Failed)
+        Ok(checkpoint::write_synced(&dir.join("trainer.json"), &json)?)
     }
 
     fn export(&self, dir: &Path) -> Result<(), PluginError> {
@@ -596,7 +596,7 @@ impl BaseModel for DitModel {
                 self.config.prediction.name()
             )));
         }
-        let tensors = checkpoint::load_tensors(&dir.join("model.safetensors")).map_err(PluginError::Failed)?;
+        let tensors = checkpoint::load_tensors(&dir.join("model.safetensors"))?;
         let device = self.params.device().clone();
         let dtype = self.params.dtype();
         let fetch = |key: String| -> Result<Tensor, PluginError> {
