@@ -2,23 +2,16 @@
 
 use super::bindings::judge_plugin::exports::evolve::plugin::judge;
 use super::bindings::teacher_plugin::evolve::plugin::types;
-use super::{Component, from_wit_image, info, init, installed, to_wit_error, wit_limits, wit_verdict};
+use super::convert::{from_wit_comparison, from_wit_images, to_wit_error, wit_limits, wit_verdict};
+use super::{Component, info, init, installed};
 use crate::exported::{Built, Exported};
-use crate::{CompareRequest, Comparison, ExpandRequest, MutateRequest};
+use crate::{CompareRequest, ExpandRequest, MutateRequest};
 
 fn plugin() -> Result<&'static dyn crate::Judge, types::PluginError> {
     match installed()? {
         Built::Judge(judge) => Ok(judge.as_ref()),
         _ => Err(types::PluginError::Failed("this component's plugin is not a judge".into())),
     }
-}
-
-fn from_wit_images(images: Vec<types::Image>) -> Result<Vec<crate::Image>, types::PluginError> {
-    images.into_iter().map(from_wit_image).collect()
-}
-
-fn from_wit_comparison(after: Option<judge::Comparison>) -> Result<Option<Comparison>, types::PluginError> {
-    after.map(|c| Ok(Comparison { prompt: c.prompt, images: from_wit_images(c.images)?, reply: c.reply })).transpose()
 }
 
 impl<P: Exported> judge::Guest for Component<P> {

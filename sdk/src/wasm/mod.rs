@@ -22,13 +22,14 @@
 //! The component runs in the host's sandbox: no files, no sockets, bounded memory and time per
 //! call; [`crate::host::http`] reaches only the hosts the experiment allows.
 
+mod convert;
 mod judge;
 mod operator;
 mod teacher;
 
+use crate::PluginError;
 use crate::exported::{Built, Exported};
 use crate::host::{HttpRequest, HttpResponse, LogLevel};
-use crate::{Choice, Image, Limits, PluginContext, PluginError, Verdict};
 use std::marker::PhantomData;
 use std::sync::OnceLock;
 
@@ -89,7 +90,7 @@ static INSTALLED: OnceLock<Built> = OnceLock::new();
 
 /// Builds the plugin from its config and keeps it for the instance's later calls.
 fn init<P: Exported>(config: &str, ctx: types::Context) -> Result<(), types::PluginError> {
-    let built = P::build_from_json(config, &context(ctx)).map_err(to_wit_error)?;
+    let built = P::build_from_json(config, &convert::context(ctx)).map_err(convert::to_wit_error)?;
     INSTALLED.set(built).map_err(|_| types::PluginError::Failed("init was called twice".into()))
 }
 
@@ -104,56 +105,6 @@ fn info<P: Exported>() -> types::PluginInfo {
         version: P::VERSION.into(),
         description: P::DESCRIPTION.into(),
         config_schema: P::config_schema().to_string(),
-    }
-}
-
-fn to_wit_error(error: PluginError) -> types::PluginError {
-    match error {
-        PluginError::InvalidConfig(m) => types::PluginError::InvalidConfig(m),
-        PluginError::InvalidInput(m) => types::PluginError::InvalidInput(m),
-        PluginError::Transient { message, .. } => types::PluginError::Transient(message),
-        PluginError::Uncertain(m) => types::PluginError::Uncertain(m),
-        PluginError::Billed(m) => types::PluginError::Billed(m),
-        PluginError::Unsupported(m) => types::PluginError::Unsupported(m),
-        PluginError::Failed(m) | PluginError::Quarantined(m) => types::PluginError::Failed(m),
-    }
-}
-
-fn context(ctx: types::Context) -> PluginContext {
-    PluginContext::new(ctx.instance, ctx.seed).with_run(ctx.image_size, "cpu")
-}
-
-fn wit_limits(l: Limits) -> types::Limits {
-    types::Limits { concurrency: l.concurrency, requests_per_minute: l.requests_per_minute }
-}
-
-fn wit_image(image: &Image) -> types::Image {
-    types::Image { width: image.width(), height: image.height(), rgb: image.pixels().to_vec() }
-}
-
-fn from_wit_image(image: types::Image) -> Result<Image, types::PluginError> {
-    Image::from_rgb(image.width, image.height, image.rgb).map_err(|e| types::PluginError::InvalidInput(e.to_string()))
-}
-
-fn wit_verdict(verdict: &Verdict) -> types::Verdict {
-    types::Verdict {
-        choice: match verdict.choice {
-            Choice::Best(i) => types::Choice::Best(i as u32),
-            Choice::Tie => types::Choice::Tie,
-        },
-        confidence: verdict.confidence,
-        raw: verdict.raw.clone(),
-    }
-}
-
-fn from_wit_verdict(verdict: types::Verdict) -> Verdict {
-    Verdict {
-        choice: match verdict.choice {
-            types::Choice::Best(i) => Choice::Best(i as usize),
-            types::Choice::Tie => Choice::Tie,
-        },
-        confidence: verdict.confidence,
-        raw: verdict.raw,
     }
 }
 

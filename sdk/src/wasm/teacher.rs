@@ -2,7 +2,8 @@
 
 use super::bindings::teacher_plugin::evolve::plugin::types;
 use super::bindings::teacher_plugin::exports::evolve::plugin::teacher;
-use super::{Component, info, init, installed, to_wit_error, wit_image, wit_limits};
+use super::convert::{from_wit_request, to_wit_error, to_wit_generated, wit_limits};
+use super::{Component, info, init, installed};
 use crate::exported::{Built, Exported};
 
 fn plugin() -> Result<&'static dyn crate::Teacher, types::PluginError> {
@@ -10,10 +11,6 @@ fn plugin() -> Result<&'static dyn crate::Teacher, types::PluginError> {
         Built::Teacher(teacher) => Ok(teacher.as_ref()),
         _ => Err(types::PluginError::Failed("this component's plugin is not a teacher".into())),
     }
-}
-
-fn from_wit_request(r: teacher::GenerateRequest) -> crate::GenerateRequest {
-    crate::GenerateRequest { prompt: r.prompt, width: r.width, height: r.height, seed: r.seed }
 }
 
 impl<P: Exported> teacher::Guest for Component<P> {
@@ -35,10 +32,6 @@ impl<P: Exported> teacher::Guest for Component<P> {
 
     fn generate(request: teacher::GenerateRequest) -> Result<teacher::GeneratedImage, types::PluginError> {
         let generated = crate::block_on(plugin()?.generate(&from_wit_request(request))).map_err(to_wit_error)?;
-        Ok(teacher::GeneratedImage {
-            image: wit_image(&generated.image),
-            revised_prompt: generated.revised_prompt,
-            cost_micro_usd: generated.cost.micro_usd,
-        })
+        Ok(to_wit_generated(&generated))
     }
 }

@@ -2,10 +2,10 @@
 
 use super::bindings::judge_plugin::exports::evolve::plugin::judge;
 use super::bindings::teacher_plugin::evolve::plugin::types;
+use super::convert::{from_wit_limits, from_wit_verdict, to_wit_comparison, to_wit_image};
 use super::sandbox::{Exports, Sandboxed};
-use super::{from_wit_limits, from_wit_verdict, to_wit_image};
 use crate::external::off_runtime;
-use evolve_sdk::{CompareRequest, Comparison, ExpandRequest, Judge, Limits, MutateRequest, PluginError, Verdict};
+use evolve_sdk::{CompareRequest, ExpandRequest, Judge, Limits, MutateRequest, PluginError, Verdict};
 use std::sync::Arc;
 
 /// A started judge instance.
@@ -16,14 +16,6 @@ fn exports(exports: &Exports) -> wasmtime::Result<&judge::Guest> {
         Exports::Judge(p) => Ok(p.evolve_plugin_judge()),
         _ => Err(wasmtime::Error::msg("the component is not a judge")),
     }
-}
-
-fn to_wit_comparison(after: &Option<Comparison>) -> Option<judge::Comparison> {
-    after.as_ref().map(|c| judge::Comparison {
-        prompt: c.prompt.clone(),
-        images: c.images.iter().map(to_wit_image).collect(),
-        reply: c.reply.clone(),
-    })
 }
 
 #[evolve_sdk::async_trait]

@@ -7,6 +7,7 @@
 //! judges) run on a blocking thread, and one instance serves one call at a time, so a wasm
 //! teacher or judge declares a concurrency of one.
 
+mod convert;
 mod engine;
 mod judge;
 mod operator;
@@ -16,10 +17,7 @@ mod teacher;
 pub use engine::{cache_dir, wit_version};
 
 use crate::experiment::PluginSettings;
-use bindings::teacher_plugin::evolve::plugin::types;
-use evolve_sdk::{
-    Choice, Image, Judge, Limits, Operator, PluginContext, PluginError, PluginInfo, PluginKind, Teacher, Verdict,
-};
+use evolve_sdk::{Judge, Operator, PluginContext, PluginError, PluginInfo, PluginKind, Teacher};
 use sandbox::{Exports, Sandboxed};
 use std::path::Path;
 use std::sync::Arc;
@@ -91,10 +89,6 @@ pub fn load(path: &Path) -> Result<(WasmComponent, PluginInfo, serde_json::Value
     Ok((loaded, info, schema))
 }
 
-fn context(ctx: &PluginContext) -> types::Context {
-    types::Context { instance: ctx.instance.clone(), seed: ctx.seed, image_size: ctx.image_size }
-}
-
 impl WasmComponent {
     fn instantiate(&self, settings: &PluginSettings, instance: &str) -> Result<Sandboxed, PluginError> {
         Sandboxed::new(&self.component, self.kind, settings, &format!("{}/{instance}", self.label))
@@ -108,7 +102,7 @@ impl WasmComponent {
         settings: &PluginSettings,
     ) -> Result<Sandboxed, PluginError> {
         let sandbox = self.instantiate(settings, &ctx.instance)?;
-        let (json, ctx) = (config.to_string(), context(ctx));
+        let (json, ctx) = (config.to_string(), convert::context(ctx));
         sandbox.call(|live| match &live.exports {
             Exports::Teacher(p) => p.evolve_plugin_teacher().call_init(&mut live.store, &json, &ctx),
             Exports::Judge(p) => p.evolve_plugin_judge().call_init(&mut live.store, &json, &ctx),
@@ -145,41 +139,5 @@ impl WasmComponent {
         settings: &PluginSettings,
     ) -> Result<Box<dyn Judge>, PluginError> {
         Ok(Box::new(judge::WasmJudge(Arc::new(self.start(config, ctx, settings)?))))
-    }
-}
-
-fn from_wit_image(image: types::Image) -> Result<Image, PluginError> {
-    Image::from_rgb(image.width, image.height, image.rgb)
-        .map_err(|e| PluginError::Failed(format!("the plugin returned a bad image: {e}")))
-}
-
-fn to_wit_image(image: &Image) -> types::Image {
-    types::Image { width: image.width(), height: image.height(), rgb: image.pixels().to_vec() }
-}
-
-fn from_wit_limits(l: types::Limits) -> Limits {
-    // One instance serves one call at a time.
-    Limits { concurrency: 1, requests_per_minute: l.requests_per_minute }
-}
-
-fn from_wit_verdict(verdict: types::Verdict) -> Verdict {
-    Verdict {
-        choice: match verdict.choice {
-            types::Choice::Best(i) => Choice::Best(i as usize),
-            types::Choice::Tie => Choice::Tie,
-        },
-        confidence: verdict.confidence,
-        raw: verdict.raw,
-    }
-}
-
-fn to_wit_verdict(verdict: &Verdict) -> types::Verdict {
-    types::Verdict {
-        choice: match verdict.choice {
-            Choice::Best(i) => types::Choice::Best(i as u32),
-            Choice::Tie => types::Choice::Tie,
-        },
-        confidence: verdict.confidence,
-        raw: verdict.raw.clone(),
     }
 }

@@ -5,6 +5,7 @@
 
 use super::bindings::teacher_plugin::evolve::plugin::{host, types};
 use super::bindings::{judge_plugin::JudgePlugin, operator_plugin::OperatorPlugin, teacher_plugin::TeacherPlugin};
+use super::convert::plugin_error;
 use super::engine::{TICK, engine, first_line};
 use crate::experiment::PluginSettings;
 use crate::external::capabilities;
@@ -333,19 +334,6 @@ fn fault(store: &Store<HostState>, trap: &wasmtime::Error) -> String {
         format!("exceeded its memory limit of {} MiB ([plugins] memory_mb)", state.memory_limit >> 20)
     } else {
         format!("trapped: {}", first_line(trap))
-    }
-}
-
-/// The SDK's error for the WIT one.
-pub fn plugin_error(error: types::PluginError) -> PluginError {
-    match error {
-        types::PluginError::InvalidConfig(m) => PluginError::InvalidConfig(m),
-        types::PluginError::InvalidInput(m) => PluginError::InvalidInput(m),
-        types::PluginError::Transient(m) => PluginError::transient(m),
-        types::PluginError::Uncertain(m) => PluginError::Uncertain(m),
-        types::PluginError::Billed(m) => PluginError::Billed(m),
-        types::PluginError::Failed(m) => PluginError::Failed(m),
-        types::PluginError::Unsupported(m) => PluginError::Unsupported(m),
     }
 }
 

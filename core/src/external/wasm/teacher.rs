@@ -1,8 +1,8 @@
 //! A wasm component of the `teacher-plugin` world as the SDK's [`Teacher`].
 
 use super::bindings::teacher_plugin::exports::evolve::plugin::teacher;
+use super::convert::{from_wit_generated, from_wit_limits, to_wit_request};
 use super::sandbox::{Exports, Sandboxed};
-use super::{from_wit_image, from_wit_limits};
 use crate::external::off_runtime;
 use evolve_sdk::{Cost, GenerateRequest, GeneratedImage, Limits, PluginError, Teacher};
 use std::sync::Arc;
@@ -15,10 +15,6 @@ fn exports(exports: &Exports) -> wasmtime::Result<&teacher::Guest> {
         Exports::Teacher(p) => Ok(p.evolve_plugin_teacher()),
         _ => Err(wasmtime::Error::msg("the component is not a teacher")),
     }
-}
-
-fn to_wit_request(r: &GenerateRequest) -> teacher::GenerateRequest {
-    teacher::GenerateRequest { prompt: r.prompt.clone(), width: r.width, height: r.height, seed: r.seed }
 }
 
 #[evolve_sdk::async_trait]
@@ -44,10 +40,6 @@ impl Teacher for WasmTeacher {
         let generated =
             off_runtime(move || sandbox.call(|live| exports(&live.exports)?.call_generate(&mut live.store, &wit)))
                 .await??;
-        Ok(GeneratedImage {
-            image: from_wit_image(generated.image)?,
-            revised_prompt: generated.revised_prompt,
-            cost: Cost { micro_usd: generated.cost_micro_usd },
-        })
+        from_wit_generated(generated)
     }
 }
