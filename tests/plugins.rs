@@ -283,25 +283,46 @@ fn a_judges_nan_confidence_or_phantom_choice_is_its_error_not_a_corrupt_ledger()
 
 #[test]
 fn an_infinite_loop_times_out_and_is_quarantined() {
-    let op = probe(wasm(&files().probe_wasm), serde_json::json!({ "behaviour": "loop" }));
-    let faults = Arc::new(AtomicUsize::new(0));
-    tracing::subscriber::with_default(ErrorCounter(Arc::clone(&faults)), || {
-        let reason = quarantined(op.decide(&typical_sample()));
-        assert!(reason.contains("exceeded its time limit of 300 ms"), "{reason}");
-        // Named as it names itself (`probe`), not by its file (`evolve_probe_wasm.wasm`).
-        assert!(reason.contains("wasm plugin `probe/probe`"), "{reason}");
-        // Quarantined for good: the next call fails with the same reason without entering the
-        // component (entering it would fault, and log a fault, again).
-        assert_eq!(quarantined(op.decide(&typical_sample())), reason);
-    });
+    let faults = faults_logged_by("probe/looping");
+    let op = registry()
+        .operator(
+            &wasm(&files().probe_wasm),
+            serde_json::json!({ "behaviour": "loop" }),
+            &PluginContext::new("looping", 1),
+        )
+        .expect("the probe builds");
+    let reason = quarantined(op.decide(&typical_sample()));
+    assert!(reason.contains("exceeded its time limit of 300 ms"), "{reason}");
+    // Named as it names itself (`probe`), not by its file (`evolve_probe_wasm.wasm`).
+    assert!(reason.contains("wasm plugin `probe/looping`"), "{reason}");
+    // Quarantined for good: the next call fails with the same reason without entering the
+    // component (entering it would fault, and log a fault, again).
+    assert_eq!(quarantined(op.decide(&typical_sample())), reason);
     assert_eq!(faults.load(Ordering::SeqCst), 1, "the looping guest was entered once");
     // The host is fine: a well-behaved instance of the same component still works.
     let fine = probe(wasm(&files().probe_wasm), serde_json::json!({}));
     assert_eq!(fine.decide(&typical_sample()).unwrap(), vec![Action::Expand { n: 3 }]);
 }
 
-/// Counts the error events logged on this thread (a quarantine logs one per fault).
-struct ErrorCounter(Arc<AtomicUsize>);
+/// A count of the error events the host logs about the plugin instance `label` (a quarantine
+/// logs one per fault), from every thread of this test binary.
+fn faults_logged_by(label: &'static str) -> Arc<AtomicUsize> {
+    static COUNTER: OnceLock<ErrorCounter> = OnceLock::new();
+    let counter = COUNTER.get_or_init(|| ErrorCounter(Arc::new(Mutex::new(Vec::new()))));
+    // Global, so that no thread's logging can leave the callsite uninterested; an error is
+    // an earlier call having installed it already.
+    let _ = tracing::subscriber::set_global_default(counter.clone());
+    let count = Arc::new(AtomicUsize::new(0));
+    counter.0.lock().unwrap().push((label, Arc::clone(&count)));
+    count
+}
+
+/// The labels watched, each with its count.
+type Watched = Vec<(&'static str, Arc<AtomicUsize>)>;
+
+/// Counts error events by their `plugin` field, for the labels asked about.
+#[derive(Clone)]
+struct ErrorCounter(Arc<Mutex<Watched>>);
 
 impl tracing::Subscriber for ErrorCounter {
     fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
@@ -312,8 +333,22 @@ impl tracing::Subscriber for ErrorCounter {
     }
     fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Plugin(String);
+        impl tracing::field::Visit for Plugin {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "plugin" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut plugin = Plugin(String::new());
+        event.record(&mut plugin);
+        for (label, count) in self.0.lock().unwrap().iter() {
+            if plugin.0 == *label {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        }
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}

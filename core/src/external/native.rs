@@ -9,7 +9,7 @@ use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::std_types::{RResult, RStr, RString};
 use evolve_sdk::host::HostCalls;
 use evolve_sdk::native::ffi::{
-    FfiContext, FfiError, FfiGenerateRequest, FfiHttpRequest, FfiHttpResponse, FfiImageRef, SampleParts, kind_of,
+    FfiContext, FfiError, FfiGenerateRequest, FfiHttpRequest, FfiHttpResponse, FfiImageRef, SampleParts,
 };
 use evolve_sdk::native::{FfiHost, FfiPlugin, JudgeBox, OperatorBox, PluginModuleRef, TeacherBox};
 use evolve_sdk::{
@@ -30,8 +30,12 @@ pub fn load(path: &Path) -> Result<(NativeLibrary, PluginInfo, serde_json::Value
     let module = header.init_root_module::<PluginModuleRef>().map_err(|e| describe(path, e))?;
     (module.connect_host())(FfiHost { http: host_http, log: host_log });
     let info = (module.info())();
-    let kind = kind_of(info.kind)
-        .ok_or_else(|| format!("{} declares an unknown plugin kind (code {})", path.display(), info.kind))?;
+    let kind = info.kind.plugin_kind().ok_or_else(|| {
+        format!(
+            "{} declares a plugin kind that only built-in plugins can be (a base model or an evaluator)",
+            path.display()
+        )
+    })?;
     let schema = serde_json::from_str(info.config_schema.as_str())
         .map_err(|e| format!("{} ships a config schema that is not JSON: {e}", path.display()))?;
     let info = PluginInfo {

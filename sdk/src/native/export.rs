@@ -3,7 +3,7 @@
 
 use super::ffi::{
     FfiAction, FfiContext, FfiError, FfiGenerateRequest, FfiGenerated, FfiHttpRequest, FfiImageRef, FfiInfo, FfiLimits,
-    FfiSample, FfiVerdict, kind_code,
+    FfiSample, FfiVerdict,
 };
 use super::module::{
     FfiHost, FfiJudge, FfiJudge_TO, FfiOperator, FfiOperator_TO, FfiPlugin, FfiTeacher, FfiTeacher_TO, PluginModule,
@@ -37,7 +37,7 @@ extern "C" fn info<P: Exported>() -> FfiInfo {
     let schema = catch_unwind(P::config_schema).unwrap_or_else(|_| serde_json::json!({}));
     FfiInfo {
         name: P::NAME.into(),
-        kind: kind_code(P::KIND),
+        kind: P::KIND.into(),
         version: P::VERSION.into(),
         description: P::DESCRIPTION.into(),
         config_schema: schema.to_string().into(),

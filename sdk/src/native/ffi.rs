@@ -14,13 +14,34 @@ use abi_stable::StableAbi;
 use abi_stable::std_types::{ROption, RSlice, RStr, RString, RVec, Tuple2};
 use std::time::Duration;
 
+/// Which [`PluginError`] case a failure is.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FfiErrorKind {
+    /// [`PluginError::InvalidConfig`].
+    InvalidConfig,
+    /// [`PluginError::InvalidInput`].
+    InvalidInput,
+    /// [`PluginError::Transient`].
+    Transient,
+    /// [`PluginError::Failed`].
+    Failed,
+    /// [`PluginError::Unsupported`].
+    Unsupported,
+    /// A panic caught at the boundary (a failure that says so).
+    Panicked,
+    /// [`PluginError::Uncertain`].
+    Uncertain,
+    /// [`PluginError::Billed`].
+    Billed,
+}
+
 /// Why a call failed, as [`PluginError`] says it.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct FfiError {
-    /// 0 invalid config, 1 invalid input, 2 transient, 3 failed, 4 unsupported, 5 panicked,
-    /// 6 uncertain (possibly billed), 7 billed and unusable.
-    pub kind: u8,
+    /// The case.
+    pub kind: FfiErrorKind,
     /// The message.
     pub message: RString,
     /// For transient failures: the provider's requested wait.
@@ -30,22 +51,23 @@ pub struct FfiError {
 impl FfiError {
     /// A panic caught at the boundary.
     pub fn panicked(message: String) -> Self {
-        FfiError { kind: 5, message: message.into(), retry_after_ms: ROption::RNone }
+        FfiError { kind: FfiErrorKind::Panicked, message: message.into(), retry_after_ms: ROption::RNone }
     }
 }
 
 impl From<PluginError> for FfiError {
     fn from(error: PluginError) -> Self {
+        use FfiErrorKind as K;
         let (kind, message, retry) = match error {
-            PluginError::InvalidConfig(m) => (0, m, None),
-            PluginError::InvalidInput(m) => (1, m, None),
-            PluginError::Transient { message, retry_after } => (2, message, retry_after),
-            PluginError::Failed(m) => (3, m, None),
-            PluginError::Unsupported(m) => (4, m, None),
-            PluginError::Uncertain(m) => (6, m, None),
-            PluginError::Billed(m) => (7, m, None),
+            PluginError::InvalidConfig(m) => (K::InvalidConfig, m, None),
+            PluginError::InvalidInput(m) => (K::InvalidInput, m, None),
+            PluginError::Transient { message, retry_after } => (K::Transient, message, retry_after),
+            PluginError::Failed(m) => (K::Failed, m, None),
+            PluginError::Unsupported(m) => (K::Unsupported, m, None),
+            PluginError::Uncertain(m) => (K::Uncertain, m, None),
+            PluginError::Billed(m) => (K::Billed, m, None),
             // Only the host quarantines; a plugin passing the variant on is just failing.
-            PluginError::Quarantined(m) => (3, m, None),
+            PluginError::Quarantined(m) => (K::Failed, m, None),
         };
         let retry_after_ms = retry.map(|d| d.as_millis() as u64).into();
         FfiError { kind, message: message.into(), retry_after_ms }
@@ -56,17 +78,54 @@ impl From<FfiError> for PluginError {
     fn from(error: FfiError) -> Self {
         let message = error.message.into_string();
         match error.kind {
-            0 => PluginError::InvalidConfig(message),
-            1 => PluginError::InvalidInput(message),
-            2 => PluginError::Transient {
+            FfiErrorKind::InvalidConfig => PluginError::InvalidConfig(message),
+            FfiErrorKind::InvalidInput => PluginError::InvalidInput(message),
+            FfiErrorKind::Transient => PluginError::Transient {
                 message,
                 retry_after: error.retry_after_ms.into_option().map(Duration::from_millis),
             },
-            4 => PluginError::Unsupported(message),
-            5 => PluginError::Failed(format!("the plugin panicked: {message}")),
-            6 => PluginError::Uncertain(message),
-            7 => PluginError::Billed(message),
-            _ => PluginError::Failed(message),
+            FfiErrorKind::Unsupported => PluginError::Unsupported(message),
+            FfiErrorKind::Panicked => PluginError::Failed(format!("the plugin panicked: {message}")),
+            FfiErrorKind::Uncertain => PluginError::Uncertain(message),
+            FfiErrorKind::Billed => PluginError::Billed(message),
+            FfiErrorKind::Failed => PluginError::Failed(message),
+        }
+    }
+}
+
+/// The kind of plugin a library holds.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FfiKind {
+    /// A teacher.
+    Teacher,
+    /// A judge.
+    Judge,
+    /// An operator.
+    Operator,
+    /// A kind that cannot be external (a base model or an evaluator): the host refuses it.
+    BuiltInOnly,
+}
+
+impl From<PluginKind> for FfiKind {
+    fn from(kind: PluginKind) -> Self {
+        match kind {
+            PluginKind::Teacher => FfiKind::Teacher,
+            PluginKind::Judge => FfiKind::Judge,
+            PluginKind::Operator => FfiKind::Operator,
+            PluginKind::BaseModel | PluginKind::Evaluator => FfiKind::BuiltInOnly,
+        }
+    }
+}
+
+impl FfiKind {
+    /// The [`PluginKind`], if it is one an external plugin can be.
+    pub fn plugin_kind(self) -> Option<PluginKind> {
+        match self {
+            FfiKind::Teacher => Some(PluginKind::Teacher),
+            FfiKind::Judge => Some(PluginKind::Judge),
+            FfiKind::Operator => Some(PluginKind::Operator),
+            FfiKind::BuiltInOnly => None,
         }
     }
 }
@@ -77,29 +136,14 @@ impl From<FfiError> for PluginError {
 pub struct FfiInfo {
     /// The plugin's name.
     pub name: RString,
-    /// 0 teacher, 1 judge, 2 operator.
-    pub kind: u8,
+    /// Its kind.
+    pub kind: FfiKind,
     /// The plugin's own version.
     pub version: RString,
     /// One line on what it does.
     pub description: RString,
     /// JSON Schema of its config, as JSON text.
     pub config_schema: RString,
-}
-
-/// The [`PluginKind`] for an [`FfiInfo::kind`] code, if it is one an external plugin can be.
-pub fn kind_of(code: u8) -> Option<PluginKind> {
-    [PluginKind::Teacher, PluginKind::Judge, PluginKind::Operator].get(code as usize).copied()
-}
-
-/// The [`FfiInfo::kind`] code of `kind` (base models and evaluators are built in only).
-pub fn kind_code(kind: PluginKind) -> u8 {
-    match kind {
-        PluginKind::Teacher => 0,
-        PluginKind::Judge => 1,
-        PluginKind::Operator => 2,
-        PluginKind::BaseModel | PluginKind::Evaluator => u8::MAX,
-    }
 }
 
 /// What the host tells a plugin when it builds an instance.
@@ -178,12 +222,12 @@ pub struct FfiSample<'a> {
     pub sample_id: i64,
     /// The prompt.
     pub prompt: RStr<'a>,
-    /// 0 seed, 1 expansion, 2 mutation.
-    pub origin: u8,
+    /// Where it came from.
+    pub origin: FfiOrigin,
     /// The round.
     pub round: u64,
-    /// 0 teacher better, 1 base as good.
-    pub outcome: u8,
+    /// The judge's outcome.
+    pub outcome: FfiOutcome,
     /// The preferred image's index, or none for a tie.
     pub choice: ROption<u64>,
     /// The judge's confidence.
@@ -192,30 +236,81 @@ pub struct FfiSample<'a> {
     pub raw: RStr<'a>,
     /// Whether the verdict was confirmed in swapped order.
     pub rejudged: bool,
-    /// Earlier outcomes (codes as `outcome`).
-    pub history: RSlice<'a, u8>,
+    /// Earlier outcomes.
+    pub history: RSlice<'a, FfiOutcome>,
     /// What earlier operators proposed.
     pub proposed: RSlice<'a, FfiAction>,
     /// Seed for this decision.
     pub seed: u64,
 }
 
-const ORIGINS: [Origin; 4] = [Origin::Seed, Origin::Expansion, Origin::Mutation, Origin::Imported];
+/// Where a sample came from ([`Origin`]).
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FfiOrigin {
+    /// [`Origin::Seed`].
+    Seed,
+    /// [`Origin::Expansion`].
+    Expansion,
+    /// [`Origin::Mutation`].
+    Mutation,
+    /// [`Origin::Imported`].
+    Imported,
+}
 
-fn outcome_code(outcome: Outcome) -> u8 {
-    match outcome {
-        Outcome::TeacherBetter => 0,
-        Outcome::BaseAsGood => 1,
+impl From<Origin> for FfiOrigin {
+    fn from(origin: Origin) -> Self {
+        match origin {
+            Origin::Seed => FfiOrigin::Seed,
+            Origin::Expansion => FfiOrigin::Expansion,
+            Origin::Mutation => FfiOrigin::Mutation,
+            Origin::Imported => FfiOrigin::Imported,
+        }
     }
 }
 
-fn outcome_of(code: u8) -> Outcome {
-    if code == 0 { Outcome::TeacherBetter } else { Outcome::BaseAsGood }
+impl From<FfiOrigin> for Origin {
+    fn from(origin: FfiOrigin) -> Self {
+        match origin {
+            FfiOrigin::Seed => Origin::Seed,
+            FfiOrigin::Expansion => Origin::Expansion,
+            FfiOrigin::Mutation => Origin::Mutation,
+            FfiOrigin::Imported => Origin::Imported,
+        }
+    }
+}
+
+/// A judged outcome ([`Outcome`]).
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FfiOutcome {
+    /// [`Outcome::TeacherBetter`].
+    TeacherBetter,
+    /// [`Outcome::BaseAsGood`].
+    BaseAsGood,
+}
+
+impl From<Outcome> for FfiOutcome {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::TeacherBetter => FfiOutcome::TeacherBetter,
+            Outcome::BaseAsGood => FfiOutcome::BaseAsGood,
+        }
+    }
+}
+
+impl From<FfiOutcome> for Outcome {
+    fn from(outcome: FfiOutcome) -> Self {
+        match outcome {
+            FfiOutcome::TeacherBetter => Outcome::TeacherBetter,
+            FfiOutcome::BaseAsGood => Outcome::BaseAsGood,
+        }
+    }
 }
 
 /// The owned parts of an [`FfiSample`] that the SDK's sample does not hold in FFI form.
 pub struct SampleParts {
-    history: Vec<u8>,
+    history: Vec<FfiOutcome>,
     proposed: Vec<FfiAction>,
 }
 
@@ -223,7 +318,7 @@ impl SampleParts {
     /// Prepares `sample` for [`borrow`](SampleParts::borrow).
     pub fn new(sample: &EvaluatedSample) -> Self {
         SampleParts {
-            history: sample.history.iter().map(|o| outcome_code(*o)).collect(),
+            history: sample.history.iter().map(|o| FfiOutcome::from(*o)).collect(),
             proposed: sample.proposed.iter().map(FfiAction::from).collect(),
         }
     }
@@ -233,9 +328,9 @@ impl SampleParts {
         FfiSample {
             sample_id: sample.sample_id,
             prompt: sample.prompt.as_str().into(),
-            origin: ORIGINS.iter().position(|o| *o == sample.origin).unwrap_or(0) as u8,
+            origin: sample.origin.into(),
             round: sample.round,
-            outcome: outcome_code(sample.outcome),
+            outcome: sample.outcome.into(),
             choice: match sample.verdict.choice {
                 Choice::Best(i) => ROption::RSome(i as u64),
                 Choice::Tie => ROption::RNone,
@@ -256,16 +351,16 @@ impl FfiSample<'_> {
         EvaluatedSample {
             sample_id: self.sample_id,
             prompt: self.prompt.to_string(),
-            origin: ORIGINS.get(self.origin as usize).copied().unwrap_or(Origin::Seed),
+            origin: self.origin.into(),
             round: self.round,
-            outcome: outcome_of(self.outcome),
+            outcome: self.outcome.into(),
             verdict: Verdict {
                 choice: self.choice.into_option().map_or(Choice::Tie, |i| Choice::Best(i as usize)),
                 confidence: self.confidence,
                 raw: self.raw.to_string(),
             },
             rejudged: self.rejudged,
-            history: self.history.iter().map(|c| outcome_of(*c)).collect(),
+            history: self.history.iter().map(|o| Outcome::from(*o)).collect(),
             proposed: self.proposed.iter().map(Action::from).collect(),
             seed: self.seed,
         }
@@ -543,7 +638,7 @@ mod round_trip {
 
     #[test]
     fn a_sample_crosses_whole_with_every_origin_outcome_and_choice() {
-        for origin in ORIGINS {
+        for origin in [Origin::Seed, Origin::Expansion, Origin::Mutation, Origin::Imported] {
             for outcome in [Outcome::TeacherBetter, Outcome::BaseAsGood] {
                 for choice in [Choice::Best(1), Choice::Tie] {
                     let sent = sample(origin, outcome, choice);
@@ -551,6 +646,16 @@ mod round_trip {
                     assert_eq!(parts.borrow(&sent).to_sample(), sent);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_kinds_an_external_plugin_can_be_cross_and_the_others_are_refused() {
+        for kind in [PluginKind::Teacher, PluginKind::Judge, PluginKind::Operator] {
+            assert_eq!(FfiKind::from(kind).plugin_kind(), Some(kind));
+        }
+        for kind in [PluginKind::BaseModel, PluginKind::Evaluator] {
+            assert_eq!(FfiKind::from(kind).plugin_kind(), None);
         }
     }
 
