@@ -224,6 +224,36 @@ fn abandon(run: Arc<Mutex<RunDir>>, dir: &Path, error: DirectorError) -> Directo
     DirectorError::Abandoned { source: Box::new(error), dir: dir.to_path_buf(), removed }
 }
 
+/// How the rounds ended.
+struct Ended {
+    /// Rounds run in total.
+    rounds: u64,
+    /// Stopped by Ctrl-C.
+    interrupted: bool,
+    /// What the judge audit found wrong at the last round.
+    audit_failed: Option<String>,
+}
+
+/// Shows the trainer's progress and the budget while the run goes (a JSON status event every
+/// 25 updates), until aborted.
+fn spawn_ticker(trainer: &Trainer, budget: Arc<Mutex<Budget>>, progress: Progress) -> tokio::task::JoinHandle<()> {
+    let mut status = trainer.status();
+    tokio::spawn(async move {
+        let mut ticks = 0u64;
+        while status.changed().await.is_ok() {
+            let now = *status.borrow_and_update();
+            let budget = lock(&budget).clone();
+            progress.trainer(&now);
+            progress.budget(&budget);
+            if ticks.is_multiple_of(25) {
+                progress.status_event(&now, &budget);
+            }
+            ticks += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+}
+
 struct Director {
     experiment: Arc<Experiment>,
     run: Arc<Mutex<RunDir>>,
@@ -257,17 +287,49 @@ impl Director {
         Ok(Director { experiment, run, shop, plugins, options: options.clone() })
     }
 
+    /// The run's three phases: the initial set bought, the trainer started, rounds until a stop.
     async fn run(
         self,
         experiment_dir: &Path,
         registry: &Registry,
     ) -> Result<(Box<dyn evolve_sdk::BaseModel>, RunOutcome), DirectorError> {
-        let budget = self.experiment.budget.clone();
+        let budget = &self.experiment.budget;
         let progress = Progress::new(self.options.quiet, self.options.json, budget.max_steps, budget.max_teacher_calls);
+        let data = self.initial_set(experiment_dir, &progress).await?;
+        let (trainer, first_step) = self.start_trainer(registry, data)?;
+        let ticker = spawn_ticker(&trainer, self.shop.budget(), progress.clone());
+        let ended = self.rounds(&trainer, first_step, &progress).await;
+        ticker.abort();
+        self.refresh_report().await;
+        let last = *trainer.status().borrow();
+        progress.trainer(&last);
+        progress.finish();
+        let ended = ended?;
+        let model = trainer.stop()?;
+        let run = lock(&self.run);
+        let (calls, cost) = run.ledger.call_totals()?;
+        let outcome = RunOutcome {
+            run_dir: self.options.run_dir.clone(),
+            steps: last.step,
+            rounds: ended.rounds,
+            calls,
+            cost,
+            judge: run.ledger.judge_totals()?,
+            active: run.ledger.active_count()?,
+            busy: last.busy,
+            teachers: run.ledger.teacher_records()?,
+            quarantined: run.ledger.faults()?,
+            eval: None,
+            interrupted: ended.interrupted,
+            audit_failed: ended.audit_failed,
+        };
+        Ok((model, outcome))
+    }
 
-        // 1. The initial set: a dataset brought in and the prompts written down once, bought
-        // (or finished buying) on every start.
-        self.import_dataset(experiment_dir, &progress)?;
+    /// Phase 1: a dataset brought in and the prompts written down once, bought (or finished
+    /// buying) on every start; the active set to train on.
+    async fn initial_set(&self, experiment_dir: &Path, progress: &Progress) -> Result<TrainingSet, DirectorError> {
+        self.import_dataset(experiment_dir, progress)?;
         self.write_down_seeds(experiment_dir).await?;
         progress.note("buying the initial set");
         let pending = lock(&self.run).ledger.open_pending()?;
@@ -277,40 +339,32 @@ impl Director {
         if data.is_empty() {
             return Err(DirectorError::NoSamples);
         }
+        Ok(data)
+    }
 
-        // 2. The trainer, restored from the latest checkpoint when resuming.
+    /// Phase 2: the trainer on its thread, restored from the latest checkpoint when resuming;
+    /// with the step it starts from.
+    fn start_trainer(&self, registry: &Registry, data: TrainingSet) -> Result<(Trainer, u64), DirectorError> {
         let mut model = run_model::build(&self.experiment, registry, &self.options.run_dir)?;
         let restored =
             if self.options.resume { run_model::restore(model.as_mut(), &self.options.run_dir)? } else { None };
         let state = restored.unwrap_or_else(|| HostState::fresh(&self.experiment));
+        let director = &self.experiment.director;
         let settings = TrainerSettings {
             run_dir: self.options.run_dir.clone(),
             batch_size: self.experiment.training.batch_size as usize,
-            max_steps: budget.max_steps,
+            max_steps: self.experiment.budget.max_steps,
             checkpoint_every: self.experiment.training.checkpoint_every,
-            hold_every: self.experiment.director.lockstep.then_some(self.experiment.director.every_steps.max(1)),
+            hold_every: director.lockstep.then_some(director.every_steps.max(1)),
         };
-        let trainer = Trainer::start(model, state, data, settings)?;
+        Ok((Trainer::start(model, state, data, settings)?, state.step))
+    }
 
-        // 3. Rounds, every `every_steps` trainer steps, until a stop.
+    /// Phase 3: a round every `every_steps` trainer steps, until training ends, a budget or the
+    /// target stops it, the audit stops it, or Ctrl-C.
+    async fn rounds(&self, trainer: &Trainer, first_step: u64, progress: &Progress) -> Result<Ended, DirectorError> {
+        let budget = &self.experiment.budget;
         let mut status = trainer.status();
-        let ticker = {
-            let (mut status, budget, steps) = (trainer.status(), self.shop.budget(), progress.clone());
-            tokio::spawn(async move {
-                let mut ticks = 0u64;
-                while status.changed().await.is_ok() {
-                    let now = *status.borrow_and_update();
-                    let budget = lock(&budget).clone();
-                    steps.trainer(&now);
-                    steps.budget(&budget);
-                    if ticks.is_multiple_of(25) {
-                        steps.status_event(&now, &budget);
-                    }
-                    ticks += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            })
-        };
         let ctx = RoundContext {
             run: Arc::clone(&self.run),
             experiment: Arc::clone(&self.experiment),
@@ -320,18 +374,16 @@ impl Director {
             shop: Arc::clone(&self.shop),
         };
         let every = self.experiment.director.every_steps.max(1);
-        let mut next_round = (state.step / every + 1) * every;
-        let mut rounds = lock(&self.run).ledger.round_count()?;
+        let mut next_round = (first_step / every + 1) * every;
+        let mut ended = Ended { rounds: lock(&self.run).ledger.round_count()?, interrupted: false, audit_failed: None };
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
-        let mut interrupted = false;
-        let mut audit_failed: Option<String> = None;
         loop {
             tokio::select! {
                 reached = status.wait_for(|s| s.step >= next_round || s.finished || s.active == 0) => {
                     if reached.is_err() { break }
                 }
-                _ = &mut ctrl_c => { interrupted = true; break }
+                _ = &mut ctrl_c => { ended.interrupted = true; break }
             }
             let now = *status.borrow();
             if now.active == 0 {
@@ -344,26 +396,25 @@ impl Director {
                 break; // training finished: a round now would buy images nothing trains on
             }
             let id = crate::blocking(|| lock(&self.run).ledger.begin_round(now.step))?;
-            rounds += 1;
+            ended.rounds += 1;
             let summary: RoundSummary = tokio::select! {
-                summary = run_round(&ctx, &trainer, id, now.step) => summary?,
-                _ = &mut ctrl_c => { interrupted = true; break }
+                summary = run_round(&ctx, trainer, id, now.step) => summary?,
+                _ = &mut ctrl_c => { ended.interrupted = true; break }
             };
-            progress.round(rounds, now.step, &summary);
+            progress.round(ended.rounds, now.step, &summary);
             self.record_teacher_rates(now.step)?;
             let failed = self.audit_judge(now.step)?;
-            if let Some(failed) = failed.as_ref().filter(|&f| audit_failed.as_ref() != Some(f)) {
+            if let Some(failed) = failed.as_ref().filter(|&f| ended.audit_failed.as_ref() != Some(f)) {
                 tracing::warn!("the judge audit failed: {failed}");
                 progress.note(&format!("judge audit failed: {failed}"));
             }
-            audit_failed = failed;
-            if audit_failed.is_some() && self.experiment.audit.on_fail == OnAuditFail::Stop {
-                self.refresh_report().await;
+            ended.audit_failed = failed;
+            self.refresh_report().await;
+            if ended.audit_failed.is_some() && self.experiment.audit.on_fail == OnAuditFail::Stop {
                 break;
             }
-            self.refresh_report().await;
             next_round += every;
-            if self.target_reached(&trainer, rounds, now.step).await? {
+            if self.target_reached(trainer, ended.rounds, now.step).await? {
                 break;
             }
             let spent = lock(&self.shop.budget()).exhausted();
@@ -373,30 +424,7 @@ impl Director {
             // In lockstep the trainer waited for this round; otherwise this does nothing.
             trainer.resume();
         }
-        ticker.abort();
-        self.refresh_report().await;
-        let last = *status.borrow();
-        progress.trainer(&last);
-        progress.finish();
-        let model = trainer.stop()?;
-        let run = lock(&self.run);
-        let (calls, cost) = run.ledger.call_totals()?;
-        let outcome = RunOutcome {
-            run_dir: self.options.run_dir.clone(),
-            steps: last.step,
-            rounds,
-            calls,
-            cost,
-            judge: run.ledger.judge_totals()?,
-            active: run.ledger.active_count()?,
-            busy: last.busy,
-            teachers: run.ledger.teacher_records()?,
-            quarantined: run.ledger.faults()?,
-            eval: None,
-            interrupted,
-            audit_failed,
-        };
-        Ok((model, outcome))
+        Ok(ended)
     }
 
     /// Rewrites the HTML report off the async workers; a failure is logged, never fatal.
