@@ -386,8 +386,9 @@ impl Dit {
         if cfg!(feature = "fused-cpu") && fits { BlockPath::Stack { train } } else { BlockPath::Candle }
     }
 
-    /// Predicts the noise in `x` (B, C, H, W) at `timesteps` given projected captions `y`,
-    /// through candle's ops (the reference path).
+    /// The transformer's output for `x` (B, C, H, W) at `timesteps` given projected captions
+    /// `y` — the noise or the clean image, as the model's `prediction` says — through candle's
+    /// ops (the reference path).
     pub fn forward(&self, x: &Tensor, timesteps: &[f64], y: &Caption) -> Result<Tensor> {
         Ok(self.forward_with(x, timesteps, y, BlockPath::Candle)?.0)
     }
