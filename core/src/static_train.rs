@@ -49,6 +49,9 @@ pub enum TrainError {
     /// The experiment names no teacher (validation refuses such a file; a hand-built one may not).
     #[error("the experiment has no teacher to buy from")]
     NoTeacher,
+    /// A purchase still held the run after buying ended (a task that did not finish).
+    #[error("a purchase outlived the buying phase")]
+    PurchaseOutlived,
     /// The prompt set is empty: nothing to train on.
     #[error("no training samples: the prompt set is empty")]
     NoSamples,
@@ -128,9 +131,8 @@ pub fn run(
     runtime.block_on(acquire::buy_seed_samples(&shared, experiment, Arc::clone(&teacher), &label, &prompts, |n| {
         buying.set_position(n as u64)
     }))?;
-    // Every purchase has finished and let go of the run.
     let run = Arc::into_inner(shared)
-        .expect("no purchase outlives buy_seed_samples")
+        .ok_or(TrainError::PurchaseOutlived)?
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     buying.finish();
