@@ -36,6 +36,9 @@ pub enum RoutingBenchError {
     /// A run ended without its evaluation.
     #[error("the {0} run produced no evaluation")]
     NoEvaluation(String),
+    /// A kept run's ledger could not be read.
+    #[error(transparent)]
+    Ledger(#[from] crate::store::LedgerError),
 }
 
 /// How the benchmark runs.
@@ -49,17 +52,20 @@ pub struct Settings {
     pub initial: u64,
     /// Where the runs are written.
     pub out: PathBuf,
+    /// Keep a finished run already in `out` whose experiment file is this one's, instead of
+    /// running it again.
+    pub resume: bool,
 }
 
 impl Settings {
     /// The full benchmark: 3 seeds of 1500 steps, about 35 minutes on 2 cores.
     pub fn full(out: PathBuf) -> Settings {
-        Settings { steps: 1500, seeds: vec![0, 1, 2], initial: 300, out }
+        Settings { steps: 1500, seeds: vec![0, 1, 2], initial: 300, out, resume: false }
     }
 
     /// A smoke run: one seed, a few steps.
     pub fn quick(out: PathBuf) -> Settings {
-        Settings { steps: 40, seeds: vec![0], initial: 16, out }
+        Settings { steps: 40, seeds: vec![0], initial: 16, out, resume: false }
     }
 }
 
@@ -137,11 +143,17 @@ pub fn measure(
     let mut points = vec![];
     for &seed in &settings.seeds {
         for policy in POLICIES {
-            progress(&format!("{policy}, seed {seed}, {} steps", settings.steps));
             let name = format!("{policy}-seed{seed}");
             let (path, run_dir) = (settings.out.join(format!("{name}.toml")), settings.out.join(&name));
-            let _ = std::fs::remove_dir_all(&run_dir);
             let text = experiment_text(policy, seed, settings);
+            let unchanged = settings.resume && std::fs::read_to_string(&path).is_ok_and(|kept| kept == text);
+            if unchanged && let Some((calls, cost, score)) = finished(&run_dir)? {
+                progress(&format!("{policy}, seed {seed}: kept"));
+                points.push(Point { policy, seed, calls, cost, score });
+                continue;
+            }
+            progress(&format!("{policy}, seed {seed}, {} steps", settings.steps));
+            let _ = std::fs::remove_dir_all(&run_dir);
             std::fs::write(&path, &text).map_err(io(&path))?;
             let experiment = experiment::parse(&text, &path, registry)?;
             let options = RunOptions { run_dir, resume: false, quiet: true, json: false };
@@ -151,6 +163,18 @@ pub fn measure(
         }
     }
     Ok(points)
+}
+
+/// A finished run's teacher calls, cost (USD) and final score; `None` if it has no evaluation.
+fn finished(run_dir: &Path) -> Result<Option<(u64, f64, f64)>, RoutingBenchError> {
+    let ledger = run_dir.join("ledger.sqlite");
+    if !ledger.is_file() {
+        return Ok(None);
+    }
+    let ledger = crate::store::Ledger::open(&ledger)?;
+    let Some(&(_, score)) = ledger.metric("eval/overall")?.last() else { return Ok(None) };
+    let (calls, cost) = ledger.call_totals()?;
+    Ok(Some((calls, cost.usd(), score)))
 }
 
 /// The table (mean score and cost per policy with 95% intervals) and the `name: value` lines.

@@ -62,6 +62,7 @@ fn routing(data: DataSettings) -> anyhow::Result<ExitCode> {
     if let Some(seeds) = data.seeds {
         settings.seeds = (0..seeds).collect();
     }
+    settings.resume = data.resume;
     let registry = Registry::builtin();
     let points = teacher_routing::measure(&settings, &registry, |what| eprintln!("teacher-routing: {what}"))?;
     let (table, figures) = teacher_routing::summarise(&points);

@@ -284,7 +284,8 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// data-efficiency: keep the points already in --out's points.csv (an interrupted run
-        /// of the same settings) and measure only the missing ones.
+        /// of the same settings) and measure only the missing ones. teacher-routing: keep the
+        /// finished runs in --out whose experiment is unchanged.
         #[arg(long)]
         resume: bool,
         /// data-efficiency, teacher-routing: where the runs are written (default

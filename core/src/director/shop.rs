@@ -121,8 +121,8 @@ impl Shop {
             tracing::warn!(prompt = %row.want.prompt, %reason, "every teacher failed; prompt dropped");
             return Ok(Purchase::Dropped);
         }
-        let winner = self.tournament(&row, &images, &prices).await;
-        let id = crate::blocking(|| lock(&self.till.run).ledger.resolve_pending(&row, &candidates, winner))?;
+        let (winner, as_good) = self.tournament(&row, &images, &prices).await;
+        let id = crate::blocking(|| lock(&self.till.run).ledger.resolve_pending(&row, &candidates, winner, &as_good))?;
         let image = candidates[winner].image.hash().clone();
         Ok(Purchase::Added(TrainingSample { id, prompt: row.want.prompt, image }))
     }
@@ -151,12 +151,14 @@ impl Shop {
         Ok(self.till.buy(&self.teachers[index], request).await?)
     }
 
-    /// The index of the best image: pairwise, champion against challenger, order randomised.
-    /// A tie goes to the cheaper image (`prices`, micro-dollars; equal prices keep the
-    /// champion): equal quality for less money is the better buy, and the credit is what tells
-    /// `bandit` routing that the cheaper teacher pays off. A judge failure keeps the champion.
-    async fn tournament(&self, row: &PendingRow, images: &[Image], prices: &[u64]) -> usize {
+    /// The index of the best image, and which images were as good as it: pairwise, champion
+    /// against challenger, order randomised. A tie goes to the cheaper image (`prices`,
+    /// micro-dollars; equal prices keep the champion): equal quality for less money is the
+    /// better buy. Both images of a tie stay as good as the winner; an image that loses, or whose
+    /// comparison failed (the champion stays), does not.
+    async fn tournament(&self, row: &PendingRow, images: &[Image], prices: &[u64]) -> (usize, Vec<bool>) {
         let mut champion = 0;
+        let mut as_good = vec![true; images.len()];
         for challenger in 1..images.len() {
             let mut rng = SplitMix64::from_parts(&[self.experiment.run.seed, row.id as u64, challenger as u64]);
             let challenger_first = rng.chance(0.5);
@@ -172,12 +174,23 @@ impl Shop {
                 contained(async move { with_retries(ATTEMPTS, || judge.compare(&request)).await }).await
             };
             match verdict {
-                Ok(v) if v.choice == Choice::Best(usize::from(!challenger_first)) => champion = challenger,
-                Ok(v) if v.choice == Choice::Tie && prices[challenger] < prices[champion] => champion = challenger,
-                Ok(_) => {}
-                Err(error) => tracing::warn!(prompt = %row.want.prompt, %error, "tournament comparison failed"),
+                Ok(v) if v.choice == Choice::Best(usize::from(!challenger_first)) => {
+                    // The old champion loses, and every image it had tied with.
+                    as_good[..challenger].iter_mut().for_each(|good| *good = false);
+                    champion = challenger;
+                }
+                Ok(v) if v.choice == Choice::Tie => {
+                    if prices[challenger] < prices[champion] {
+                        champion = challenger;
+                    }
+                }
+                Ok(_) => as_good[challenger] = false,
+                Err(error) => {
+                    as_good[challenger] = false;
+                    tracing::warn!(prompt = %row.want.prompt, %error, "tournament comparison failed");
+                }
             }
         }
-        champion
+        (champion, as_good)
     }
 }

@@ -329,8 +329,9 @@ pub struct DirectorSettings {
     /// Which teachers a new prompt is bought from: `all` (default: every teacher, then the
     /// judge's tournament picks the winner), `parent_winner` (the paper's: an expansion or
     /// mutation from the teacher whose image won its parent's tournament) or `bandit` (learns
-    /// each teacher's tournament wins per dollar and buys from the best, a tenth of the time
-    /// from all). With one teacher, all three are the same. See `director::routing`.
+    /// how often each teacher's image is as good as the tournament's best and buys from the
+    /// cheapest teacher as good as the best, a tenth of the time from all). With one teacher,
+    /// all three are the same. See `director::routing`.
     #[serde(default)]
     pub teacher_selection: TeacherSelection,
 }
@@ -344,8 +345,8 @@ pub enum TeacherSelection {
     All,
     /// The teacher whose image won the parent prompt's tournament (the initial set: all).
     ParentWinner,
-    /// The teacher with the most tournament wins per dollar, by Thompson sampling; all for the
-    /// initial set and a tenth of the rest.
+    /// The cheapest teacher as good as the best (each teacher's quality drawn from its
+    /// tournament record, Thompson sampling); all for the initial set and a tenth of the rest.
     Bandit,
 }
 

@@ -42,13 +42,15 @@ pub struct Candidate {
     pub image: StoredImage,
 }
 
-/// How often one teacher's image won the judge's tournament.
+/// How one teacher's images fared in the judge's tournaments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TeacherRecord {
     /// The teacher's label.
     pub teacher: String,
     /// Tournaments it won.
     pub wins: u64,
+    /// Tournaments in which its image was as good as the winner's (it won, or tied with it).
+    pub as_good: u64,
     /// Tournaments it took part in.
     pub entered: u64,
 }
@@ -133,13 +135,15 @@ impl Ledger {
         self.sql(|c| c.query_row("SELECT EXISTS(SELECT 1 FROM pending)", [], |r| r.get(0)))
     }
 
-    /// Resolves a pending prompt in one transaction: every candidate image recorded, the one at
-    /// `winner` added as a training sample. Returns the new sample's id.
+    /// Resolves a pending prompt in one transaction: every candidate image recorded (with
+    /// whether it was as good as the winner's, `as_good`), the one at `winner` added as a
+    /// training sample. Returns the new sample's id.
     pub fn resolve_pending(
         &mut self,
         pending: &PendingRow,
         candidates: &[Candidate],
         winner: usize,
+        as_good: &[bool],
     ) -> Result<i64, LedgerError> {
         self.transaction(|tx| {
             let won = &candidates[winner.min(candidates.len().saturating_sub(1))];
@@ -155,8 +159,15 @@ impl Ledger {
             for (i, candidate) in candidates.iter().enumerate() {
                 insert_image(tx, &candidate.image)?;
                 tx.execute(
-                    "INSERT OR REPLACE INTO candidates (pending_id, teacher, image_hash, won) VALUES (?1, ?2, ?3, ?4)",
-                    params![pending.id, candidate.teacher, candidate.image.hash().as_str(), i == winner],
+                    "INSERT OR REPLACE INTO candidates (pending_id, teacher, image_hash, won, as_good)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        pending.id,
+                        candidate.teacher,
+                        candidate.image.hash().as_str(),
+                        i == winner,
+                        i == winner || as_good.get(i).copied().unwrap_or(false)
+                    ],
                 )?;
             }
             tx.execute("UPDATE pending SET sample_id = ?2 WHERE id = ?1", params![pending.id, sample_id])?;
@@ -248,7 +259,7 @@ impl Ledger {
             .conn
             // Only tournaments: a prompt bought from one teacher (routed) has no loser.
             .prepare_cached(
-                "SELECT teacher, sum(won), count(*) FROM candidates
+                "SELECT teacher, sum(won), sum(as_good), count(*) FROM candidates
                  WHERE pending_id IN (SELECT pending_id FROM candidates GROUP BY pending_id HAVING count(*) > 1)
                  GROUP BY teacher ORDER BY teacher",
             )
@@ -258,7 +269,8 @@ impl Ledger {
                 Ok(TeacherRecord {
                     teacher: r.get(0)?,
                     wins: r.get::<_, i64>(1)?.max(0) as u64,
-                    entered: r.get::<_, i64>(2)?.max(0) as u64,
+                    as_good: r.get::<_, i64>(2)?.max(0) as u64,
+                    entered: r.get::<_, i64>(3)?.max(0) as u64,
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>());

@@ -186,4 +186,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         created_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
     );
     "#,
+    // v9: whether each teacher's image in a tournament was as good as the winner's (it won, or
+    // tied with the image that went on): a judge's tie goes to the cheaper image, so wins alone
+    // undercount a dearer teacher's quality. Earlier tournaments count their winners only.
+    r#"
+    ALTER TABLE candidates ADD COLUMN as_good INTEGER NOT NULL DEFAULT 0 CHECK (as_good IN (0, 1));
+    UPDATE candidates SET as_good = won;
+    "#,
 ];
