@@ -221,7 +221,7 @@ pub async fn buy_seed_samples(
     while let Some(joined) = tasks.join_next().await {
         let Ok((request, bought)) = joined else { continue };
         let stored = match bought? {
-            Bought::Image(stored, _) => stored,
+            Bought::Image(stored, ..) => stored,
             Bought::OverBudget => continue,
             Bought::Failed(source) => {
                 return Err(AcquireError::Plugin { what: format!("teacher {label} on {:?}", request.prompt), source });

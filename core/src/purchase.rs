@@ -20,7 +20,7 @@ use crate::acquire::{Backoff, contained};
 use crate::budget::Budget;
 use crate::lock;
 use crate::store::{RequestHash, RunDir, StoreError, StoredImage};
-use evolve_sdk::{GenerateRequest, GeneratedImage, Image, PluginError, Submitted, Teacher};
+use evolve_sdk::{Cost, GenerateRequest, GeneratedImage, Image, PluginError, Submitted, Teacher};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
@@ -50,8 +50,8 @@ impl TeacherSlot {
 
 /// What became of one request.
 pub enum Bought {
-    /// The image, durable in the run: bought now, or found paid for.
-    Image(StoredImage, Image),
+    /// The image, durable in the run: bought now, or found paid for; with what it cost.
+    Image(StoredImage, Image, Cost),
     /// The budget has no room for another attempt.
     OverBudget,
     /// The teacher failed for good (every attempt is settled in the ledger and the budget).
@@ -81,11 +81,11 @@ impl Till {
         let hash = RequestHash::of(&slot.label, request);
         let order = Order { slot, request, json: serde_json::to_string(request).unwrap_or_default(), hash };
         let found = self.on_run(|run| match run.paid(&order.hash)? {
-            Some(call) => Ok(Err((run.images.existing(&call.image)?, run.images.get(&call.image)?))),
+            Some(call) => Ok(Err((run.images.existing(&call.image)?, run.images.get(&call.image)?, call.cost))),
             None => Ok(Ok(run.ledger.queued_job(&order.hash)?)),
         })?;
         let queued = match found {
-            Err((stored, image)) => return Ok(Bought::Image(stored, image)),
+            Err((stored, image, cost)) => return Ok(Bought::Image(stored, image, cost)),
             Ok(queued) => queued,
         };
         if let Some(queued) = queued {
@@ -199,7 +199,7 @@ impl Till {
             if let Some(overrun) = overrun {
                 run.ledger.attempt_note(attempt, &overrun)?;
             }
-            Ok(Bought::Image(stored, generated.image))
+            Ok(Bought::Image(stored, generated.image, generated.cost))
         })
     }
 

@@ -100,13 +100,12 @@ impl Shop {
         let (mut candidates, mut images, mut prices, mut failures, mut over_budget) =
             (vec![], vec![], vec![], vec![], false);
         for (index, bought) in results {
-            let slot = &self.teachers[index];
-            let label = slot.label.clone();
+            let label = self.teachers[index].label.clone();
             match bought {
-                Bought::Image(stored, image) => {
+                Bought::Image(stored, image, cost) => {
                     candidates.push(Candidate { teacher: label, image: stored });
                     images.push(image);
-                    prices.push(slot.teacher.quote(&request).map_or(u64::MAX, |c| c.micro_usd));
+                    prices.push(cost.micro_usd);
                 }
                 Bought::OverBudget => over_budget = true,
                 Bought::Failed(why) => failures.push(format!("{label}: {why}")),
@@ -152,8 +151,8 @@ impl Shop {
     }
 
     /// The index of the best image, and which images were as good as it: pairwise, champion
-    /// against challenger, order randomised. A tie goes to the cheaper image (`prices`,
-    /// micro-dollars; equal prices keep the champion): equal quality for less money is the
+    /// against challenger, order randomised. A tie goes to the cheaper image (`prices`, what
+    /// each cost in micro-dollars; equal prices keep the champion): equal quality for less money is the
     /// better buy. Both images of a tie stay as good as the winner; an image that loses, or whose
     /// comparison failed (the champion stays), does not.
     async fn tournament(&self, row: &PendingRow, images: &[Image], prices: &[u64]) -> (usize, Vec<bool>) {

@@ -163,7 +163,7 @@ fn ticks(start: f64, end: f64, step: f64) -> Vec<f64> {
 }
 
 /// A coordinate with one decimal, as the charts draw them.
-fn at(v: f64) -> String {
+pub(crate) fn at(v: f64) -> String {
     format!("{v:.1}")
 }
 

@@ -2,6 +2,7 @@
 //! point with its 95% interval, as a standalone SVG (no chart library, opens anywhere).
 
 use super::stats::Estimate;
+use crate::report::svg::at;
 use maud::html;
 
 const WIDTH: f64 = 720.0;
@@ -39,7 +40,6 @@ pub fn svg(title: &str, lines: &[Line]) -> String {
     let mut ticks = calls.clone();
     ticks.sort_by(f64::total_cmp);
     ticks.dedup_by(|a, b| (*a / *b - 1.0).abs() < 0.15);
-    let at = |v: f64| format!("{v:.1}");
     let middle = TOP + plot_h / 2.0;
     // A standalone SVG file (XML): every element closed.
     let svg = html! {
