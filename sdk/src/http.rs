@@ -285,7 +285,7 @@ impl HttpClient {
     pub async fn download(&self, url: &str) -> Result<Vec<u8>, PluginError> {
         if !self.settings.private_results {
             // Refused at once, not retried: no later attempt would be allowed either.
-            guard::check_public(url).await.map_err(PluginError::Failed)?;
+            guard::check_public(url).await.map_err(|e| PluginError::Failed(e.to_string()))?;
         }
         let mut attempt = 0;
         loop {

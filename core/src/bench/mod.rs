@@ -2,10 +2,13 @@
 //! scripts can read. Speeds are compared as ratios against a reference measured in the same run.
 
 pub mod data_efficiency;
+mod error;
 pub mod plugin_overhead;
 pub mod shape_readback;
 pub mod teacher_routing;
 pub mod train_throughput;
+
+pub use error::BenchError;
 
 /// The benchmarks this build has, with one line on each.
 pub const AVAILABLE: [(&str, &str); 5] = [

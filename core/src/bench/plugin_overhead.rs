@@ -6,6 +6,7 @@
 //! `banlist` example, which `bench/plugin-overhead.sh` builds from the source tree, so that the
 //! product never runs cargo or knows a fixture's name.
 
+use super::BenchError;
 use crate::experiment::PluginRef;
 use crate::registry::Registry;
 use evolve_sdk::{Action, Choice, EvaluatedSample, Operator, Origin, Outcome, PluginContext, Verdict};
@@ -56,14 +57,16 @@ pub struct Overhead {
 
 /// Times `calls` operator calls per round, `rounds` rounds interleaved across the built-in and
 /// the native and wasm probes of `probes` (the Python one: [`measure_python`]).
-pub fn measure(registry: &Registry, probes: &Probes, rounds: usize, calls: usize) -> Result<Overhead, String> {
+pub fn measure(registry: &Registry, probes: &Probes, rounds: usize, calls: usize) -> Result<Overhead, BenchError> {
     let ctx = PluginContext::new("bench", 0);
     let build = |plugin: PluginRef, config: serde_json::Value| {
-        registry.operator(&plugin, config, &ctx).map_err(|e| format!("cannot build {plugin}: {e}"))
+        registry
+            .operator(&plugin, config, &ctx)
+            .map_err(|source| BenchError::Build { plugin: plugin.to_string(), source })
     };
     let builtin = build("expansion".into(), serde_json::json!({ "expand_num": 3 }))?;
     let sample = typical_sample();
-    let expected = builtin.decide(&sample).map_err(|e| e.to_string())?;
+    let expected = builtin.decide(&sample).map_err(BenchError::plugin("the built-in"))?;
     let mut operators: Vec<Box<dyn Operator>> = vec![builtin];
     let mut which = vec![];
     let given = [
@@ -74,9 +77,13 @@ pub fn measure(registry: &Registry, probes: &Probes, rounds: usize, calls: usize
         let Some(plugin) = plugin else { continue };
         let op = build(plugin, serde_json::json!({}))?;
         // The probes mirror the built-in's rule: a different answer means a different plugin.
-        let got = op.decide(&sample).map_err(|e| format!("{name}: {e}"))?;
+        let got = op.decide(&sample).map_err(BenchError::plugin(name))?;
         if got != expected {
-            return Err(format!("the {name} probe decided {got:?}, the built-in {expected:?}: is it the probe?"));
+            return Err(BenchError::ProbeMismatch {
+                probe: name,
+                got: format!("{got:?}"),
+                expected: format!("{expected:?}"),
+            });
         }
         operators.push(op);
         which.push(name);
@@ -93,13 +100,15 @@ fn time_interleaved(
     sample: &EvaluatedSample,
     rounds: usize,
     calls: usize,
-) -> Result<Vec<f64>, String> {
+) -> Result<Vec<f64>, BenchError> {
     let mut samples: Vec<Vec<f64>> = vec![vec![]; operators.len()];
     for _ in 0..rounds.max(1) {
         for (i, op) in operators.iter().enumerate() {
             let started = Instant::now();
             for _ in 0..calls.max(1) {
-                std::hint::black_box(op.decide(std::hint::black_box(sample)).map_err(|e| e.to_string())?);
+                std::hint::black_box(
+                    op.decide(std::hint::black_box(sample)).map_err(BenchError::plugin("a timed call"))?,
+                );
             }
             samples[i].push(started.elapsed().as_nanos() as f64 / calls.max(1) as f64);
         }
@@ -116,14 +125,14 @@ pub fn measure_python(
     component: &Path,
     rounds: usize,
     calls: usize,
-) -> Result<(f64, f64), String> {
+) -> Result<(f64, f64), BenchError> {
     let ctx = PluginContext::new("bench", 0);
     let builtin = registry
         .operator(&"expansion".into(), serde_json::json!({ "expand_num": 3 }), &ctx)
-        .map_err(|e| format!("cannot build the built-in: {e}"))?;
+        .map_err(|source| BenchError::Build { plugin: "expansion".into(), source })?;
     let python = registry
         .operator(&PluginRef::Wasm { wasm: component.to_path_buf() }, serde_json::json!({ "words": ["cat"] }), &ctx)
-        .map_err(|e| format!("cannot build {}: {e}", component.display()))?;
+        .map_err(|source| BenchError::Build { plugin: component.display().to_string(), source })?;
     let times = time_interleaved(&[builtin, python], &typical_sample(), rounds, calls)?;
     Ok((times[1], times[0]))
 }

@@ -66,14 +66,14 @@ pub fn prompts() -> Vec<Prompt> {
 
 /// Renders every single-object prompt with the run's model at `seeds` seeds and tallies, per
 /// shape in [`Shape::ALL`]'s order, what the detector reads.
-pub fn measure(run: &Path, registry: &Registry, seeds: u64) -> Result<[Tally; 4], String> {
-    let (_, mut model, _) = run_model::open(run, registry).map_err(|e| e.to_string())?;
+pub fn measure(run: &Path, registry: &Registry, seeds: u64) -> Result<[Tally; 4], super::BenchError> {
+    let (_, mut model, _) = run_model::open(run, registry)?;
     let specs = objects();
     let texts: Vec<String> = specs.iter().map(|&spec| Prompt::Single(spec).to_string()).collect();
     let mut tallies = [Tally::default(); 4];
     for seed in 0..seeds {
         let request = SampleRequest { prompts: texts.clone(), seed: 0x5EAD_BAC0 + seed, ..SampleRequest::default() };
-        let images = model.generate(&request).map_err(|e| format!("rendering: {e}"))?;
+        let images = model.generate(&request).map_err(super::BenchError::plugin("rendering"))?;
         for (spec, image) in specs.iter().zip(&images) {
             let found = detect(image);
             let tally = Tally {

@@ -7,39 +7,15 @@
 //! what differs is whom each new prompt is bought from, so the cost ratio at the score reached
 //! is the policy's saving.
 
+use super::BenchError;
 use super::data_efficiency::stats::{Estimate, estimate};
-use crate::director::{self, DirectorError, RunOptions};
-use crate::experiment::{self, ExperimentError};
+use crate::director::{self, RunOptions};
+use crate::experiment;
 use crate::registry::Registry;
 use std::path::{Path, PathBuf};
 
 /// The policies compared, `all` (the baseline) first.
 pub const POLICIES: [&str; 3] = ["all", "parent_winner", "bandit"];
-
-/// Errors of the benchmark.
-#[derive(Debug, thiserror::Error)]
-pub enum RoutingBenchError {
-    /// A file could not be written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The generated experiment was refused.
-    #[error(transparent)]
-    Experiment(#[from] ExperimentError),
-    /// A run failed.
-    #[error(transparent)]
-    Run(#[from] DirectorError),
-    /// A run ended without its evaluation.
-    #[error("the {0} run produced no evaluation")]
-    NoEvaluation(String),
-    /// A kept run's ledger could not be read.
-    #[error(transparent)]
-    Ledger(#[from] crate::store::LedgerError),
-}
 
 /// How the benchmark runs.
 #[derive(Debug, Clone)]
@@ -134,11 +110,8 @@ pub fn measure(
     settings: &Settings,
     registry: &Registry,
     mut progress: impl FnMut(&str),
-) -> Result<Vec<Point>, RoutingBenchError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RoutingBenchError::Io { path, source }
-    };
+) -> Result<Vec<Point>, BenchError> {
+    let io = BenchError::io;
     std::fs::create_dir_all(&settings.out).map_err(io(&settings.out))?;
     let mut points = vec![];
     for &seed in &settings.seeds {
@@ -158,7 +131,7 @@ pub fn measure(
             let experiment = experiment::parse(&text, &path, registry)?;
             let options = RunOptions { run_dir, resume: false, quiet: true, json: false };
             let outcome = director::run(&experiment, &path, registry, &options)?;
-            let score = outcome.eval.map(|e| e.overall).ok_or_else(|| RoutingBenchError::NoEvaluation(name))?;
+            let score = outcome.eval.map(|e| e.overall).ok_or_else(|| BenchError::NoEvaluation(name))?;
             points.push(Point { policy, seed, calls: outcome.calls, cost: outcome.cost.usd(), score });
         }
     }
@@ -166,7 +139,7 @@ pub fn measure(
 }
 
 /// A finished run's teacher calls, cost (USD) and final score; `None` if it has no evaluation.
-fn finished(run_dir: &Path) -> Result<Option<(u64, f64, f64)>, RoutingBenchError> {
+fn finished(run_dir: &Path) -> Result<Option<(u64, f64, f64)>, BenchError> {
     let ledger = run_dir.join("ledger.sqlite");
     if !ledger.is_file() {
         return Ok(None);

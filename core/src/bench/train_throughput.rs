@@ -1,6 +1,7 @@
 //! Training throughput of the `dit` base model against a PyTorch eager reference of the same
 //! architecture and shapes (`bench/dit_torch.py`), measured side by side.
 
+use super::BenchError;
 use evolve_dit::candle_core::{DType, Device};
 use evolve_dit::{DitConfig, DitModel, Preset};
 use evolve_sdk::{BaseModel, Image, SplitMix64, TrainBatch};
@@ -39,31 +40,34 @@ pub fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Images per second of `case` in candle.
-pub fn measure_candle(case: &Case) -> Result<f64, String> {
-    let config = DitConfig { preset: case.preset, ..serde_json::from_str("{}").map_err(|e| e.to_string())? };
-    let mut model = DitModel::new(config, case.image, &Device::Cpu, 0, DType::F32).map_err(|e| e.to_string())?;
+pub fn measure_candle(case: &Case) -> Result<f64, BenchError> {
+    let config = DitConfig { preset: case.preset, ..serde_json::from_str("{}")? };
+    let mut model = DitModel::new(config, case.image, &Device::Cpu, 0, DType::F32)
+        .map_err(BenchError::plugin("building the model"))?;
     let mut rng = SplitMix64::new(1);
     let side = case.image;
     let images: Vec<Image> = (0..case.batch)
         .map(|_| {
             let px = (0..side * side * 3).map(|_| rng.next_u64() as u8).collect();
-            Image::from_rgb(side, side, px).map_err(|e| e.to_string())
+            Image::from_rgb(side, side, px)
         })
         .collect::<Result<_, _>>()?;
     let prompts = (0..case.batch).map(|i| format!("prompt number {i} with some words")).collect();
     let batch = TrainBatch { prompts, images };
     for _ in 0..2 {
-        model.train_step(&batch).map_err(|e| e.to_string())?;
+        model.train_step(&batch).map_err(BenchError::plugin("a training step"))?;
     }
     let start = Instant::now();
     for _ in 0..case.steps {
-        model.train_step(&batch).map_err(|e| e.to_string())?;
+        model.train_step(&batch).map_err(BenchError::plugin("a training step"))?;
     }
     Ok((case.batch * case.steps) as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Images per second of `case` in PyTorch eager, by running `bench/dit_torch.py` with `python`.
-pub fn measure_torch(case: &Case, python: &Path, script: &Path) -> Result<f64, String> {
+pub fn measure_torch(case: &Case, python: &Path, script: &Path) -> Result<f64, BenchError> {
+    let command = format!("{} {}", python.display(), script.display());
+    let failed = |reason: String| BenchError::Reference { command: command.clone(), reason };
     let shape = case.preset.shape(case.image as usize);
     let out = Command::new(python)
         .arg(script)
@@ -73,19 +77,17 @@ pub fn measure_torch(case: &Case, python: &Path, script: &Path) -> Result<f64, S
         .args(["--caption-channels", &shape.caption_channels.to_string()])
         .args(["--caption-len", &shape.caption_len.to_string(), "--steps", &case.steps.to_string()])
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+        .map_err(|e| failed(format!("cannot run it: {e}")))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        return Err(format!(
-            "{} {} failed: {}\n(install PyTorch with bench/setup-torch.sh)",
-            python.display(),
-            script.display(),
+        return Err(failed(format!(
+            "failed: {}\n(install PyTorch with bench/setup-torch.sh)",
             String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
-        ));
+        )));
     }
     stdout
         .lines()
         .find_map(|l| l.strip_prefix("torch img/s: "))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("no `torch img/s:` line in the reference's output: {stdout}"))
+        .ok_or_else(|| failed(format!("no `torch img/s:` line in its output: {stdout}")))
 }

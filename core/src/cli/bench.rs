@@ -82,9 +82,7 @@ fn routing(data: DataSettings) -> anyhow::Result<ExitCode> {
 fn readback(run: Option<PathBuf>, seeds: Option<u64>) -> anyhow::Result<ExitCode> {
     let Some(run) = run else { bail!("shape-readback measures a run's model: give --run DIR") };
     let seeds = seeds.unwrap_or(shape_readback::SEEDS);
-    let tallies = shape_readback::measure(&run, &Registry::builtin(), seeds)
-        .map_err(anyhow::Error::msg)
-        .context("shape-readback")?;
+    let tallies = shape_readback::measure(&run, &Registry::builtin(), seeds).context("shape-readback")?;
     print!("{}", shape_readback::table(&tallies));
     Ok(ExitCode::SUCCESS)
 }
@@ -108,9 +106,8 @@ fn train(python: Option<PathBuf>, only: &[String]) -> anyhow::Result<ExitCode> {
         // noisy round (this machine swings by 15%) does not decide the ratio.
         let (mut candles, mut torches) = (vec![], vec![]);
         for round in 1..=train_throughput::ROUNDS {
-            let candle = train_throughput::measure_candle(case).map_err(anyhow::Error::msg)?;
-            let torch =
-                train_throughput::measure_torch(case, Path::new(&python), &script).map_err(anyhow::Error::msg)?;
+            let candle = train_throughput::measure_candle(case)?;
+            let torch = train_throughput::measure_torch(case, Path::new(&python), &script)?;
             eprintln!(
                 "{} round {round}/{}: evolve {candle:.1} img/s, torch {torch:.1} img/s ({:.2})",
                 case.name,
@@ -184,8 +181,7 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     let points = data_efficiency::measure(&settings, &registry, |what| {
         started += 1;
         eprintln!("[{started}/{runs}, {:.0} min] {what}", began.elapsed().as_secs_f64() / 60.0);
-    })
-    .map_err(anyhow::Error::msg)?;
+    })?;
     let (table, figures) = data_efficiency::summarise(&points, &settings);
     let seeds: Vec<String> = settings.seeds.iter().map(u64::to_string).collect();
     let header = format!(
@@ -230,7 +226,7 @@ fn plugin_overhead(probes: &[String]) -> anyhow::Result<ExitCode> {
         bail!("give the plugins to time with --probe KIND=PATH; bench/plugin-overhead.sh builds them and runs this");
     }
     let registry = Registry::builtin();
-    let o = plugin_overhead::measure(&registry, &files, 15, 20_000).map_err(anyhow::Error::msg)?;
+    let o = plugin_overhead::measure(&registry, &files, 15, 20_000)?;
     println!("{:<10} {:>12} {:>10}", "way in", "ns / call", "vs built-in");
     println!("{:<10} {:>12.0} {:>10.1}x", "built-in", o.builtin_ns, 1.0);
     for (name, ns) in [("native", o.native_ns), ("wasm", o.wasm_ns)] {
@@ -247,8 +243,7 @@ fn plugin_overhead(probes: &[String]) -> anyhow::Result<ExitCode> {
     }
     if let Some(component) = &files.python {
         // An interpreter per call is dearer by orders of magnitude: its own, shorter rounds.
-        let (python, builtin) =
-            plugin_overhead::measure_python(&registry, component, 9, 200).map_err(anyhow::Error::msg)?;
+        let (python, builtin) = plugin_overhead::measure_python(&registry, component, 9, 200)?;
         println!(
             "{:<10} {python:>12.0} {:>10.0}x   (built-in in the same rounds: {builtin:.0} ns)",
             "python",

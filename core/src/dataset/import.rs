@@ -94,8 +94,21 @@ fn extension(path: &Path) -> String {
     path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase()
 }
 
-fn decode(bytes: &[u8]) -> Result<Image, String> {
-    crate::store::decode_png(bytes).map_err(|e| format!("not an image this build reads ({e})"))
+/// Why an image of the dataset is skipped.
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not an image this build reads ({0})")]
+    Decode(#[from] crate::store::DecodeError),
+}
+
+fn decode(bytes: &[u8]) -> Result<Image, Unreadable> {
+    Ok(crate::store::decode_png(bytes)?)
+}
+
+fn read_image(path: &Path) -> Result<Image, Unreadable> {
+    decode(&std::fs::read(path)?)
 }
 
 /// A caption as the ledger keeps prompts: trimmed, one line.
@@ -136,13 +149,12 @@ fn read_metadata(
             continue;
         }
         let path = dir.join(relative);
-        let image = std::fs::read(&path).map_err(|e| e.to_string()).and_then(|bytes| decode(&bytes));
-        match image {
+        match read_image(&path) {
             Ok(image) => {
                 let source = path.display().to_string();
                 each(Pair { caption: text, image, teacher: line.teacher, winner: line.winner, source })?
             }
-            Err(reason) => skipped.push(Skipped { source: path.display().to_string(), reason }),
+            Err(e) => skipped.push(Skipped { source: path.display().to_string(), reason: e.to_string() }),
         }
     }
     Ok(())
@@ -168,9 +180,9 @@ fn read_captioned(
             skipped.push(Skipped { source, reason: format!("{} is empty", txt.display()) });
             continue;
         };
-        match std::fs::read(path).map_err(|e| e.to_string()).and_then(|bytes| decode(&bytes)) {
+        match read_image(path) {
             Ok(image) => each(Pair { caption: text, image, teacher: None, winner: None, source })?,
-            Err(reason) => skipped.push(Skipped { source, reason }),
+            Err(e) => skipped.push(Skipped { source, reason: e.to_string() }),
         }
     }
     // A caption with no image beside it is a pair that lost its image.
@@ -270,8 +282,8 @@ fn pair_of(
             let (teacher, winner) = json.map_or((None, None), |j| (j.teacher, j.winner));
             each(Pair { caption: text, image, teacher, winner, source })
         }
-        Err(reason) => {
-            skipped.push(Skipped { source, reason });
+        Err(e) => {
+            skipped.push(Skipped { source, reason: e.to_string() });
             Ok(())
         }
     }

@@ -33,9 +33,29 @@ enum Code {
 }
 
 /// Why an external plugin could not be loaded.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct LoadError(pub String);
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A built-in's name was given where a plugin file was needed.
+    #[error("`{0}` is a built-in, not a plugin file")]
+    BuiltIn(PluginRef),
+    /// The file is not there.
+    #[error("{0}: no such file")]
+    Missing(PluginRef),
+    /// A plugin folder could not be listed.
+    #[error("cannot list {}: {source}", dir.display())]
+    List {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A native library was refused.
+    #[error(transparent)]
+    Native(#[from] native::NativeLoadError),
+    /// A wasm component was refused.
+    #[error(transparent)]
+    Wasm(#[from] wasm::WasmLoadError),
+}
 
 /// Loads the plugin `plugin` refers to (an absolute path), or returns the copy loaded before.
 /// Built-in names are not external: asking for one is an error.
@@ -45,16 +65,15 @@ pub fn load(plugin: &PluginRef) -> Result<Arc<ExternalPlugin>, LoadError> {
     if let Some(plugin) = loaded.get_or_insert_default().get(plugin) {
         return Ok(Arc::clone(plugin));
     }
-    let path = plugin.path().ok_or_else(|| LoadError(format!("`{plugin}` is a built-in, not a plugin file")))?;
+    let path = plugin.path().ok_or_else(|| LoadError::BuiltIn(plugin.clone()))?;
     if !path.is_file() {
-        return Err(LoadError(format!("{plugin}: no such file")));
+        return Err(LoadError::Missing(plugin.clone()));
     }
     let (code, info, config_schema) = match plugin {
-        PluginRef::Native { .. } => native::load(path).map(|(lib, info, schema)| (Code::Native(lib), info, schema)),
-        PluginRef::Wasm { .. } => wasm::load(path).map(|(c, info, schema)| (Code::Wasm(c), info, schema)),
-        PluginRef::Name(_) => unreachable!("a name has no path"),
-    }
-    .map_err(LoadError)?;
+        PluginRef::Native { .. } => native::load(path).map(|(lib, info, schema)| (Code::Native(lib), info, schema))?,
+        PluginRef::Wasm { .. } => wasm::load(path).map(|(c, info, schema)| (Code::Wasm(c), info, schema))?,
+        PluginRef::Name(_) => return Err(LoadError::BuiltIn(plugin.clone())),
+    };
     let external = Arc::new(ExternalPlugin { info, config_schema, path: path.to_path_buf(), code });
     loaded.get_or_insert_default().insert(plugin.clone(), Arc::clone(&external));
     Ok(external)
@@ -65,7 +84,7 @@ pub type Scanned = (PluginRef, Result<Arc<ExternalPlugin>, LoadError>);
 
 /// Every plugin file in `dir` (`.wasm` components and native libraries), loaded or not.
 pub fn scan(dir: &Path) -> Result<Vec<Scanned>, LoadError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| LoadError(format!("cannot list {}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|source| LoadError::List { dir: dir.to_path_buf(), source })?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     let native_ext = std::env::consts::DLL_EXTENSION;

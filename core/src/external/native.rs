@@ -16,7 +16,7 @@ use evolve_sdk::{
     Action, CompareRequest, Cost, EvaluatedSample, ExpandRequest, GenerateRequest, GeneratedImage, Judge, Limits,
     MutateRequest, Operator, PluginContext, PluginError, PluginInfo, Teacher, Verdict,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A loaded native plugin library.
@@ -24,20 +24,97 @@ pub struct NativeLibrary {
     module: PluginModuleRef,
 }
 
+/// Why a native library was refused, each case naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum NativeLoadError {
+    /// The dynamic loader could not open it.
+    #[error("cannot open {} as a shared library: {reason}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The loader's words.
+        reason: String,
+    },
+    /// A shared library, but without evolve's root module.
+    #[error(
+        "{} is not an evolve native plugin: it exports no evolve root module \
+         (build it with `evolve_sdk::export_native_plugin!` as a cdylib)",
+        path.display()
+    )]
+    NotAPlugin {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Built against another evolve-sdk version.
+    #[error(
+        "{} was built against evolve-sdk {theirs}, but this evolve loads plugins built against \
+         evolve-sdk {ours}: rebuild the plugin with a matching evolve-sdk",
+        path.display()
+    )]
+    SdkVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version it was built against.
+        theirs: String,
+        /// The version this host loads.
+        ours: String,
+    },
+    /// Its root module's layout differs from this SDK's.
+    #[error(
+        "{} has an incompatible plugin ABI (expected evolve-sdk {}'s root module layout):\n  {details}",
+        path.display(),
+        env!("CARGO_PKG_VERSION")
+    )]
+    Abi {
+        /// The file.
+        path: PathBuf,
+        /// The first lines of abi_stable's report.
+        details: String,
+    },
+    /// Built with an incompatible abi_stable.
+    #[error("{} was built with an incompatible abi_stable ({header}); rebuild it against evolve-sdk", path.display())]
+    AbiHeader {
+        /// The file.
+        path: PathBuf,
+        /// The header it carries.
+        header: String,
+    },
+    /// Anything else abi_stable refused.
+    #[error("cannot load {}: {reason}", path.display())]
+    Other {
+        /// The file.
+        path: PathBuf,
+        /// abi_stable's words.
+        reason: String,
+    },
+    /// It declares a kind only built-ins can be.
+    #[error(
+        "{} declares a plugin kind that only built-in plugins can be (a base model or an evaluator)",
+        path.display()
+    )]
+    BuiltInKind {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Its config schema is not JSON.
+    #[error("{} ships a config schema that is not JSON: {source}", path.display())]
+    Schema {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+}
+
 /// Loads the library at `path`, checks it, and connects it to the host.
-pub fn load(path: &Path) -> Result<(NativeLibrary, PluginInfo, serde_json::Value), String> {
-    let header = lib_header_from_path(path).map_err(|e| describe(path, e))?;
-    let module = header.init_root_module::<PluginModuleRef>().map_err(|e| describe(path, e))?;
+pub fn load(path: &Path) -> Result<(NativeLibrary, PluginInfo, serde_json::Value), NativeLoadError> {
+    let header = lib_header_from_path(path).map_err(|e| refused(path, e))?;
+    let module = header.init_root_module::<PluginModuleRef>().map_err(|e| refused(path, e))?;
     (module.connect_host())(FfiHost { http: host_http, log: host_log });
     let info = (module.info())();
-    let kind = info.kind.plugin_kind().ok_or_else(|| {
-        format!(
-            "{} declares a plugin kind that only built-in plugins can be (a base model or an evaluator)",
-            path.display()
-        )
-    })?;
+    let kind = info.kind.plugin_kind().ok_or_else(|| NativeLoadError::BuiltInKind { path: path.to_path_buf() })?;
     let schema = serde_json::from_str(info.config_schema.as_str())
-        .map_err(|e| format!("{} ships a config schema that is not JSON: {e}", path.display()))?;
+        .map_err(|source| NativeLoadError::Schema { path: path.to_path_buf(), source })?;
     let info = PluginInfo {
         name: info.name.into_string(),
         kind,
@@ -47,30 +124,21 @@ pub fn load(path: &Path) -> Result<(NativeLibrary, PluginInfo, serde_json::Value
     Ok((NativeLibrary { module }, info, schema))
 }
 
-/// One line on what went wrong loading `path`.
-fn describe(path: &Path, error: LibraryError) -> String {
-    let file = path.display();
+/// What abi_stable's refusal of `path` means.
+fn refused(path: &Path, error: LibraryError) -> NativeLoadError {
+    let path = path.to_path_buf();
     match error {
-        LibraryError::OpenError { err, .. } => format!("cannot open {file} as a shared library: {err}"),
-        LibraryError::GetSymbolError { .. } => format!(
-            "{file} is not an evolve native plugin: it exports no evolve root module \
-             (build it with `evolve_sdk::export_native_plugin!` as a cdylib)"
-        ),
-        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => format!(
-            "{file} was built against evolve-sdk {actual_version}, but this evolve loads plugins built against \
-             evolve-sdk {expected_version}: rebuild the plugin with a matching evolve-sdk"
-        ),
+        LibraryError::OpenError { err, .. } => NativeLoadError::Open { path, reason: err.to_string() },
+        LibraryError::GetSymbolError { .. } => NativeLoadError::NotAPlugin { path },
+        LibraryError::IncompatibleVersionNumber { expected_version, actual_version, .. } => {
+            NativeLoadError::SdkVersion { path, theirs: actual_version.to_string(), ours: expected_version.to_string() }
+        }
         LibraryError::AbiInstability(details) => {
-            let first = details.to_string().lines().take(6).collect::<Vec<_>>().join("\n  ");
-            format!(
-                "{file} has an incompatible plugin ABI (expected evolve-sdk {}'s root module layout):\n  {first}",
-                env!("CARGO_PKG_VERSION")
-            )
+            let details = details.to_string().lines().take(6).collect::<Vec<_>>().join("\n  ");
+            NativeLoadError::Abi { path, details }
         }
-        LibraryError::InvalidAbiHeader(header) => {
-            format!("{file} was built with an incompatible abi_stable ({header:?}); rebuild it against evolve-sdk")
-        }
-        other => format!("cannot load {file}: {other}"),
+        LibraryError::InvalidAbiHeader(header) => NativeLoadError::AbiHeader { path, header: format!("{header:?}") },
+        other => NativeLoadError::Other { path, reason: other.to_string() },
     }
 }
 

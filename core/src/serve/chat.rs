@@ -25,6 +25,32 @@ struct Question {
     structured: bool,
 }
 
+/// Why a chat request is refused (HTTP 400, with this as the message).
+#[derive(Debug, thiserror::Error)]
+enum BadChat {
+    /// No message with role `user`.
+    #[error("no user message")]
+    NoUserMessage,
+    /// The message's content or images are not shaped as the protocol says.
+    #[error("{0}")]
+    Shape(&'static str),
+    /// More images than a judge prompt carries.
+    #[error("at most {MAX_CHAT_IMAGES} images a message")]
+    TooManyImages,
+    /// One image that is not two side by side.
+    #[error("one image that is not a side-by-side pair")]
+    NotAPair,
+    /// A prompt without the quoted description evolve's prompts carry.
+    #[error("no quoted text description in the {0} prompt")]
+    NoDescription(&'static str),
+    /// Not one of evolve's judge prompts.
+    #[error("this server answers evolve's judge prompts only")]
+    NotAJudgePrompt,
+    /// An image that does not decode, or a prompt the world's judge cannot read.
+    #[error(transparent)]
+    Plugin(#[from] evolve_sdk::PluginError),
+}
+
 /// The judge's reply with its token counts, counted as OpenAI counts them, roughly: four
 /// characters a token, an image of at most 512 px one tile (85 + 170).
 struct Reply {
@@ -38,7 +64,7 @@ pub(super) async fn openai(State(world): State<Arc<World>>, Json(body): Json<Val
     let answered = openai_question(&body).and_then(|question| answer(&world, question, fingerprint(&body.to_string())));
     let reply = match answered {
         Ok(reply) => reply,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let model = body.get("model").cloned().unwrap_or_else(|| "shapes".into());
     Json(json!({
@@ -68,7 +94,7 @@ pub(super) async fn ollama(State(world): State<Arc<World>>, Json(body): Json<Val
     let answered = ollama_question(&body).and_then(|question| answer(&world, question, fingerprint(&body.to_string())));
     let reply = match answered {
         Ok(reply) => reply,
-        Err(e) => return ollama_error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return ollama_error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     Json(json!({
         "model": body.get("model").cloned().unwrap_or_else(|| "shapes".into()),
@@ -93,21 +119,21 @@ fn ollama_error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn last_user_message(body: &Value) -> Result<&Value, String> {
+fn last_user_message(body: &Value) -> Result<&Value, BadChat> {
     body.get("messages")
         .and_then(Value::as_array)
         .and_then(|m| m.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
-        .ok_or_else(|| "no user message".into())
+        .ok_or(BadChat::NoUserMessage)
 }
 
-fn decode_image(bytes_b64: &str) -> Result<Image, String> {
-    let bytes = base64_decode(bytes_b64).map_err(|e| e.to_string())?;
+fn decode_image(bytes_b64: &str) -> Result<Image, BadChat> {
+    let bytes = base64_decode(bytes_b64)?;
     // A comparison's images are at most twice the largest image served (side by side).
-    decode_image_within(&bytes, 2 * MAX_SIDE + 64).map_err(|e| e.to_string())
+    Ok(decode_image_within(&bytes, 2 * MAX_SIDE + 64)?)
 }
 
 /// OpenAI: the content is a string or a list of `text` and `image_url` (data URL) parts.
-fn openai_question(body: &Value) -> Result<Question, String> {
+fn openai_question(body: &Value) -> Result<Question, BadChat> {
     let message = last_user_message(body)?;
     let mut text = String::new();
     let mut images = vec![];
@@ -119,35 +145,39 @@ fn openai_question(body: &Value) -> Result<Question, String> {
                     Some("text") => text.push_str(part.get("text").and_then(Value::as_str).unwrap_or("")),
                     Some("image_url") => {
                         if images.len() == MAX_CHAT_IMAGES {
-                            return Err(format!("at most {MAX_CHAT_IMAGES} images a message"));
+                            return Err(BadChat::TooManyImages);
                         }
                         let url = part.pointer("/image_url/url").and_then(Value::as_str).unwrap_or("");
-                        let b64 =
-                            url.split_once("base64,").map(|(_, b)| b).ok_or("image_url must be a base64 data URL")?;
+                        let b64 = url
+                            .split_once("base64,")
+                            .map(|(_, b)| b)
+                            .ok_or(BadChat::Shape("image_url must be a base64 data URL"))?;
                         images.push(decode_image(b64)?);
                     }
                     _ => {}
                 }
             }
         }
-        _ => return Err("message content must be a string or a list of parts".into()),
+        _ => return Err(BadChat::Shape("message content must be a string or a list of parts")),
     }
     Ok(Question { text, images, structured: body.get("response_format").is_some() })
 }
 
 /// Ollama: the content is a string, the images plain base64 strings beside it.
-fn ollama_question(body: &Value) -> Result<Question, String> {
+fn ollama_question(body: &Value) -> Result<Question, BadChat> {
     let message = last_user_message(body)?;
-    let text = message.get("content").and_then(Value::as_str).ok_or("message content must be a string")?;
+    let text =
+        message.get("content").and_then(Value::as_str).ok_or(BadChat::Shape("message content must be a string"))?;
     let encoded = match message.get("images") {
         None | Some(Value::Null) => vec![],
         Some(Value::Array(images)) => {
-            images.iter().map(|i| i.as_str().ok_or("images must be base64 strings")).collect::<Result<_, _>>()?
+            let bad = BadChat::Shape("images must be base64 strings");
+            images.iter().map(|i| i.as_str()).collect::<Option<_>>().ok_or(bad)?
         }
-        Some(_) => return Err("images must be a list of base64 strings".into()),
+        Some(_) => return Err(BadChat::Shape("images must be a list of base64 strings")),
     };
     if encoded.len() > MAX_CHAT_IMAGES {
-        return Err(format!("at most {MAX_CHAT_IMAGES} images a message"));
+        return Err(BadChat::TooManyImages);
     }
     let images = encoded.into_iter().map(decode_image).collect::<Result<_, _>>()?;
     Ok(Question { text: text.to_string(), images, structured: body.get("format").is_some() })
@@ -161,18 +191,16 @@ fn quoted(text: &str) -> Option<&str> {
 }
 
 /// Answers one of evolve's judge prompts, told apart by its images and wording.
-fn answer(world: &World, question: Question, seed: u64) -> Result<Reply, String> {
+fn answer(world: &World, question: Question, seed: u64) -> Result<Reply, BadChat> {
     let Question { text, mut images, structured } = question;
     let prompt_tokens = text.len().div_ceil(4) + 255 * images.len();
     let content = if !images.is_empty() {
         if images.len() == 1 {
-            images = evolve_openai::side_by_side::split(&images[0])
-                .ok_or("one image that is not a side-by-side pair")?
-                .into();
+            images = evolve_openai::side_by_side::split(&images[0]).ok_or(BadChat::NotAPair)?.into();
         }
-        let prompt = quoted(&text).ok_or("no quoted text description in the comparison prompt")?;
+        let prompt = quoted(&text).ok_or(BadChat::NoDescription("comparison"))?;
         let request = CompareRequest { prompt: prompt.to_string(), images, seed };
-        let verdict = world.judge.judge(&request).map_err(|e| e.to_string())?;
+        let verdict = world.judge.judge(&request)?;
         // A VLM must name one image; a tie goes to a coin flip.
         let index = match verdict.choice {
             Choice::Best(i) => i.min(1),
@@ -181,7 +209,7 @@ fn answer(world: &World, question: Question, seed: u64) -> Result<Reply, String>
         let label = ["A", "B"][index];
         if structured { json!({ "better": label }).to_string() } else { format!("({label}) is better") }
     } else if text.contains("more diverse text descriptions") {
-        let prompt = quoted(&text).ok_or("no quoted text description in the expansion prompt")?;
+        let prompt = quoted(&text).ok_or(BadChat::NoDescription("expansion"))?;
         let n = text
             .split("generate ")
             .nth(1)
@@ -189,7 +217,7 @@ fn answer(world: &World, question: Question, seed: u64) -> Result<Reply, String>
             .and_then(|n| n.parse::<usize>().ok())
             .unwrap_or(3)
             .clamp(1, 32);
-        let prompts = world.judge.variations(prompt, n, seed).map_err(|e| e.to_string())?;
+        let prompts = world.judge.variations(prompt, n, seed)?;
         if structured { json!({ "prompts": prompts }).to_string() } else { json!(prompts).to_string() }
     } else if text.contains("completely unrelated") {
         let recent: Vec<String> = text
@@ -199,7 +227,7 @@ fn answer(world: &World, question: Question, seed: u64) -> Result<Reply, String>
             .unwrap_or_default();
         world.judge.mutation(&recent, seed)
     } else {
-        return Err("this server answers evolve's judge prompts only".into());
+        return Err(BadChat::NotAJudgePrompt);
     };
     let completion_tokens = content.len().div_ceil(4);
     Ok(Reply { content, prompt_tokens, completion_tokens })

@@ -57,15 +57,35 @@ fn literal(host: &str) -> Option<IpAddr> {
     host.trim_start_matches('[').trim_end_matches(']').parse().ok()
 }
 
+/// Why a result URL is not downloaded from.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// It does not parse.
+    #[error("a result URL that does not parse ({reason}): {url:?}")]
+    Unparsable {
+        /// The URL as given.
+        url: String,
+        /// The parser's words.
+        reason: String,
+    },
+    /// It names a private address outright.
+    #[error("a result URL at a private address ({0}) refused")]
+    PrivateAddress(IpAddr),
+    /// It names a host whose every address is private.
+    #[error("a result URL at {0}, a name for a private address, refused")]
+    PrivateName(String),
+}
+
 /// Why `url` may not be downloaded from, if it names a private address outright.
-pub fn refuse_literal(url: &reqwest::Url) -> Option<String> {
+pub fn refuse_literal(url: &reqwest::Url) -> Option<Refused> {
     let ip = literal(url.host_str()?)?;
-    is_private(ip).then(|| format!("a result URL at a private address ({ip}) refused"))
+    is_private(ip).then_some(Refused::PrivateAddress(ip))
 }
 
 /// Checks that `url` names a public address, or a name with at least one.
-pub async fn check_public(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("a result URL that does not parse ({e}): {url:?}"))?;
+pub async fn check_public(url: &str) -> Result<(), Refused> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| Refused::Unparsable { url: url.to_string(), reason: e.to_string() })?;
     if let Some(why) = refuse_literal(&parsed) {
         return Err(why);
     }
@@ -79,7 +99,7 @@ pub async fn check_public(url: &str) -> Result<(), String> {
     };
     let addresses: Vec<SocketAddr> = addresses.collect();
     if !addresses.is_empty() && addresses.iter().all(|a| is_private(a.ip())) {
-        return Err(format!("a result URL at {host}, a name for a private address, refused"));
+        return Err(Refused::PrivateName(host.to_string()));
     }
     Ok(())
 }

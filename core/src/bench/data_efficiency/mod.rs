@@ -12,6 +12,7 @@
 pub mod chart;
 pub mod stats;
 
+use super::BenchError;
 use crate::director::{self, RunOptions};
 use crate::experiment::{self, Experiment};
 use crate::registry::Registry;
@@ -259,13 +260,17 @@ max_steps = {steps}
 
 /// Measures every arm at every budget and seed (each point also appended to `points.csv`);
 /// `progress` hears about each run as it starts.
-pub fn measure(settings: &Settings, registry: &Registry, mut progress: impl FnMut(&str)) -> Result<Vec<Point>, String> {
+pub fn measure(
+    settings: &Settings,
+    registry: &Registry,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<Point>, BenchError> {
     let mut points = vec![];
-    std::fs::create_dir_all(&settings.out).map_err(|e| format!("{}: {e}", settings.out.display()))?;
+    std::fs::create_dir_all(&settings.out).map_err(BenchError::io(&settings.out))?;
     let csv = settings.out.join("points.csv");
     let kept = if settings.resume && csv.exists() { read_points(&csv)? } else { vec![] };
     if kept.is_empty() {
-        std::fs::write(&csv, CSV_HEADER).map_err(|e| format!("{}: {e}", csv.display()))?;
+        std::fs::write(&csv, CSV_HEADER).map_err(BenchError::io(&csv))?;
     }
     for &seed in &settings.seeds {
         for &budget in &settings.budgets {
@@ -293,17 +298,18 @@ fn csv_line(p: &Point) -> String {
 }
 
 /// The points of `points.csv` (as [`measure`] writes it).
-pub fn read_points(path: &std::path::Path) -> Result<Vec<Point>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_points(path: &std::path::Path) -> Result<Vec<Point>, BenchError> {
+    let text = std::fs::read_to_string(path).map_err(BenchError::io(path))?;
     let mut points = vec![];
     for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
-        let bad = |what: &str| format!("{}:{}: {what} in `{line}`", path.display(), i + 1);
+        let bad =
+            |what: &'static str| BenchError::Results { path: path.to_path_buf(), line: i + 1, what, text: line.into() };
         let fields: Vec<&str> = line.split(',').collect();
         let [arm, budget, seed, calls, score, seconds] = fields[..] else {
             return Err(bad("expected arm,budget,seed,calls,score,seconds"));
         };
         let arm = Arm::ALL.into_iter().find(|a| a.slug() == arm).ok_or_else(|| bad("unknown arm"))?;
-        let number = |field: &str, what: &str| field.parse::<f64>().map_err(|_| bad(what));
+        let number = |field: &str, what: &'static str| field.parse::<f64>().map_err(|_| bad(what));
         points.push(Point {
             arm,
             budget: budget.parse().map_err(|_| bad("bad budget"))?,
@@ -316,21 +322,23 @@ pub fn read_points(path: &std::path::Path) -> Result<Vec<Point>, String> {
     Ok(points)
 }
 
-fn append(path: &std::path::Path, line: &str) -> Result<(), String> {
+fn append(path: &std::path::Path, line: &str) -> Result<(), BenchError> {
     use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(line.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(BenchError::io(path))?;
+    file.write_all(line.as_bytes()).map_err(BenchError::io(path))
 }
 
-fn measure_one(arm: Arm, budget: u64, seed: u64, settings: &Settings, registry: &Registry) -> Result<Point, String> {
+fn measure_one(
+    arm: Arm,
+    budget: u64,
+    seed: u64,
+    settings: &Settings,
+    registry: &Registry,
+) -> Result<Point, BenchError> {
     let name = format!("{}-{budget}-seed{seed}", arm.slug());
     let run_dir = settings.out.join(&name);
     let _ = std::fs::remove_dir_all(&run_dir);
-    std::fs::create_dir_all(&settings.out).map_err(|e| format!("{}: {e}", settings.out.display()))?;
+    std::fs::create_dir_all(&settings.out).map_err(BenchError::io(&settings.out))?;
     let path = settings.out.join(format!("{name}.toml"));
     let prompt_file = match settings.pool {
         Pool::Grammar => None,
@@ -338,24 +346,24 @@ fn measure_one(arm: Arm, budget: u64, seed: u64, settings: &Settings, registry: 
             let file = format!("{name}.prompts.txt");
             let prompts = evolve_shapes::natural::prompts(seed, initial_prompts(arm, budget) as usize);
             let target = settings.out.join(&file);
-            std::fs::write(&target, prompts.join("\n") + "\n").map_err(|e| format!("{}: {e}", target.display()))?;
+            std::fs::write(&target, prompts.join("\n") + "\n").map_err(BenchError::io(&target))?;
             Some(file)
         }
     };
     let text = experiment_text(arm, budget, seed, settings.steps, prompt_file.as_deref());
-    std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let experiment: Experiment = experiment::parse(&text, &path, registry).map_err(|e| e.to_string())?;
+    std::fs::write(&path, &text).map_err(BenchError::io(&path))?;
+    let experiment: Experiment = experiment::parse(&text, &path, registry)?;
     let started = std::time::Instant::now();
     let (calls, report) = if arm == Arm::Uniform {
         let options = StaticOptions { run_dir: run_dir.clone(), resume: false, quiet: true };
-        let outcome = static_train::run(&experiment, &path, registry, &options).map_err(|e| e.to_string())?;
+        let outcome = static_train::run(&experiment, &path, registry, &options)?;
         (outcome.samples as u64, outcome.eval)
     } else {
         let options = RunOptions { run_dir: run_dir.clone(), resume: false, quiet: true, json: false };
-        let outcome = director::run(&experiment, &path, registry, &options).map_err(|e| e.to_string())?;
+        let outcome = director::run(&experiment, &path, registry, &options)?;
         (outcome.calls, outcome.eval)
     };
-    let score = report.map(|r| r.overall).ok_or("the run produced no evaluation")?;
+    let score = report.map(|r| r.overall).ok_or(BenchError::NoEvaluation(name))?;
     Ok(Point { arm, budget, seed, calls, score, seconds: started.elapsed().as_secs_f64() })
 }
 
@@ -468,7 +476,7 @@ mod tests {
             );
         }
         std::fs::write(&path, format!("{CSV_HEADER}director-exact-judge,60,0,sixty,0.1,1.0\n")).unwrap();
-        let error = read_points(&path).unwrap_err();
+        let error = read_points(&path).unwrap_err().to_string();
         assert!(error.contains("points.csv:2: bad calls"), "{error}");
     }
 

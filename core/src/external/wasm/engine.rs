@@ -1,6 +1,7 @@
 //! The one wasmtime engine every wasm plugin shares, its epoch clock, and the on-disk cache of
 //! compiled components.
 
+use super::error::WasmLoadError;
 use evolve_sdk::PluginKind;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -20,13 +21,13 @@ const ANNOUNCED_COMPILE_BYTES: usize = 8 << 20;
 pub const WIT_PACKAGE: &str = "evolve:plugin";
 
 /// The shared engine. The first use starts the thread that advances its epoch.
-pub fn engine() -> Result<&'static Engine, String> {
+pub fn engine() -> Result<&'static Engine, WasmLoadError> {
     static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
             let mut config = Config::new();
             config.wasm_component_model(true).epoch_interruption(true);
-            let engine = Engine::new(&config).map_err(|e| format!("cannot start the wasm engine: {e:#}"))?;
+            let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
             let ticking = engine.clone();
             std::thread::Builder::new()
                 .name("evolve-wasm-epoch".into())
@@ -36,11 +37,11 @@ pub fn engine() -> Result<&'static Engine, String> {
                         ticking.increment_epoch();
                     }
                 })
-                .map_err(|e| format!("cannot start the wasm epoch thread: {e}"))?;
+                .map_err(|e| format!("its epoch thread: {e}"))?;
             Ok(engine)
         })
         .as_ref()
-        .map_err(Clone::clone)
+        .map_err(|reason| WasmLoadError::Engine { reason: reason.clone() })
 }
 
 /// Where compiled components are kept: `$EVOLVE_CACHE_DIR`, else the user's cache folder.
@@ -58,11 +59,11 @@ pub fn cache_dir() -> PathBuf {
 /// Compiles the component at `path`, or reads it from the cache when this engine compiled the
 /// same bytes before. The cache key covers the bytes and the engine's compatibility hash
 /// (wasmtime version, target, settings), so a stale entry is never used.
-pub fn compile(engine: &Engine, path: &Path) -> Result<Component, String> {
+pub fn compile(engine: &Engine, path: &Path) -> Result<Component, WasmLoadError> {
     let file = path.display();
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let bytes = std::fs::read(path).map_err(|source| WasmLoadError::Read { path: path.to_path_buf(), source })?;
     if !bytes.starts_with(b"\0asm") {
-        return Err(format!("{file} is not a wasm file (it does not start with the wasm magic bytes)"));
+        return Err(WasmLoadError::NotWasm { path: path.to_path_buf() });
     }
     let mut compat = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut compat);
@@ -89,7 +90,7 @@ pub fn compile(engine: &Engine, path: &Path) -> Result<Component, String> {
     }
     let started = std::time::Instant::now();
     let component = Component::from_binary(engine, &bytes)
-        .map_err(|e| format!("{file} is not a valid wasm component: {}", first_line(&e)))?;
+        .map_err(|e| WasmLoadError::Invalid { path: path.to_path_buf(), reason: first_line(&e) })?;
     if announce {
         eprintln!("compiled {file} in {:.1} s", started.elapsed().as_secs_f64());
     }
@@ -111,7 +112,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Checks that `component` was built against this host's WIT package version: every
 /// `evolve:plugin/...` name it imports or exports must carry our version.
-pub fn check_wit_version(engine: &Engine, component: &Component, path: &Path) -> Result<(), String> {
+pub fn check_wit_version(engine: &Engine, component: &Component, path: &Path) -> Result<(), WasmLoadError> {
     let ours = wit_version();
     let ty = component.component_type();
     let names: Vec<String> =
@@ -122,26 +123,21 @@ pub fn check_wit_version(engine: &Engine, component: &Component, path: &Path) ->
         speaks_evolve = true;
         let theirs = rest.split_once('@').map_or("(unversioned)", |(_, v)| v);
         if theirs != ours {
-            return Err(format!(
-                "{} was built against the WIT world {WIT_PACKAGE}@{theirs}, but this evolve speaks \
-                 {WIT_PACKAGE}@{ours}: rebuild the plugin with a matching evolve-sdk (or sdk/wit)",
-                path.display()
-            ));
+            return Err(WasmLoadError::WitVersion {
+                path: path.to_path_buf(),
+                theirs: theirs.to_string(),
+                ours: ours.to_string(),
+            });
         }
     }
     if !speaks_evolve {
-        return Err(format!(
-            "{} is a wasm component but not an evolve plugin: it imports and exports nothing of {WIT_PACKAGE} \
-             (build it with `evolve_sdk::export_wasm_plugin!` for wasm32-wasip2, or against a world of \
-             sdk/wit with componentize-py or componentize-js)",
-            path.display()
-        ));
+        return Err(WasmLoadError::NotEvolve { path: path.to_path_buf() });
     }
     Ok(())
 }
 
 /// The plugin kind whose world `component` was built for, told by the interface it exports.
-pub fn exported_kind(engine: &Engine, component: &Component, path: &Path) -> Result<PluginKind, String> {
+pub fn exported_kind(engine: &Engine, component: &Component, path: &Path) -> Result<PluginKind, WasmLoadError> {
     let prefix = format!("{WIT_PACKAGE}/");
     let exported: Vec<String> = component
         .component_type()
@@ -159,12 +155,10 @@ pub fn exported_kind(engine: &Engine, component: &Component, path: &Path) -> Res
         .collect();
     match kinds.as_slice() {
         [kind] => Ok(*kind),
-        _ => Err(format!(
-            "{} exports {} of {WIT_PACKAGE}; a plugin exports exactly one of teacher, judge or operator \
-             (build it for the world of its kind: teacher-plugin, judge-plugin or operator-plugin)",
-            path.display(),
-            if exported.is_empty() { "nothing".to_string() } else { exported.join(", ") }
-        )),
+        _ => Err(WasmLoadError::Kind {
+            path: path.to_path_buf(),
+            exported: if exported.is_empty() { "nothing".to_string() } else { exported.join(", ") },
+        }),
     }
 }
 

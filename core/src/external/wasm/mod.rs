@@ -9,12 +9,14 @@
 
 mod convert;
 mod engine;
+mod error;
 mod judge;
 mod operator;
 mod sandbox;
 mod teacher;
 
 pub use engine::{cache_dir, wit_version};
+pub use error::WasmLoadError;
 
 use crate::experiment::PluginSettings;
 use evolve_sdk::{Judge, Operator, PluginContext, PluginError, PluginInfo, PluginKind, Teacher};
@@ -64,25 +66,25 @@ pub struct WasmComponent {
 }
 
 /// Compiles (or reads from the cache) and checks the component at `path`, and asks it what it is.
-pub fn load(path: &Path) -> Result<(WasmComponent, PluginInfo, serde_json::Value), String> {
+pub fn load(path: &Path) -> Result<(WasmComponent, PluginInfo, serde_json::Value), WasmLoadError> {
     let engine = engine::engine()?;
     let component = engine::compile(engine, path)?;
     engine::check_wit_version(engine, &component, path)?;
     let kind = engine::exported_kind(engine, &component, path)?;
-    sandbox::check_imports(&component).map_err(|e| format!("{}: {e}", path.display()))?;
+    sandbox::check_imports(&component, path)?;
+    let probe_failed = |source| WasmLoadError::Probe { path: path.to_path_buf(), source };
     let label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let loaded = WasmComponent { component, kind, label };
-    let probe =
-        loaded.instantiate(&PluginSettings::default(), "metadata").map_err(|e| format!("{}: {e}", path.display()))?;
+    let probe = loaded.instantiate(&PluginSettings::default(), "metadata").map_err(probe_failed)?;
     let info = probe
         .call(|live| match &live.exports {
             Exports::Teacher(p) => p.evolve_plugin_teacher().call_info(&mut live.store).map(Ok),
             Exports::Judge(p) => p.evolve_plugin_judge().call_info(&mut live.store).map(Ok),
             Exports::Operator(p) => p.evolve_plugin_operator().call_info(&mut live.store).map(Ok),
         })
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(probe_failed)?;
     let schema = serde_json::from_str(&info.config_schema)
-        .map_err(|e| format!("{} ships a config schema that is not JSON: {e}", path.display()))?;
+        .map_err(|source| WasmLoadError::Schema { path: path.to_path_buf(), source })?;
     let info = PluginInfo { name: info.name, kind, version: info.version, description: info.description };
     // From here on, messages name the plugin as it names itself, not by its file.
     let loaded = WasmComponent { label: info.name.clone(), ..loaded };

@@ -7,9 +7,11 @@ use super::bindings::teacher_plugin::evolve::plugin::{host, types};
 use super::bindings::{judge_plugin::JudgePlugin, operator_plugin::OperatorPlugin, teacher_plugin::TeacherPlugin};
 use super::convert::plugin_error;
 use super::engine::{TICK, engine, first_line};
+use super::error::WasmLoadError;
 use crate::experiment::PluginSettings;
 use crate::external::capabilities;
 use evolve_sdk::{PluginError, PluginKind};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, Resource, ResourceTable};
@@ -188,7 +190,7 @@ impl Sandboxed {
         settings: &PluginSettings,
         label: &str,
     ) -> Result<Sandboxed, PluginError> {
-        let engine = engine().map_err(PluginError::Failed)?;
+        let engine = engine().map_err(|e| PluginError::Failed(e.to_string()))?;
         let mut wasi = WasiCtx::builder();
         for dir in &settings.read_dirs {
             let guest = dir.to_string_lossy().into_owned();
@@ -270,7 +272,7 @@ impl Sandboxed {
 fn linker() -> Result<&'static Linker<HostState>, PluginError> {
     static LINKER: OnceLock<Result<Linker<HostState>, String>> = OnceLock::new();
     let linker = LINKER.get_or_init(|| {
-        let mut linker = Linker::new(engine()?);
+        let mut linker = Linker::new(engine().map_err(|e| e.to_string())?);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             // Every world imports the same `host`: the teacher world's linking serves them all.
             .and_then(|()| TeacherPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s))
@@ -281,21 +283,19 @@ fn linker() -> Result<&'static Linker<HostState>, PluginError> {
     linker.as_ref().map_err(|e| PluginError::Failed(e.clone()))
 }
 
-/// Checks that the host provides everything `component` imports, before anything runs: a
-/// missing import is named as such (with what evolve does provide), not reported as a trap.
-pub fn check_imports(component: &Component) -> Result<(), String> {
-    let linker = linker().map_err(|e| e.to_string())?;
+/// Checks that the host provides everything `component` (loaded from `path`) imports, before
+/// anything runs: a missing import is named as such (with what evolve does provide), not
+/// reported as a trap.
+pub fn check_imports(component: &Component, path: &Path) -> Result<(), WasmLoadError> {
+    let path = path.to_path_buf();
+    let linker = linker().map_err(|e| WasmLoadError::Link { path: path.clone(), reason: e.to_string() })?;
     let Err(error) = linker.instantiate_pre(component) else { return Ok(()) };
     let chain = format!("{error:#}");
     let Some(name) = chain.split('`').nth(1).filter(|_| chain.contains("not found in the linker")) else {
-        return Err(format!("cannot link: {}", first_line(&error)));
+        return Err(WasmLoadError::Link { path, reason: first_line(&error) });
     };
     let why = chain.split_once("linker: ").map_or("not provided", |(_, cause)| cause);
-    Err(format!(
-        "it imports `{name}`, which evolve does not give plugins ({why}); a plugin may import WASI 0.2 \
-         (no sockets, no wasi:http) and evolve:plugin/host, whose `http` function is its way to the \
-         network (build componentize-js plugins with `--disable http fetch-event`)"
-    ))
+    Err(WasmLoadError::Import { path, name: name.to_string(), why: why.to_string() })
 }
 
 /// Replaces WASI's clock subscriptions (what a guest's sleep or timed poll waits on) with waits
