@@ -36,31 +36,75 @@ pub fn host_allowed(host: &str, port: u16, default_port: u16, allowed: &[String]
     })
 }
 
-/// Performs `request` for a plugin if its host is in `allowed`. Errors that start with
-/// `refused` are permanent (the plugin SDK maps them so); others are network failures.
-pub fn http(request: &HttpRequest, allowed: &[String]) -> Result<HttpResponse, String> {
-    let url = reqwest::Url::parse(&request.url).map_err(|e| format!("refused: bad URL `{}`: {e}", request.url))?;
+/// Why a plugin's request was not answered. It crosses to the plugin as its message: one that
+/// starts with `refused` is permanent (the SDK's `host::http` maps it so), any other a network
+/// failure worth retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum HostHttpError {
+    /// The URL does not parse.
+    #[error("refused: bad URL `{url}`: {reason}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// The parser's words.
+        reason: String,
+    },
+    /// Not http or https.
+    #[error("refused: only http and https URLs are allowed, not `{0}`")]
+    Scheme(String),
+    /// The host and port are not in the experiment's allow-list.
+    #[error(
+        "refused: host `{host}` port {port} is not in the experiment's [plugins] allow_hosts ({list}; \
+         `host:port` or `host:*` allow other ports than {default_port})"
+    )]
+    NotAllowed {
+        /// The host asked for.
+        host: String,
+        /// Its port.
+        port: u16,
+        /// The scheme's default port.
+        default_port: u16,
+        /// The allow-list, in words.
+        list: String,
+    },
+    /// Not an HTTP method.
+    #[error("refused: bad HTTP method `{0}`")]
+    Method(String),
+    /// The reply is larger than a plugin is handed.
+    #[error("refused: reply larger than {} MiB", MAX_BODY >> 20)]
+    TooLarge,
+    /// The request or the reply's body failed on the network.
+    #[error("{what} failed: {source}")]
+    Network {
+        /// `request` or `reading the reply`.
+        what: &'static str,
+        /// Why.
+        source: reqwest::Error,
+    },
+}
+
+/// Performs `request` for a plugin if its host is in `allowed`.
+pub fn http(request: &HttpRequest, allowed: &[String]) -> Result<HttpResponse, HostHttpError> {
+    let url = reqwest::Url::parse(&request.url)
+        .map_err(|e| HostHttpError::BadUrl { url: request.url.clone(), reason: e.to_string() })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("refused: only http and https URLs are allowed, not `{}`", url.scheme()));
+        return Err(HostHttpError::Scheme(url.scheme().to_string()));
     }
     let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
     let default_port = if url.scheme() == "https" { 443 } else { 80 };
     let port = url.port_or_known_default().unwrap_or(default_port);
     if !host_allowed(&host, port, default_port, allowed) {
         let list = if allowed.is_empty() { "it is empty".to_string() } else { allowed.join(", ") };
-        return Err(format!(
-            "refused: host `{host}` port {port} is not in the experiment's [plugins] allow_hosts ({list}; \
-             `host:port` or `host:*` allow other ports than {default_port})"
-        ));
+        return Err(HostHttpError::NotAllowed { host, port, default_port, list });
     }
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
-        .map_err(|_| format!("refused: bad HTTP method `{}`", request.method))?;
+        .map_err(|_| HostHttpError::Method(request.method.clone()))?;
     let mut builder = client().request(method, url).body(request.body.clone());
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
     block(async move {
-        let mut response = builder.send().await.map_err(|e| format!("request failed: {e}"))?;
+        let mut response = builder.send().await.map_err(|source| HostHttpError::Network { what: "request", source })?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -68,9 +112,11 @@ pub fn http(request: &HttpRequest, allowed: &[String]) -> Result<HttpResponse, S
             .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading the reply failed: {e}"))? {
+        while let Some(chunk) =
+            response.chunk().await.map_err(|source| HostHttpError::Network { what: "reading the reply", source })?
+        {
             if body.len() + chunk.len() > MAX_BODY {
-                return Err(format!("refused: reply larger than {} MiB", MAX_BODY >> 20));
+                return Err(HostHttpError::TooLarge);
             }
             body.extend_from_slice(&chunk);
         }
@@ -137,9 +183,10 @@ pub fn set_native_allow_list(hosts: &[String]) {
 pub struct NativeHost;
 
 impl HostCalls for NativeHost {
+    // The message is the ABI's error type (an `RString` across the native boundary).
     fn http(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
         let allowed = NATIVE_ALLOWED.read().map(|l| l.clone()).unwrap_or_default();
-        http(request, &allowed)
+        http(request, &allowed).map_err(|e| e.to_string())
     }
 
     fn log(&self, level: LogLevel, message: &str) {
@@ -175,8 +222,10 @@ mod tests {
     #[test]
     fn refuses_disallowed_hosts_before_any_connection() {
         let error = http(&HttpRequest::get("http://evil.test/steal"), &[]).unwrap_err();
-        assert!(error.starts_with("refused: host `evil.test`"), "{error}");
+        assert!(matches!(&error, HostHttpError::NotAllowed { host, .. } if host == "evil.test"), "{error}");
+        // The plugin's SDK reads the prefix as "permanent".
+        assert!(error.to_string().starts_with("refused: host `evil.test`"), "{error}");
         let error = http(&HttpRequest::get("file:///etc/passwd"), &["x".into()]).unwrap_err();
-        assert!(error.contains("only http and https"), "{error}");
+        assert!(matches!(&error, HostHttpError::Scheme(scheme) if scheme == "file"), "{error}");
     }
 }

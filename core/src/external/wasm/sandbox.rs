@@ -143,7 +143,10 @@ impl host::Host for HostState {
         if let Err(message) = &reply {
             tracing::warn!(plugin = %self.label, url = %request.url, "{message}");
         }
-        reply.map(|r| host::HttpResponse { status: r.status, headers: r.headers, body: r.body })
+        // The WIT function's error is the message (see `HostHttpError`).
+        reply
+            .map(|r| host::HttpResponse { status: r.status, headers: r.headers, body: r.body })
+            .map_err(|e| e.to_string())
     }
 
     fn log(&mut self, level: host::LogLevel, message: String) {
