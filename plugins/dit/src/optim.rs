@@ -1,5 +1,9 @@
 //! Optimisation pieces candle-nn does not have: AdamW with inspectable state (for exact
 //! resumes), linear warm-up, global gradient-norm clipping and an EMA of the weights.
+//!
+//! Two ways to run a step, the same arithmetic: on the CPU one fused pass per parameter over
+//! its plain buffers; anywhere else (a GPU) tensor operations on the parameter's own device, so
+//! that nothing crosses to the host but the one gradient-norm scalar per step.
 
 use super::buffers::{self, Element};
 use candle_core::backprop::GradStore;
@@ -139,13 +143,7 @@ impl AdamW {
         self.step += 1;
         let c = self.config;
         let lr = c.lr_at(self.step);
-        let mut total = 0.0;
-        for var in vars.values() {
-            if let Some(g) = grads.get(var) {
-                total += sum_of_squares(g)?;
-            }
-        }
-        let grad_norm = total.sqrt();
+        let grad_norm = global_norm(vars, grads)?;
         let clip = if c.grad_clip > 0.0 && grad_norm > c.grad_clip { c.grad_clip / grad_norm } else { 1.0 };
         let (b1, b2) = (0.9f64, 0.999f64);
         let update = Update {
@@ -164,9 +162,12 @@ impl AdamW {
             else {
                 continue;
             };
+            let g = g.contiguous()?;
+            let on_cpu = |t: &Tensor| t.device().is_cpu();
             match var.dtype() {
-                DType::F32 => update.apply::<f32>(var, g, m, v, e)?,
-                _ => update.apply::<f64>(var, g, m, v, e)?,
+                DType::F32 if on_cpu(&g) => update.apply_in_place::<f32>(var, &g, m, v, e)?,
+                DType::F64 if on_cpu(&g) => update.apply_in_place::<f64>(var, &g, m, v, e)?,
+                _ => update.apply_on_device(var, &g, m, v, e)?,
             }
         }
         Ok(StepInfo { learning_rate: lr, grad_norm })
@@ -187,8 +188,8 @@ struct Update {
 
 impl Update {
     /// Updates one parameter, its moments `m`, `v` and its average `e`, in `T` arithmetic, in
-    /// place where they are CPU buffers, else through host copies.
-    fn apply<T: Element + Float>(
+    /// place in their CPU buffers; where they cannot be opened so, as tensor operations.
+    fn apply_in_place<T: Element + Float>(
         &self,
         var: &Var,
         g: &Tensor,
@@ -196,27 +197,27 @@ impl Update {
         v: &mut Tensor,
         e: &mut Tensor,
     ) -> Result<()> {
-        let g = g.contiguous()?;
-        if buffers::can_open::<T>(&[var.as_tensor(), m, v, e, &g]) {
-            return buffers::with_buffers_mut::<T>(&[var.as_tensor(), m, v, e, &g], &mut |s| {
-                if let [p, m, v, e, g] = s {
-                    self.update(p, m, v, e, g);
-                }
-            });
+        if !buffers::can_open::<T>(&[var.as_tensor(), m, v, e, g]) {
+            return self.apply_on_device(var, g, m, v, e);
         }
-        let (dtype, shape) = (var.dtype(), var.shape().clone());
-        let read = |t: &Tensor| -> Result<Vec<T>> { t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>() };
-        let g = read(&g)?;
-        let (mut pv, mut mv, mut vv, mut ev) = (read(var.as_tensor())?, read(m)?, read(v)?, read(e)?);
-        self.update(&mut pv, &mut mv, &mut vv, &mut ev, &g);
-        let write = |values: Vec<T>| -> Result<Tensor> {
-            Tensor::from_vec(values, shape.clone(), var.device())?.to_dtype(dtype)
-        };
-        var.set(&write(pv)?)?;
-        *m = write(mv)?;
-        *v = write(vv)?;
-        *e = write(ev)?;
-        Ok(())
+        buffers::with_buffers_mut::<T>(&[var.as_tensor(), m, v, e, g], &mut |s| {
+            if let [p, m, v, e, g] = s {
+                self.update(p, m, v, e, g);
+            }
+        })
+    }
+
+    /// [`Update::update`] as tensor operations on the parameter's device, in its dtype: a
+    /// dozen kernels per parameter on a GPU, and no copy to the host.
+    fn apply_on_device(&self, var: &Var, g: &Tensor, m: &mut Tensor, v: &mut Tensor, e: &mut Tensor) -> Result<()> {
+        let g = g.affine(self.clip, 0.0)?;
+        *m = (m.affine(self.b1, 0.0)? + g.affine(1.0 - self.b1, 0.0)?)?;
+        *v = (v.affine(self.b2, 0.0)? + g.sqr()?.affine(1.0 - self.b2, 0.0)?)?;
+        let denominator = v.affine(1.0 / self.correction2, 0.0)?.sqrt()?.affine(1.0, 1e-8)?;
+        let step = m.affine(self.lr / self.correction1, 0.0)?.div(&denominator)?;
+        let p = (var.as_tensor().affine(self.decay, 0.0)? - step)?;
+        *e = (e.affine(self.ema_decay, 0.0)? + p.affine(1.0 - self.ema_decay, 0.0)?)?;
+        var.set(&p)
     }
 
     /// The AdamW and EMA arithmetic over one parameter's buffers, in parallel chunks.
@@ -246,22 +247,34 @@ impl Update {
 /// Elements per parallel task of the optimiser's passes.
 const CHUNK: usize = 1 << 14;
 
-/// `Σ g²` in f64: over fixed chunks in parallel, then the chunks' sums in order, so the result
-/// does not depend on the thread count.
-fn sum_of_squares(g: &Tensor) -> Result<f64> {
-    let g = g.contiguous()?;
-    let in_place = match g.dtype() {
-        DType::F32 => sum_of_squares_in_place::<f32>(&g)?,
-        DType::F64 => sum_of_squares_in_place::<f64>(&g)?,
-        _ => None,
-    };
-    match in_place {
-        Some(total) => Ok(total),
-        None => g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>(),
+/// The global norm of every variable's gradient: CPU buffers summed in place, other devices'
+/// sums of squares added up there and read back once.
+fn global_norm(vars: &BTreeMap<String, Var>, grads: &GradStore) -> Result<f64> {
+    let mut total = 0.0;
+    let mut on_device: Vec<Tensor> = vec![];
+    for var in vars.values() {
+        let Some(g) = grads.get(var) else { continue };
+        let g = g.contiguous()?;
+        let in_place = match g.dtype() {
+            DType::F32 => sum_of_squares_in_place::<f32>(&g)?,
+            DType::F64 => sum_of_squares_in_place::<f64>(&g)?,
+            _ => None,
+        };
+        match in_place {
+            Some(sum) => total += sum,
+            // f32 sums: a GPU's f64 is slow, and the norm only scales the clipping.
+            None => on_device.push(g.to_dtype(DType::F32)?.sqr()?.sum_all()?),
+        }
     }
+    if !on_device.is_empty() {
+        total += Tensor::stack(&on_device, 0)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    }
+    Ok(total.sqrt())
 }
 
-/// [`sum_of_squares`] over `g`'s own buffer, or `None` where it cannot be opened.
+/// `Σ g²` in f64 over `g`'s own buffer, over fixed chunks in parallel, then the chunks' sums in
+/// order, so the result does not depend on the thread count.
+/// `None` where the buffer cannot be opened.
 fn sum_of_squares_in_place<T: Element + Float>(g: &Tensor) -> Result<Option<f64>> {
     if !buffers::can_open::<T>(&[g]) {
         return Ok(None);
@@ -300,5 +313,49 @@ mod tests {
         assert!((c.lr_at(5000) - 0.1).abs() < 1e-12);
         let constant = OptimConfig { learning_rate: 1.0, ..OptimConfig::default() };
         assert_eq!(constant.lr_at(5000), 1.0);
+    }
+
+    /// The GPU path (tensor operations) and the CPU path (one pass over the buffers) are the
+    /// same AdamW and EMA: run on the CPU, three steps of each agree to f32 rounding.
+    #[test]
+    fn the_device_path_computes_what_the_in_place_pass_does() -> Result<()> {
+        let device = candle_core::Device::Cpu;
+        let start = Tensor::randn(0f32, 1.0, (64, 33), &device)?;
+        let update = |step: i32| Update {
+            clip: 0.7,
+            lr: 1e-2,
+            b1: 0.9,
+            b2: 0.999,
+            correction1: 1.0 - 0.9f64.powi(step),
+            correction2: 1.0 - 0.999f64.powi(step),
+            decay: 1.0 - 1e-2 * 0.05,
+            ema_decay: 0.9,
+        };
+        let grads: Vec<Tensor> = (1..=3)
+            .map(|step| Tensor::randn(0f32, 1.0, (64, 33), &device)?.affine(1.0, step as f64))
+            .collect::<Result<_>>()?;
+        let run = |on_device: bool| -> Result<[Tensor; 4]> {
+            let var = Var::from_tensor(&start.copy()?)?;
+            let (mut m, mut v, mut e) = (start.zeros_like()?, start.zeros_like()?, start.copy()?);
+            for (step, g) in (1..).zip(&grads) {
+                if on_device {
+                    update(step).apply_on_device(&var, g, &mut m, &mut v, &mut e)?;
+                } else {
+                    update(step).apply_in_place::<f32>(&var, g, &mut m, &mut v, &mut e)?;
+                }
+            }
+            Ok([var.as_tensor().clone(), m, v, e])
+        };
+        let fused = run(false)?;
+        let tensors = run(true)?;
+        for (a, b) in fused.iter().zip(&tensors) {
+            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let scale = a.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff <= 1e-5 * scale.max(1.0), "differ by {diff} (scale {scale})");
+        }
+        // And the parameter moved.
+        let moved = (&fused[0] - &start)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(moved > 1e-3, "{moved}");
+        Ok(())
     }
 }
