@@ -77,6 +77,12 @@ pub struct DitConfig {
     /// Optimiser settings.
     #[serde(default)]
     pub optim: OptimConfig,
+    /// Micro-batches per optimiser step: each is run forward and backward on its own and their
+    /// gradients summed, so a batch larger than the memory holds trains as one step (the same
+    /// step, up to the noise each micro-batch draws). 1: the whole batch at once.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub accumulate: usize,
     /// Probability of training a sample with the null caption (enables guidance).
     #[serde(default = "dropout")]
     #[schemars(range(min = 0.0, max = 1.0))]
@@ -159,6 +165,9 @@ pub enum TextEncoderChoice {
     T5(PathBuf),
 }
 
+fn one() -> usize {
+    1
+}
 fn yes() -> bool {
     true
 }

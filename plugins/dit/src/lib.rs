@@ -80,6 +80,23 @@ use std::path::Path;
 use t5_text::{PIXART_TOKENS, T5TextEncoder};
 use text::{Caption, SmallTextEncoder, TextEncoder};
 
+/// `batch` cut into `n` micro-batches of nearly equal size, in order (fewer when it has fewer
+/// images).
+fn micro_batches(batch: &TrainBatch, n: usize) -> Vec<TrainBatch> {
+    let b = batch.images.len();
+    if b != batch.prompts.len() {
+        // Not a batch: `gradients` says why.
+        return vec![batch.clone()];
+    }
+    let n = n.clamp(1, b.max(1));
+    (0..n)
+        .map(|i| {
+            let range = (i * b / n)..((i + 1) * b / n);
+            TrainBatch { prompts: batch.prompts[range.clone()].to_vec(), images: batch.images[range].to_vec() }
+        })
+        .collect()
+}
+
 fn failed(e: impl std::fmt::Display) -> PluginError {
     PluginError::Failed(e.to_string())
 }
@@ -376,6 +393,37 @@ impl DitModel {
         Ok((value, grads))
     }
 
+    /// [`DitModel::gradients`] of `batch` in `config.accumulate` micro-batches, one after the
+    /// other: their losses and gradients are summed, each weighted by its share of the batch,
+    /// so only one micro-batch's activations are held at a time.
+    pub fn accumulated_gradients(&mut self, batch: &TrainBatch) -> Result<(f32, GradStore), PluginError> {
+        let parts = micro_batches(batch, self.config.accumulate);
+        if parts.len() < 2 {
+            return self.gradients(batch, None);
+        }
+        let b = batch.images.len() as f64;
+        let (mut loss, mut total) = (0.0, GradStore::default());
+        for part in &parts {
+            let share = part.images.len() as f64 / b;
+            let (value, mut grads) = self.gradients(part, None)?;
+            loss += share * f64::from(value);
+            let mut add = || -> candle_core::Result<()> {
+                for var in self.params.vars().values() {
+                    let Some(g) = grads.remove(var) else { continue };
+                    let g = g.affine(share, 0.0)?;
+                    let sum = match total.remove(var) {
+                        Some(before) => (before + g)?,
+                        None => g,
+                    };
+                    total.insert(var, sum);
+                }
+                Ok(())
+            };
+            add().map_err(failed)?;
+        }
+        Ok((loss as f32, total))
+    }
+
     /// The weighted diffusion loss of clean images `x0` (one bucket) noised with `noise`.
     fn bucket_loss(
         &self,
@@ -507,7 +555,7 @@ impl DitModel {
 
 impl BaseModel for DitModel {
     fn train_step(&mut self, batch: &TrainBatch) -> Result<StepStats, PluginError> {
-        let (value, grads) = self.gradients(batch, None)?;
+        let (value, grads) = self.accumulated_gradients(batch)?;
         let info = self.optim.step(self.params.vars(), &grads).map_err(failed)?;
         Ok(StepStats {
             step: self.optim.step,

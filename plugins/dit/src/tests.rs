@@ -269,3 +269,50 @@ fn without_buckets_a_non_square_image_is_centre_cropped() {
     let stats = model.train_step(&with_non_square(shapes_batch(4, 3))).unwrap();
     assert!(stats.loss.is_finite());
 }
+
+#[test]
+fn accumulated_micro_batches_give_the_mean_of_their_gradients() {
+    let config = |accumulate: usize| serde_json::json!({"preset": "tiny", "depth": 2, "accumulate": accumulate});
+    // Twins: one accumulates, the other's `gradients` are called by hand.
+    let (mut accumulating, mut by_hand) = (tiny_model_from(8, config(3)), tiny_model_from(8, config(3)));
+    // Moved once, so that no layer is still zero and every gradient is nonzero.
+    accumulating.train_step(&shapes_batch(6, 1)).unwrap();
+    by_hand.train_step(&shapes_batch(6, 1)).unwrap();
+    let batch = shapes_batch(7, 2);
+    let (loss, grads) = accumulating.accumulated_gradients(&batch).unwrap();
+    // The same micro-batches (2, 2 and 3 images), one after the other, drawing the same noise.
+    let parts: Vec<TrainBatch> = [0..2, 2..4, 4..7]
+        .into_iter()
+        .map(|r| TrainBatch { prompts: batch.prompts[r.clone()].to_vec(), images: batch.images[r].to_vec() })
+        .collect();
+    let each: Vec<(f32, candle_core::backprop::GradStore)> =
+        parts.iter().map(|part| by_hand.gradients(part, None).unwrap()).collect();
+    let shares = [2.0 / 7.0, 2.0 / 7.0, 3.0 / 7.0];
+    let expected_loss: f64 = each.iter().zip(shares).map(|((l, _), s)| f64::from(*l) * s).sum();
+    assert!((f64::from(loss) - expected_loss).abs() <= 1e-6 * expected_loss, "{loss} vs {expected_loss}");
+    let mut compared = 0;
+    for (name, var) in accumulating.params().vars() {
+        let other = &by_hand.params().vars()[name];
+        let mut expected: Option<Tensor> = None;
+        for ((_, g), share) in each.iter().zip(shares) {
+            let Some(g) = g.get(other) else { continue };
+            let g = (g * share).unwrap();
+            expected = Some(match expected {
+                Some(sum) => (sum + g).unwrap(),
+                None => g,
+            });
+        }
+        let (Some(got), Some(expected)) = (grads.get(var), expected) else {
+            assert!(grads.get(var).is_none(), "{name}: a gradient only when accumulated");
+            continue;
+        };
+        let diff = (got - &expected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = expected.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-12);
+        assert!(diff <= 1e-5 * scale, "{name}: differs by {diff} (scale {scale})");
+        compared += 1;
+    }
+    assert!(compared > 10, "{compared}");
+    // And a step of it trains.
+    let stats = accumulating.train_step(&batch).unwrap();
+    assert!(stats.loss.is_finite() && stats.grad_norm > 0.0);
+}
