@@ -119,7 +119,7 @@ fn bmm_raw(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
 /// `ta`/`tb` transpose the operands' last two dimensions. Composed from candle's matmul off
 /// the CPU.
 pub fn bmm(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tensor> {
-    if a.device().is_cpu() {
+    if super::ops::fusable(a) {
         a.contiguous()?.apply_op2(&b.contiguous()?, Bmm { ta, tb })
     } else {
         let a = if ta { a.t()? } else { a.clone() };

@@ -28,6 +28,29 @@ pub enum Preset {
     Xl,
 }
 
+/// The dtype the transformer computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// The parameters' own (f32 on the CPU): the fused CPU kernels apply.
+    #[default]
+    F32,
+    /// Mixed precision: activations and matrix products in bf16, master weights, gradients,
+    /// optimiser moments and EMA in f32 (no loss scale: bf16 has f32's exponent range). For
+    /// GPUs with bf16 matrix units; on the CPU it runs candle's composed ops, slower than f32.
+    Bf16,
+}
+
+impl Precision {
+    /// The compute dtype, or `None` for the parameters' own.
+    pub fn compute_dtype(self) -> Option<candle_core::DType> {
+        match self {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(candle_core::DType::BF16),
+        }
+    }
+}
+
 impl Preset {
     /// The sizes of this preset at `image_size`.
     pub fn shape(self, image_size: usize) -> DitShape {
@@ -83,6 +106,9 @@ pub struct DitConfig {
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 4096))]
     pub accumulate: usize,
+    /// The transformer's compute precision: `f32`, or `bf16` (mixed precision, for GPUs).
+    #[serde(default)]
+    pub precision: Precision,
     /// Probability of training a sample with the null caption (enables guidance).
     #[serde(default = "dropout")]
     #[schemars(range(min = 0.0, max = 1.0))]

@@ -15,12 +15,12 @@
 //! be mapped in.
 
 use super::fused::{bias_add, gated_add, ln_modulate};
-use super::layers::{Attention, FeedForward, Linear, chunk_last};
+use super::layers::{Attention, FeedForward, Linear, at_precision_of, chunk_last};
 use super::ops::gelu_tanh;
 use super::params::{normal, xavier_uniform};
 use super::stack::{StackGrads, TransformerStack, block::BlockParams};
 use super::text::Caption;
-use candle_core::{Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -141,6 +141,8 @@ pub struct Dit {
     stack: Option<TransformerStack>,
     final_table: Tensor,
     proj_out: Linear,
+    /// The dtype activations are computed in, when not the parameters' (mixed precision).
+    compute: Option<DType>,
 }
 
 /// PixArt-alpha 1024's micro-conditions: the image's resolution `(h, w)` and aspect ratio
@@ -308,7 +310,15 @@ impl Dit {
             stack,
             final_table,
             proj_out,
+            compute: None,
         })
+    }
+
+    /// The same model computing in `dtype` (bf16 over f32 master weights: mixed precision):
+    /// [`Dit::forward_with`] casts its inputs to it and its output back, weights are cast at
+    /// use, and the fused CPU kernels (f32 only) give way to candle's composed ops.
+    pub fn computing_in(self, dtype: DType) -> Self {
+        Dit { compute: Some(dtype), ..self }
     }
 
     /// The model's sizes.
@@ -336,7 +346,7 @@ impl Dit {
     fn positions(&self, grid: (usize, usize), dtype: candle_core::DType, device: &Device) -> Result<Tensor> {
         let base = self.shape.image_size / self.shape.patch;
         if grid == (base, base) {
-            return Ok(self.pos.clone());
+            return self.pos.to_dtype(dtype);
         }
         let scale = f64::from(self.shape.interpolation_scale);
         pos_embedding(grid, base, self.shape.hidden, scale, device)?.to_dtype(dtype)
@@ -382,7 +392,8 @@ impl Dit {
     /// unmasked captions and QK-normed cross-attention (unless the crate is built without its
     /// default feature `fused-cpu`), candle's ops elsewhere.
     pub fn fast_path(&self, x: &Tensor, y: &Caption, train: bool) -> BlockPath {
-        let fits = self.stack.is_some() && y.mask.is_none() && TransformerStack::supports(x);
+        let mixed = self.compute.is_some_and(|c| c != x.dtype());
+        let fits = self.stack.is_some() && y.mask.is_none() && !mixed && TransformerStack::supports(x);
         if cfg!(feature = "fused-cpu") && fits { BlockPath::Stack { train } } else { BlockPath::Candle }
     }
 
@@ -403,13 +414,21 @@ impl Dit {
         y: &Caption,
         path: BlockPath,
     ) -> Result<(Tensor, StackGrads)> {
+        let given = x.dtype();
+        if let Some(compute) = self.compute.filter(|&c| c != given) {
+            let mask = y.mask.as_ref().map(|m| m.to_dtype(compute)).transpose()?;
+            let y = Caption { features: y.features.to_dtype(compute)?, mask };
+            let (out, grads) = self.forward_with(&x.to_dtype(compute)?, timesteps, &y, BlockPath::Candle)?;
+            return Ok((out.to_dtype(given)?, grads));
+        }
         let (b, _, rows, cols) = x.dims4()?;
         let grid = (rows / self.shape.patch, cols / self.shape.patch);
         let h = self.shape.hidden;
-        let w = self.patch_proj.reshape((h, ()))?;
+        let w = at_precision_of(&self.patch_proj, x)?.reshape((h, ()))?;
         let tokens = self.patchify(x)?;
         let (n, k) = (tokens.dim(1)?, tokens.dim(2)?);
-        let mut x = bias_add(&tokens.reshape((b * n, k))?.matmul(&w.t()?)?, &self.patch_bias)?.reshape((b, n, h))?;
+        let bias = at_precision_of(&self.patch_bias, x)?;
+        let mut x = bias_add(&tokens.reshape((b * n, k))?.matmul(&w.t()?)?, &bias)?.reshape((b, n, h))?;
         x = x.broadcast_add(&self.positions(grid, x.dtype(), x.device())?)?;
 
         let t_freq = timestep_embedding(timesteps, 256, x.device())?.to_dtype(x.dtype())?;
@@ -423,7 +442,7 @@ impl Dit {
         let (out, grads) = match path {
             BlockPath::Candle => {
                 let x = self.blocks_candle(x, &t6.reshape((b, 6, h))?, y)?;
-                let m = self.final_table.unsqueeze(0)?.broadcast_add(&e_t.unsqueeze(1)?)?;
+                let m = at_precision_of(&self.final_table, &e_t)?.unsqueeze(0)?.broadcast_add(&e_t.unsqueeze(1)?)?;
                 let (shift, scale) = (m.narrow(1, 0, 1)?, m.narrow(1, 1, 1)?);
                 let x = ln_modulate(&x, &shift, &scale, 1e-6)?;
                 (self.proj_out.forward(&x)?, StackGrads::default())
@@ -446,7 +465,7 @@ impl Dit {
     fn blocks_candle(&self, mut x: Tensor, t6: &Tensor, y: &Caption) -> Result<Tensor> {
         let (b, _, h) = t6.dims3()?;
         for block in &self.blocks {
-            let m = t6.broadcast_add(&block.scale_shift_table.unsqueeze(0)?)?;
+            let m = t6.broadcast_add(&at_precision_of(&block.scale_shift_table, t6)?.unsqueeze(0)?)?;
             let m = chunk_last(&m.reshape((b, 1, 6 * h))?, 6)?;
             let (shift_msa, scale_msa, gate_msa) = (&m[0], &m[1], &m[2]);
             let (shift_mlp, scale_mlp, gate_mlp) = (&m[3], &m[4], &m[5]);

@@ -332,7 +332,7 @@ impl CustomOp2 for BiasAdd {
 }
 
 fn cpu(t: &Tensor) -> bool {
-    t.device().is_cpu()
+    super::ops::fusable(t)
 }
 
 /// `LayerNorm(x) * (1 + scale) + shift` (adaLN), fused on the CPU.

@@ -7,6 +7,12 @@ use super::params::xavier_uniform;
 use candle_core::{D, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+/// `w` in the dtype of the activations `like`: itself in one precision; under mixed precision
+/// the bf16 copy of an f32 master weight, through which the gradient flows back to it in f32.
+pub fn at_precision_of(w: &Tensor, like: &Tensor) -> Result<Tensor> {
+    if w.dtype() == like.dtype() { Ok(w.clone()) } else { w.to_dtype(like.dtype()) }
+}
+
 /// `y = x W^T + b`, with `W` of shape `(out, in)` as in PyTorch.
 #[derive(Clone)]
 pub struct Linear {
@@ -42,8 +48,8 @@ impl Linear {
         let dims = x.dims().to_vec();
         let inputs = dims[dims.len() - 1];
         let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = x.reshape((rows, inputs))?.matmul(&self.weight.t()?)?;
-        let y = bias_add(&y, &self.bias)?;
+        let y = x.reshape((rows, inputs))?.matmul(&at_precision_of(&self.weight, x)?.t()?)?;
+        let y = bias_add(&y, &at_precision_of(&self.bias, x)?)?;
         let mut out = dims;
         let last = out.len() - 1;
         out[last] = self.weight.dim(0)?;
@@ -71,7 +77,7 @@ impl AffineNorm {
 
     /// Normalises `x` and applies the affine map.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        row_affine(&layer_norm(x, self.eps)?, &self.weight, &self.bias)
+        row_affine(&layer_norm(x, self.eps)?, &at_precision_of(&self.weight, x)?, &at_precision_of(&self.bias, x)?)
     }
 }
 

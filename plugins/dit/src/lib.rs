@@ -65,7 +65,7 @@ pub mod vae;
 use buckets::{Bucket, Buckets};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
-pub use config::{DitConfig, Preset, TextEncoderChoice, device};
+pub use config::{DitConfig, Precision, Preset, TextEncoderChoice, device};
 use diffusion::{Diffusion, Prediction};
 use dit::{BlockPath, Dit, DitShape};
 use evolve_sdk::{BaseModel, Image, PluginContext, PluginError, SampleRequest, SplitMix64, StepStats, TrainBatch};
@@ -257,6 +257,10 @@ impl DitModel {
         };
         let vb = builder.var_builder();
         let dit = Dit::new(vb.clone(), shape).map_err(invalid)?;
+        let dit = match config.precision.compute_dtype() {
+            Some(compute) => dit.computing_in(compute),
+            None => dit,
+        };
         let text: Box<dyn TextEncoder> = match t5 {
             Some(t5) => Box::new(t5),
             None => {

@@ -324,10 +324,16 @@ impl CustomOp2 for GeluGrad {
     }
 }
 
+/// Whether the fused CPU kernels take `x`: on the CPU in f32 or f64. Elsewhere (a GPU, or bf16
+/// under mixed precision) the ops are composed from candle's differentiable primitives.
+pub fn fusable(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+}
+
 /// GELU with the tanh approximation (PixArt's MLP), forward and backward fused. candle's own
 /// `gelu` differentiates through a dozen separate tensor operations.
 pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() { x.contiguous()?.apply_op1(Gelu) } else { x.gelu() }
+    if fusable(x) { x.contiguous()?.apply_op1(Gelu) } else { x.gelu() }
 }
 
 /// Softmax over the last dimension, with a backward pass. Fused kernels on the CPU; elsewhere
@@ -338,7 +344,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 
 /// `softmax(scale * x)` over the last dimension (attention's `QK^T / sqrt(d)` folded in).
 pub fn scaled_softmax_last_dim(x: &Tensor, scale: f64) -> Result<Tensor> {
-    if x.device().is_cpu() { x.contiguous()?.apply_op1(Softmax { scale }) } else { softmax_composed(&(x * scale)?) }
+    if fusable(x) { x.contiguous()?.apply_op1(Softmax { scale }) } else { softmax_composed(&(x * scale)?) }
 }
 
 /// Softmax from primitives (every one of which has a backward pass).
@@ -352,7 +358,7 @@ pub fn softmax_composed(x: &Tensor) -> Result<Tensor> {
 /// adaLN supplies scale and shift), with a backward pass. Fused kernels on the CPU; elsewhere
 /// composed from differentiable primitives.
 pub fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
-    if x.device().is_cpu() { x.contiguous()?.apply_op1(LayerNorm { eps }) } else { layer_norm_composed(x, eps) }
+    if fusable(x) { x.contiguous()?.apply_op1(LayerNorm { eps }) } else { layer_norm_composed(x, eps) }
 }
 
 /// Layer norm from primitives.

@@ -316,3 +316,28 @@ fn accumulated_micro_batches_give_the_mean_of_their_gradients() {
     let stats = accumulating.train_step(&batch).unwrap();
     assert!(stats.loss.is_finite() && stats.grad_norm > 0.0);
 }
+
+/// Mixed precision (bf16 activations over f32 master weights) trains like f32: twins on the
+/// same batches and noise follow the same loss curve, a little noisier. The bf16 twin runs the
+/// composed ops a GPU runs, so this is also the CPU check of the GPU code path.
+#[test]
+fn bf16_mixed_precision_follows_the_f32_loss_curve() {
+    let config = |precision: &str| serde_json::json!({"preset": "tiny", "depth": 2, "precision": precision});
+    let (mut f32_model, mut bf16_model) = (tiny_model_from(9, config("f32")), tiny_model_from(9, config("bf16")));
+    let steps = std::env::var("EVOLVE_BF16_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let (mut f32_losses, mut bf16_losses) = (vec![], vec![]);
+    for step in 0..steps {
+        let batch = shapes_batch(8, 500 + step as u64);
+        f32_losses.push(f64::from(f32_model.train_step(&batch).unwrap().loss));
+        bf16_losses.push(f64::from(bf16_model.train_step(&batch).unwrap().loss));
+    }
+    let window = steps / 4;
+    let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len() as f64;
+    let (f32_start, f32_end) = (mean(&f32_losses[..window]), mean(&f32_losses[steps - window..]));
+    let (bf16_start, bf16_end) = (mean(&bf16_losses[..window]), mean(&bf16_losses[steps - window..]));
+    eprintln!("f32 {f32_start:.4} -> {f32_end:.4}, bf16 {bf16_start:.4} -> {bf16_end:.4} over {steps} steps");
+    assert!(f32_end < 0.8 * f32_start && bf16_end < 0.8 * bf16_start, "both learn");
+    assert!((bf16_end - f32_end).abs() <= 0.05 * f32_end, "bf16 ends at {bf16_end}, f32 at {f32_end}");
+    // The master weights stay f32.
+    assert!(bf16_model.params().vars().values().all(|v| v.dtype() == DType::F32));
+}
