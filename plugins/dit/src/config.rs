@@ -106,6 +106,11 @@ pub struct DitConfig {
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 4096))]
     pub accumulate: usize,
+    /// Recompute each transformer block's activations in the backward pass instead of keeping
+    /// them (gradient checkpointing): far less memory for about a third more compute. For
+    /// large models on a GPU; it runs candle's composed ops, not the fused CPU trunk.
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
     /// The transformer's compute precision: `f32`, or `bf16` (mixed precision, for GPUs).
     #[serde(default)]
     pub precision: Precision,

@@ -18,7 +18,8 @@ use super::fused::{bias_add, gated_add, ln_modulate};
 use super::layers::{Attention, FeedForward, Linear, at_precision_of, chunk_last};
 use super::ops::gelu_tanh;
 use super::params::{normal, xavier_uniform};
-use super::stack::{StackGrads, TransformerStack, block::BlockParams};
+use super::recompute::{BlockGrads, Recompute};
+use super::stack::{TransformerStack, block::BlockParams};
 use super::text::Caption;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -116,11 +117,29 @@ impl DitShape {
     }
 }
 
-struct Block {
+#[derive(Clone)]
+pub(crate) struct Block {
     attn1: Attention,
     attn2: Attention,
     ff: FeedForward,
     scale_shift_table: Tensor,
+}
+
+impl Block {
+    /// One PixArt block on `x` (B, N, C): adaLN-modulated self-attention from `t6` (B, 6, C)
+    /// and the block's table, cross-attention to the caption `y`, the modulated MLP.
+    pub(crate) fn forward(&self, x: &Tensor, t6: &Tensor, y: &Caption) -> Result<Tensor> {
+        let (b, _, h) = t6.dims3()?;
+        let m = t6.broadcast_add(&at_precision_of(&self.scale_shift_table, t6)?.unsqueeze(0)?)?;
+        let m = chunk_last(&m.reshape((b, 1, 6 * h))?, 6)?;
+        let (shift_msa, scale_msa, gate_msa) = (&m[0], &m[1], &m[2]);
+        let (shift_mlp, scale_mlp, gate_mlp) = (&m[3], &m[4], &m[5]);
+        let normed = ln_modulate(x, shift_msa, scale_msa, 1e-6)?;
+        let x = gated_add(x, &self.attn1.forward(&normed, &normed, None)?, gate_msa)?;
+        let x = (&x + self.attn2.forward(&x, &y.features, y.mask.as_ref())?)?;
+        let normed = ln_modulate(&x, shift_mlp, scale_mlp, 1e-6)?;
+        gated_add(&x, &self.ff.forward(&normed)?, gate_mlp)
+    }
 }
 
 /// The diffusion transformer.
@@ -189,6 +208,9 @@ impl SizeEmbedder {
 pub enum BlockPath {
     /// Composed candle ops, differentiated by candle's autograd (any device).
     Candle,
+    /// Candle's ops with gradient checkpointing ([`Recompute`]): each block's activations are
+    /// recomputed in the backward pass instead of kept.
+    Recompute,
     /// The fused CPU stack ([`TransformerStack`]); `train` keeps activations for backward.
     Stack {
         /// Whether a backward pass follows.
@@ -405,20 +427,22 @@ impl Dit {
     }
 
     /// [`Dit::forward`] with the blocks run as `path` says; after a backward pass through the
-    /// result, the returned [`StackGrads`] holds the blocks' gradients (empty for `Candle`,
-    /// whose gradients candle's autograd returns itself).
+    /// result, the returned [`BlockGrads`] adds what candle's autograd did not reach (nothing
+    /// for `Candle`).
     pub fn forward_with(
         &self,
         x: &Tensor,
         timesteps: &[f64],
         y: &Caption,
         path: BlockPath,
-    ) -> Result<(Tensor, StackGrads)> {
+    ) -> Result<(Tensor, BlockGrads)> {
         let given = x.dtype();
         if let Some(compute) = self.compute.filter(|&c| c != given) {
             let mask = y.mask.as_ref().map(|m| m.to_dtype(compute)).transpose()?;
             let y = Caption { features: y.features.to_dtype(compute)?, mask };
-            let (out, grads) = self.forward_with(&x.to_dtype(compute)?, timesteps, &y, BlockPath::Candle)?;
+            // The fused trunk is f32 only.
+            let path = if path == BlockPath::Recompute { path } else { BlockPath::Candle };
+            let (out, grads) = self.forward_with(&x.to_dtype(compute)?, timesteps, &y, path)?;
             return Ok((out.to_dtype(given)?, grads));
         }
         let (b, _, rows, cols) = x.dims4()?;
@@ -442,10 +466,11 @@ impl Dit {
         let (out, grads) = match path {
             BlockPath::Candle => {
                 let x = self.blocks_candle(x, &t6.reshape((b, 6, h))?, y)?;
-                let m = at_precision_of(&self.final_table, &e_t)?.unsqueeze(0)?.broadcast_add(&e_t.unsqueeze(1)?)?;
-                let (shift, scale) = (m.narrow(1, 0, 1)?, m.narrow(1, 1, 1)?);
-                let x = ln_modulate(&x, &shift, &scale, 1e-6)?;
-                (self.proj_out.forward(&x)?, StackGrads::default())
+                (self.final_layer(&x, &e_t)?, BlockGrads::None)
+            }
+            BlockPath::Recompute => {
+                let (x, recompute) = Recompute::forward(&self.blocks, x, t6.reshape((b, 6, h))?, y.clone())?;
+                (self.final_layer(&x, &e_t)?, BlockGrads::Recompute(Box::new(recompute)))
             }
             BlockPath::Stack { train } => {
                 let stack = match &self.stack {
@@ -455,25 +480,24 @@ impl Dit {
                         return Err(candle_core::Error::Msg(why.into()));
                     }
                 };
-                stack.forward(&x, &Tensor::cat(&[&t6, &e_t], 1)?, &y.features, train)?
+                let (out, grads) = stack.forward(&x, &Tensor::cat(&[&t6, &e_t], 1)?, &y.features, train)?;
+                (out, BlockGrads::Stack(grads))
             }
         };
         Ok((self.unpatchify(&out, grid)?, grads))
     }
 
+    /// PixArt's final layer: adaLN from the learned table and `e_t`, then the output projection.
+    fn final_layer(&self, x: &Tensor, e_t: &Tensor) -> Result<Tensor> {
+        let m = at_precision_of(&self.final_table, e_t)?.unsqueeze(0)?.broadcast_add(&e_t.unsqueeze(1)?)?;
+        let (shift, scale) = (m.narrow(1, 0, 1)?, m.narrow(1, 1, 1)?);
+        self.proj_out.forward(&ln_modulate(x, &shift, &scale, 1e-6)?)
+    }
+
     /// The blocks through candle's ops; `t6` is (B, 6, C).
     fn blocks_candle(&self, mut x: Tensor, t6: &Tensor, y: &Caption) -> Result<Tensor> {
-        let (b, _, h) = t6.dims3()?;
         for block in &self.blocks {
-            let m = t6.broadcast_add(&at_precision_of(&block.scale_shift_table, t6)?.unsqueeze(0)?)?;
-            let m = chunk_last(&m.reshape((b, 1, 6 * h))?, 6)?;
-            let (shift_msa, scale_msa, gate_msa) = (&m[0], &m[1], &m[2]);
-            let (shift_mlp, scale_mlp, gate_mlp) = (&m[3], &m[4], &m[5]);
-            let normed = ln_modulate(&x, shift_msa, scale_msa, 1e-6)?;
-            x = gated_add(&x, &block.attn1.forward(&normed, &normed, None)?, gate_msa)?;
-            x = (&x + block.attn2.forward(&x, &y.features, y.mask.as_ref())?)?;
-            let normed = ln_modulate(&x, shift_mlp, scale_mlp, 1e-6)?;
-            x = gated_add(&x, &block.ff.forward(&normed)?, gate_mlp)?;
+            x = block.forward(&x, t6, y)?;
         }
         Ok(x)
     }

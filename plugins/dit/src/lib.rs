@@ -16,6 +16,7 @@
 //! | [`layers`] | linear, attention (with QK norm), feed-forward |
 //! | [`dit`] | the transformer (reference path through candle's ops, any device) |
 //! | [`stack`] | the transformer trunk (blocks, final layer) as one CPU op with a hand-written backward |
+//! | [`recompute`] | gradient checkpointing: blocks recomputed in the backward pass, not kept |
 //! | [`vae`] | the frozen KL autoencoder (PixArt-alpha's latent space), diffusers' key names |
 //! | [`latent`] | training in a VAE's latent space: latents cached by image and VAE |
 //! | [`cache`] | latents and caption encodings kept by content, in memory and in the run |
@@ -26,7 +27,7 @@
 //! | [`t5`] | the frozen T5 encoder (PixArt-alpha's), transformers' key names |
 //! | [`t5_text`] | T5's tokenizer (`tokenizer.json`), 120 tokens with a mask, per-prompt cache |
 //! | [`diffusion`] | noise schedules and samplers |
-//! | [`optim`] | AdamW, warm-up, clipping, EMA |
+//! | [`optim`] | AdamW, warm-up, clipping, EMA (fused on the CPU, tensor ops on a GPU) |
 //! | [`buffers`] | CPU tensors' elements as slices, written in place |
 //! | [`checkpoint`] | checkpoint files (safetensors, fsynced) |
 //!
@@ -54,6 +55,7 @@ pub mod optim;
 pub mod params;
 pub mod pipeline;
 pub mod pixels;
+pub mod recompute;
 pub mod stack;
 pub mod t5;
 pub mod t5_text;
@@ -73,8 +75,8 @@ use latent::LatentSpace;
 use optim::AdamW;
 use params::{ParamBuilder, ParamStore, normals};
 use pipeline::PipelineFolder;
+use recompute::BlockGrads;
 use serde::{Deserialize, Serialize};
-use stack::StackGrads;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use t5_text::{PIXART_TOKENS, T5TextEncoder};
@@ -364,7 +366,7 @@ impl DitModel {
             parts.push((members, x0, noise));
         }
         self.rng = rng;
-        let run = || -> candle_core::Result<(Tensor, Vec<StackGrads>)> {
+        let run = || -> candle_core::Result<(Tensor, Vec<BlockGrads>)> {
             let (mut total, mut all_grads) = (None, vec![]);
             for (members, x0, noise) in &parts {
                 let prompts: Vec<String> = members.iter().map(|&i| batch.prompts[i].clone()).collect();
@@ -437,9 +439,13 @@ impl DitModel {
         keep: &[bool],
         timesteps: &[usize],
         path: Option<BlockPath>,
-    ) -> candle_core::Result<(Tensor, StackGrads)> {
+    ) -> candle_core::Result<(Tensor, BlockGrads)> {
         let y = self.captions(prompts, keep)?;
-        let path = path.unwrap_or_else(|| self.dit.fast_path(x0, &y, true));
+        let path = match path {
+            Some(path) => path,
+            None if self.config.gradient_checkpointing => BlockPath::Recompute,
+            None => self.dit.fast_path(x0, &y, true),
+        };
         let x_t = self.diffusion.add_noise(x0, noise, timesteps)?;
         let t: Vec<f64> = timesteps.iter().map(|&t| t as f64).collect();
         let (output, stack_grads) = self.dit.forward_with(&x_t, &t, &y, path)?;

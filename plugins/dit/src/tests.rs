@@ -341,3 +341,38 @@ fn bf16_mixed_precision_follows_the_f32_loss_curve() {
     // The master weights stay f32.
     assert!(bf16_model.params().vars().values().all(|v| v.dtype() == DType::F32));
 }
+
+/// Gradient checkpointing changes where activations come from, not the gradients: every
+/// parameter's gradient through recomputed blocks equals candle's autograd through kept ones,
+/// for a batch of several buckets (each bucket's blocks recomputed on their own).
+#[test]
+fn checkpointed_blocks_give_the_gradients_of_kept_ones() {
+    let batch = with_non_square(shapes_batch(6, 11));
+    let mut kept = tiny_model(12);
+    let mut recomputed = tiny_model(12);
+    for step in 0..2 {
+        let batch = shapes_batch(6, 20 + step);
+        kept.train_step(&batch).unwrap();
+        recomputed.train_step(&batch).unwrap();
+    }
+    let (loss_kept, grads_kept) = kept.gradients(&batch, Some(BlockPath::Candle)).unwrap();
+    let (loss_recomputed, grads_recomputed) = recomputed.gradients(&batch, Some(BlockPath::Recompute)).unwrap();
+    assert_eq!(loss_kept, loss_recomputed);
+    let mut compared = 0;
+    for (name, var) in kept.params().vars() {
+        let other = &recomputed.params().vars()[name];
+        let (a, b) = match (grads_kept.get(var), grads_recomputed.get(other)) {
+            (Some(a), Some(b)) => (a, b),
+            (None, None) => continue,
+            (a, b) => panic!("{name}: a gradient on one path only (kept {}, recomputed {})", a.is_some(), b.is_some()),
+        };
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        // (A key projection's bias has no gradient but rounding: softmax ignores a shift.)
+        let scale = a.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
+        assert!(diff <= 1e-5 * scale, "{name}: gradients differ by {diff} (scale {scale})");
+        compared += 1;
+    }
+    // Blocks, embedders, caption projection and text encoder alike.
+    assert!(compared == kept.params().vars().len() || compared > 30, "{compared}");
+    assert!(kept.params().vars().keys().any(|n| n.contains("transformer_blocks.1")));
+}

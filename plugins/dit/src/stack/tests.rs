@@ -60,7 +60,7 @@ fn case() -> Case {
     Case { x, t: vec![3.0, 400.0, 999.0], y, r }
 }
 
-fn objective(dit: &Dit, c: &Case, path: BlockPath) -> (Tensor, crate::stack::StackGrads) {
+fn objective(dit: &Dit, c: &Case, path: BlockPath) -> (Tensor, crate::recompute::BlockGrads) {
     let (out, grads) = dit.forward_with(&c.x, &c.t, &unmasked(c.y.as_tensor()), path).unwrap();
     ((out * &c.r).unwrap().sum_all().unwrap(), grads)
 }
