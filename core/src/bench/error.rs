@@ -76,6 +76,14 @@ pub enum BenchError {
         /// The built-in's.
         expected: String,
     },
+    /// A tensor operation of a measured step failed (out of device memory, say).
+    #[error("{what}: {source}")]
+    Tensor {
+        /// What was being measured.
+        what: String,
+        /// candle's error.
+        source: evolve_dit::candle_core::Error,
+    },
     /// A generated input image has the wrong size (a bug in the benchmark).
     #[error(transparent)]
     Image(#[from] evolve_sdk::ImageError),

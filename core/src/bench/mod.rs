@@ -7,6 +7,7 @@ pub mod plugin_overhead;
 pub mod shape_readback;
 pub mod teacher_routing;
 pub mod train_throughput;
+pub mod transformer_step;
 
 pub use error::BenchError;
 

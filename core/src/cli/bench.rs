@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use evolve_core::bench::{
-    AVAILABLE, data_efficiency, plugin_overhead, shape_readback, teacher_routing, train_throughput,
+    AVAILABLE, data_efficiency, plugin_overhead, shape_readback, teacher_routing, train_throughput, transformer_step,
 };
 use evolve_core::registry::Registry;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,16 @@ pub struct DataSettings {
     pub natural: bool,
 }
 
+/// Settings of `evolve bench train-throughput`'s transformer-step cases.
+pub struct StepOptions {
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// bf16 mixed precision (else f32).
+    pub bf16: bool,
+    /// Gradient checkpointing of the blocks.
+    pub checkpointing: bool,
+}
+
 /// Runs benchmark `name`.
 pub fn run(
     name: &str,
@@ -36,9 +46,19 @@ pub fn run(
     cases: &[String],
     probes: &[String],
     data: DataSettings,
+    step: StepOptions,
 ) -> anyhow::Result<ExitCode> {
     match name {
         "shape-readback" => readback(run, data.seeds),
+        "train-throughput" if cases.iter().any(|c| transformer_step::CASES.iter().any(|t| t.name == c)) => {
+            transformer_steps(cases, &step)
+        }
+        "train-throughput" if step.device != "cpu" => {
+            bail!(
+                "on {} train-throughput measures the pixart cases: give --case pixart-xl-256 or pixart-xl-512",
+                step.device
+            )
+        }
         "train-throughput" => train(python, cases),
         "data-efficiency" => data_efficiency(data),
         "teacher-routing" => routing(data),
@@ -84,6 +104,48 @@ fn readback(run: Option<PathBuf>, seeds: Option<u64>) -> anyhow::Result<ExitCode
     let seeds = seeds.unwrap_or(shape_readback::SEEDS);
     let tallies = shape_readback::measure(&run, &Registry::builtin(), seeds).context("shape-readback")?;
     print!("{}", shape_readback::table(&tallies));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The transformer's training step alone at PixArt's shapes, with TFLOP/s and MFU against the
+/// device's bf16 matrix-product rate measured here first.
+fn transformer_steps(only: &[String], options: &StepOptions) -> anyhow::Result<ExitCode> {
+    let device = evolve_dit::device(&options.device)?;
+    let precision = if options.bf16 { evolve_dit::Precision::Bf16 } else { evolve_dit::Precision::F32 };
+    let settings = transformer_step::StepSettings { precision, checkpointing: options.checkpointing };
+    let side = if device.is_cpu() { 1024 } else { 8192 };
+    let peak = transformer_step::matmul_peak(&device, side, 10)?;
+    println!("bf16 matmul {side}³ on {}: {peak:.1} TFLOP/s (the MFU denominator)", options.device);
+    println!(
+        "{:<14} {:>6} {:>6} {:>10} {:>10} {:>8}   ({precision:?}{})",
+        "case",
+        "latent",
+        "batch",
+        "img/s",
+        "TFLOP/s",
+        "MFU",
+        if options.checkpointing { ", checkpointed" } else { "" }
+    );
+    let mut figures = vec![];
+    for case in transformer_step::CASES.iter().filter(|c| only.iter().any(|o| o == c.name)) {
+        let rate = transformer_step::measure(case, &device, settings)?;
+        let tflops = rate * transformer_step::flops_per_image(&transformer_step::shape(case)) / 1e12;
+        let mfu = tflops / peak;
+        println!(
+            "{:<14} {:>6} {:>6} {rate:>10.2} {tflops:>10.1} {:>7.1}%",
+            case.name,
+            case.latent,
+            case.batch,
+            100.0 * mfu
+        );
+        figures.push(format!("train-throughput {} evolve img/s: {rate:.2}", case.name));
+        figures.push(format!("train-throughput {} evolve TFLOP/s: {tflops:.1}", case.name));
+        figures.push(format!("train-throughput {} evolve MFU: {:.3}", case.name, mfu));
+    }
+    figures.push(format!("train-throughput bf16 matmul TFLOP/s: {peak:.1}"));
+    for f in figures {
+        println!("{f}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -261,9 +261,22 @@ enum Command {
         /// else python3).
         #[arg(long, value_name = "PATH")]
         python: Option<std::path::PathBuf>,
-        /// Only these cases (e.g. `tiny`).
+        /// Only these cases (e.g. `tiny`). train-throughput: `tiny` and `mid` compare with
+        /// PyTorch eager on the CPU; `pixart-xl-256`, `pixart-xl-512` (and `tiny-latent`) time
+        /// the transformer's training step alone at PixArt-XL/2's shapes on --device, with
+        /// TFLOP/s and MFU (bench/device/train-throughput.sh runs them beside PyTorch).
         #[arg(long)]
         case: Vec<String>,
+        /// train-throughput: the device of the pixart cases (`cpu`, `cuda:N`; CUDA needs a
+        /// build with `--features cuda`, see scripts/build-cuda.sh).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// train-throughput: the pixart cases' compute precision.
+        #[arg(long, default_value = "bf16", value_parser = ["f32", "bf16"])]
+        precision: String,
+        /// train-throughput: the pixart cases with gradient checkpointing of the blocks.
+        #[arg(long)]
+        checkpointing: bool,
         /// data-efficiency: trainer steps of every run (default 400; --quick: 30);
         /// teacher-routing: the same (default 1500; --quick: 40).
         #[arg(long)]
@@ -345,11 +358,30 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { world, addr, token_env } => serve(&world, addr, &token_env),
-        Command::Bench { name, run, python, case, steps, budgets, seeds, arms, quick, resume, out, probe, pool } => {
+        Command::Bench {
+            name,
+            run,
+            python,
+            case,
+            device,
+            precision,
+            checkpointing,
+            steps,
+            budgets,
+            seeds,
+            arms,
+            quick,
+            resume,
+            out,
+            probe,
+            pool,
+        } => {
             let out = out.unwrap_or_else(|| PathBuf::from("target/bench").join(&name));
             let natural = pool == "natural";
             let data = bench::DataSettings { steps, budgets, seeds, arms, quick, resume, out, natural };
-            bench::run(&name, run, python, &case, &probe, data)
+            let bf16 = precision == "bf16";
+            let step = bench::StepOptions { device, bf16, checkpointing };
+            bench::run(&name, run, python, &case, &probe, data, step)
         }
     }
 }
