@@ -158,7 +158,8 @@ def main():
     sync(device)
     rate = batch * a.steps / (time.perf_counter() - started)
     tflops = rate * flops_per_image(latent) / 1e12
-    print(f"torch-{a.mode} {a.case}: {rate:.2f} img/s, {tflops:.1f} TFLOP/s, MFU {100 * tflops / peak:.1f}% "
+    label = "smoke" if a.smoke else a.case
+    print(f"torch-{a.mode} {label}: {rate:.2f} img/s, {tflops:.1f} TFLOP/s, MFU {100 * tflops / peak:.1f}% "
           f"(bf16 matmul {peak:.1f} TFLOP/s; {sum(p.numel() for p in params) / 1e6:.0f}M parameters)")
 
 
