@@ -14,8 +14,8 @@
 #   function cudarc declares (and do nothing). At run time the loader finds the GPU machine's
 #   real libraries by soname; the stubs never travel.
 #
-# Takes about 35 minutes on 2 cores from an empty target dir (the kernels ~8 of them), much less
-# after. It replaces a CPU build at the same path: build that again with `cargo build --release`.
+# Took 60 minutes on this project's 2-core machine from an empty release dir (beside other
+# work; candle's CUDA kernels about 10 of them), a minute or two after a change to evolve. It replaces a CPU build at the same path: build that again with `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +58,9 @@ stub cublas libcublas libcublas.so.13
 stub cublaslt libcublasLt libcublasLt.so.13
 stub curand libcurand libcurand.so.10
 stub nvrtc libnvrtc libnvrtc.so.13
+# The runtime wheel ships libcudart.so.13 without the unversioned name the linker looks for
+# (candle's MoE kernels are linked with -lcudart).
+ln -sf libcudart.so.13 "$home/lib/libcudart.so"
 
 export CUDA_ROOT="$home" CUDA_PATH="$home" PATH="$home/bin:$PATH"
 # cudarc searches $CUDA_ROOT/lib/stubs itself.
@@ -66,3 +69,10 @@ cargo build --release -p evolve-core --features cuda --bin evolve
 echo "built target/release/evolve with CUDA $CUDA_SERIES (sm_90):"
 ls -l target/release/evolve
 if command -v readelf >/dev/null; then readelf -d target/release/evolve | grep NEEDED; fi
+# Stripped and xz-compressed (about 16 MB from 330), it fits what the device tool carries:
+# `carry: ["target/release/evolve-cuda.xz"]`; bench/device/train-throughput.sh unpacks it.
+strip -o target/release/evolve-cuda target/release/evolve
+python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(open(sys.argv[1], "rb"), lzma.open(sys.argv[2], "wb", preset=6))' \
+  target/release/evolve-cuda target/release/evolve-cuda.xz
+rm target/release/evolve-cuda
+ls -l target/release/evolve-cuda.xz
