@@ -139,6 +139,11 @@ impl Rng {
     pub(crate) fn chance(&mut self, p: f64) -> bool {
         self.0.chance(p)
     }
+
+    /// Uniform in `0..n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.0.below(n)
+    }
 }
 
 impl RngCore for Rng {

@@ -16,8 +16,10 @@ use crate::store::{PendingRow, TeacherRecord};
 use evolve_sdk::{Cost, Origin, SplitMix64};
 use rand_distr::{Beta, Distribution};
 
-/// Share of `bandit` purchases still bought from every teacher, so that the tournaments go on
-/// telling the teachers apart.
+/// Share of `bandit` purchases that are also bought from one other teacher, drawn at random, so
+/// that the tournaments go on telling the teachers apart. Two entrants, not all: a tournament
+/// between the choice and one other tells as much about that other teacher, at the price of one
+/// extra image instead of all of them.
 pub const EXPLORE: f64 = 0.1;
 
 /// Tournaments a teacher must have entered before `bandit` trusts its record.
@@ -62,11 +64,11 @@ pub fn choose(
             let mut rng = crate::audit::Rng::new(seed);
             let record = |label: &str| records.iter().find(|r| r.teacher == label);
             let unproven = teachers.iter().any(|t| record(t.label).is_none_or(|r| r.entered < MIN_ENTERED));
-            // The initial set, teachers without a record yet, and a share of the rest: a
-            // tournament of all.
-            if row.want.origin == Origin::Seed || unproven || rng.chance(EXPLORE) {
+            // The initial set and teachers without a record yet: a tournament of all.
+            if row.want.origin == Origin::Seed || unproven {
                 return all;
             }
+            let exploring = rng.chance(EXPLORE);
             // Thompson sampling: a plausible quality for each (how often its image is as good
             // as the tournament's best), drawn from its record; then the cheapest teacher whose
             // draw is within TOLERANCE of the best draw.
@@ -81,6 +83,12 @@ pub fn choose(
                 .filter(|&i| drawn[i] >= best - TOLERANCE)
                 .min_by_key(|&i| teachers[i].price.micro_usd)
                 .unwrap_or(0);
+            if exploring {
+                let other = (cheapest + 1 + rng.below(teachers.len() as u64 - 1) as usize) % teachers.len();
+                let mut pair = vec![cheapest, other];
+                pair.sort_unstable();
+                return pair;
+            }
             vec![cheapest]
         }
     }
@@ -133,9 +141,12 @@ mod tests {
         // The dear one is always as good as the best, the others 70% and 20% of the time: more
         // right images per dollar from `fair`, but also wrong ones. The dear one it is.
         let picks = choices(&[record("dear", 300, 300), record("fair", 210, 300), record("cheap", 60, 300)]);
-        let everyone = picks.iter().filter(|c| c.len() == 3).count();
         assert!(only(&picks, 0) > 850, "{} of 1000", only(&picks, 0));
-        assert!((60..=140).contains(&everyone), "about a tenth explore: {everyone}");
+        // About a tenth explore: the choice and one other, never all three.
+        let exploring: Vec<&Vec<usize>> = picks.iter().filter(|c| c.len() > 1).collect();
+        assert!((60..=140).contains(&exploring.len()), "{}", exploring.len());
+        assert!(exploring.iter().all(|c| c.len() == 2 && c.contains(&0)), "{exploring:?}");
+        assert!(exploring.iter().any(|c| c.contains(&1)) && exploring.iter().any(|c| c.contains(&2)));
         // A cheaper teacher as good as the dear one is the better buy.
         let picks = choices(&[record("dear", 300, 300), record("fair", 299, 300), record("cheap", 60, 300)]);
         assert!(only(&picks, 1) > 850, "{} of 1000", only(&picks, 1));
