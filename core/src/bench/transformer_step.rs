@@ -72,10 +72,7 @@ pub fn measure(case: &TransformerCase, device: &Device, settings: StepSettings) 
     let shape = shape(case);
     let params = ParamBuilder::new(0, DType::F32, device);
     let dit = Dit::new(params.var_builder(), shape).map_err(model)?;
-    let dit = match settings.precision.compute_dtype() {
-        Some(compute) => dit.computing_in(compute),
-        None => dit,
-    };
+    let dit = dit.computing_in(settings.precision.compute_dtype());
     let store = params.finish();
     let mut optim = AdamW::new(OptimConfig::default(), store.vars()).map_err(model)?;
     let b = case.batch;

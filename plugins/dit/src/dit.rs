@@ -336,11 +336,12 @@ impl Dit {
         })
     }
 
-    /// The same model computing in `dtype` (bf16 over f32 master weights: mixed precision):
-    /// [`Dit::forward_with`] casts its inputs to it and its output back, weights are cast at
-    /// use, and the fused CPU kernels (f32 only) give way to candle's composed ops.
-    pub fn computing_in(self, dtype: DType) -> Self {
-        Dit { compute: Some(dtype), ..self }
+    /// The same model computing in `dtype` (bf16 over f32 master weights: mixed precision;
+    /// `None`: the parameters' own): [`Dit::forward_with`] casts its inputs to it and its output
+    /// back, weights are cast at use, and the fused CPU kernels (f32 only) give way to candle's
+    /// composed ops.
+    pub fn computing_in(self, dtype: Option<DType>) -> Self {
+        Dit { compute: dtype, ..self }
     }
 
     /// The model's sizes.

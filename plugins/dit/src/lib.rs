@@ -259,10 +259,7 @@ impl DitModel {
         };
         let vb = builder.var_builder();
         let dit = Dit::new(vb.clone(), shape).map_err(invalid)?;
-        let dit = match config.precision.compute_dtype() {
-            Some(compute) => dit.computing_in(compute),
-            None => dit,
-        };
+        let dit = dit.computing_in(config.precision.compute_dtype());
         let text: Box<dyn TextEncoder> = match t5 {
             Some(t5) => Box::new(t5),
             None => {
@@ -413,19 +410,13 @@ impl DitModel {
             let share = part.images.len() as f64 / b;
             let (value, mut grads) = self.gradients(part, None)?;
             loss += share * f64::from(value);
-            let mut add = || -> candle_core::Result<()> {
-                for var in self.params.vars().values() {
-                    let Some(g) = grads.remove(var) else { continue };
-                    let g = g.affine(share, 0.0)?;
-                    let sum = match total.remove(var) {
-                        Some(before) => (before + g)?,
-                        None => g,
-                    };
-                    total.insert(var, sum);
+            for var in self.params.vars().values() {
+                if let Some(g) = grads.remove(var) {
+                    grads.insert(var, g.affine(share, 0.0).map_err(failed)?);
                 }
-                Ok(())
-            };
-            add().map_err(failed)?;
+            }
+            // Adds to what earlier micro-batches gave each parameter.
+            total.extend(grads).map_err(failed)?;
         }
         Ok((loss as f32, total))
     }
