@@ -40,12 +40,13 @@ fn context() -> PluginContext {
         image_size: 48,
         device: "cuda:1".into(),
         cache_dir: Some("/run/cache".into()),
+        data_parallel: Some(evolve_sdk::DataParallel { rank: 1, world: 2, rendezvous: "127.0.0.1:9".into() }),
     }
 }
 
 /// What a guest sees of [`context`]: the device and cache folder are for built-in models only.
 fn context_in_guest() -> PluginContext {
-    PluginContext { device: "cpu".into(), cache_dir: None, ..context() }
+    PluginContext { device: "cpu".into(), cache_dir: None, data_parallel: None, ..context() }
 }
 
 fn image(width: u32, height: u32, seed: u8) -> Image {

@@ -69,6 +69,13 @@ pub trait BaseModel: Send {
     /// Restores what [`save`](BaseModel::save) wrote.
     fn load(&mut self, dir: &Path) -> Result<(), PluginError>;
 
+    /// Whether this model trains data-parallel with the ranks its context's `data_parallel`
+    /// names (averaging gradients with them). The host refuses `--gpus N` for a model that
+    /// does not.
+    fn data_parallel(&self) -> bool {
+        false
+    }
+
     /// Writes the model (its EMA weights) in the format its ecosystem loads — for the built-in
     /// `dit`, a diffusers pipeline folder — into `dir`, which exists and is empty. `evolve
     /// export` writes into a temporary folder and renames it, so a failure leaves nothing half.

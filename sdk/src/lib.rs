@@ -89,7 +89,7 @@ pub use judge::{
     Choice, CompareRequest, Comparison, ExpandRequest, Judge, JudgeCall, Metered, MutateRequest, Usage, Verdict,
 };
 pub use operator::{Action, EvaluatedSample, Operator, Origin, Outcome};
-pub use plugin::{Limits, PluginContext, PluginInfo, PluginKind};
+pub use plugin::{DataParallel, Limits, PluginContext, PluginInfo, PluginKind};
 pub use registry::{BuiltinPlugin, Constructor, builtin_plugins};
 pub use rng::SplitMix64;
 pub use teacher::{Cost, GenerateRequest, GeneratedImage, Job, Submitted, Teacher, generate_by_job};

@@ -86,12 +86,40 @@ pub struct PluginContext {
     /// derive again (e.g. a base model's VAE latents), surviving resumes; `None` outside a run.
     /// External plugins never see it.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// This process's place in a data-parallel training job (`evolve run --gpus N`), for base
+    /// models; `None` when the model trains alone. External plugins never see it.
+    pub data_parallel: Option<DataParallel>,
+}
+
+/// A base model's place in a data-parallel job: `world` processes, one per GPU, each training
+/// on its own share of every batch and averaging gradients with the others before each step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataParallel {
+    /// This process's rank, from 0; rank 0 is the one that also runs the director.
+    pub rank: usize,
+    /// How many processes train together.
+    pub world: usize,
+    /// `host:port` where the ranks meet: rank 0 listens there, the others connect.
+    pub rendezvous: String,
 }
 
 impl PluginContext {
     /// A context for `instance` with `seed`, 32-pixel images, on the CPU.
     pub fn new(instance: impl Into<String>, seed: u64) -> Self {
-        PluginContext { instance: instance.into(), seed, image_size: 32, device: "cpu".into(), cache_dir: None }
+        PluginContext {
+            instance: instance.into(),
+            seed,
+            image_size: 32,
+            device: "cpu".into(),
+            cache_dir: None,
+            data_parallel: None,
+        }
+    }
+
+    /// The same context as one rank of a data-parallel job.
+    pub fn with_data_parallel(mut self, group: DataParallel) -> Self {
+        self.data_parallel = Some(group);
+        self
     }
 
     /// The same context with a cache folder (see [`PluginContext::cache_dir`]).

@@ -87,7 +87,7 @@ pub fn measure(case: &TransformerCase, device: &Device, settings: StepSettings) 
         let (out, block_grads) = dit.forward_with(&x, &timesteps, &y, path)?;
         let loss = (dit.prediction_part(&out)? - &x)?.sqr()?.mean_all()?;
         let mut grads = loss.backward()?;
-        block_grads.add_to(&mut grads)?;
+        block_grads.add_to(&mut grads, None)?;
         optim.step(store.vars(), &grads)?;
         // Reading the loss waits for the device.
         loss.to_scalar::<f32>()

@@ -211,6 +211,10 @@ pub enum BlockPath {
     /// Candle's ops with gradient checkpointing ([`Recompute`]): each block's activations are
     /// recomputed in the backward pass instead of kept.
     Recompute,
+    /// Candle's ops with each block's activations kept, but differentiated one block at a time
+    /// as [`Recompute`] does: a block's gradients are whole before the blocks below it start,
+    /// which lets data-parallel training average them during the backward pass.
+    Segmented,
     /// The fused CPU stack ([`TransformerStack`]); `train` keeps activations for backward.
     Stack {
         /// Whether a backward pass follows.
@@ -442,7 +446,7 @@ impl Dit {
             let mask = y.mask.as_ref().map(|m| m.to_dtype(compute)).transpose()?;
             let y = Caption { features: y.features.to_dtype(compute)?, mask };
             // The fused trunk is f32 only.
-            let path = if path == BlockPath::Recompute { path } else { BlockPath::Candle };
+            let path = if matches!(path, BlockPath::Stack { .. }) { BlockPath::Candle } else { path };
             let (out, grads) = self.forward_with(&x.to_dtype(compute)?, timesteps, &y, path)?;
             return Ok((out.to_dtype(given)?, grads));
         }
@@ -469,8 +473,9 @@ impl Dit {
                 let x = self.blocks_candle(x, &t6.reshape((b, 6, h))?, y)?;
                 (self.final_layer(&x, &e_t)?, BlockGrads::None)
             }
-            BlockPath::Recompute => {
-                let (x, recompute) = Recompute::forward(&self.blocks, x, t6.reshape((b, 6, h))?, y.clone())?;
+            BlockPath::Recompute | BlockPath::Segmented => {
+                let keep = path == BlockPath::Segmented;
+                let (x, recompute) = Recompute::forward(&self.blocks, x, t6.reshape((b, 6, h))?, y.clone(), keep)?;
                 (self.final_layer(&x, &e_t)?, BlockGrads::Recompute(Box::new(recompute)))
             }
             BlockPath::Stack { train } => {

@@ -17,6 +17,7 @@
 //! | [`dit`] | the transformer (reference path through candle's ops, any device) |
 //! | [`stack`] | the transformer trunk (blocks, final layer) as one CPU op with a hand-written backward |
 //! | [`recompute`] | gradient checkpointing: blocks recomputed in the backward pass, not kept |
+//! | [`parallel`] | data-parallel training: gradients averaged over processes (NCCL or TCP) during the backward pass |
 //! | [`vae`] | the frozen KL autoencoder (PixArt-alpha's latent space), diffusers' key names |
 //! | [`latent`] | training in a VAE's latent space: latents cached by image and VAE |
 //! | [`cache`] | latents and caption encodings kept by content, in memory and in the run |
@@ -52,6 +53,7 @@ pub mod latent;
 pub mod layers;
 pub mod ops;
 pub mod optim;
+pub mod parallel;
 pub mod params;
 pub mod pipeline;
 pub mod pixels;
@@ -75,7 +77,7 @@ use latent::LatentSpace;
 use optim::AdamW;
 use params::{ParamBuilder, ParamStore, normals};
 use pipeline::PipelineFolder;
-use recompute::BlockGrads;
+use recompute::{BlockDone, BlockGrads};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -197,6 +199,8 @@ pub struct DitModel {
     diffusion: Diffusion,
     optim: AdamW,
     rng: SplitMix64,
+    /// Its place in a data-parallel group, if it trains in one.
+    replica: Option<parallel::replica::Replica>,
 }
 
 /// The layout of checkpoints this build writes and reads (`trainer.json`'s `format`).
@@ -290,6 +294,7 @@ impl DitModel {
             buckets,
             optim,
             rng: SplitMix64::from_parts(&[seed, 0x0074_7261_696e]),
+            replica: None,
         })
     }
 
@@ -342,6 +347,18 @@ impl DitModel {
     /// Images train in their aspect-ratio buckets: each bucket's images go through the
     /// transformer at their own token grid, and the loss is the mean over the whole batch.
     pub fn gradients(&mut self, batch: &TrainBatch, path: Option<BlockPath>) -> Result<(f32, GradStore), PluginError> {
+        self.gradients_reporting(batch, path, None)
+    }
+
+    /// [`DitModel::gradients`], calling `block_done` as each transformer block's gradients
+    /// become whole during the backward pass (only on paths that differentiate the blocks one
+    /// at a time: [`BlockPath::Segmented`] and [`BlockPath::Recompute`]).
+    pub fn gradients_reporting(
+        &mut self,
+        batch: &TrainBatch,
+        path: Option<BlockPath>,
+        mut block_done: Option<BlockDone<'_>>,
+    ) -> Result<(f32, GradStore), PluginError> {
         let b = batch.images.len();
         if b == 0 || b != batch.prompts.len() {
             return Err(PluginError::InvalidInput(format!("{} images for {} prompts", b, batch.prompts.len())));
@@ -390,8 +407,11 @@ impl DitModel {
             )));
         }
         let mut grads = loss.backward().map_err(failed)?;
-        for stack in stack_grads {
-            stack.add_to(&mut grads).map_err(failed)?;
+        let last = stack_grads.len().saturating_sub(1);
+        for (i, stack) in stack_grads.iter().enumerate() {
+            // A block's gradient is whole only once the last bucket's backward reached it.
+            let done = if i == last { block_done.take() } else { None };
+            stack.add_to(&mut grads, done).map_err(failed)?;
         }
         Ok((value, grads))
     }
@@ -556,7 +576,10 @@ impl DitModel {
 
 impl BaseModel for DitModel {
     fn train_step(&mut self, batch: &TrainBatch) -> Result<StepStats, PluginError> {
-        let (value, grads) = self.accumulated_gradients(batch)?;
+        let (value, grads) = match self.replica {
+            Some(_) => self.averaged_gradients(batch)?,
+            None => self.accumulated_gradients(batch)?,
+        };
         let info = self.optim.step(self.params.vars(), &grads).map_err(failed)?;
         Ok(StepStats {
             step: self.optim.step,
@@ -668,7 +691,11 @@ impl BaseModel for DitModel {
         }
         self.optim.step = state.step;
         self.rng = SplitMix64::new(state.rng);
-        Ok(())
+        self.rejoin_after_load()
+    }
+
+    fn data_parallel(&self) -> bool {
+        self.replica.is_some()
     }
 }
 
@@ -696,7 +723,11 @@ evolve_sdk::register_plugin! {
     config: DitConfig,
     build: |config: DitConfig, ctx: &PluginContext| {
         let device = device(&ctx.device)?;
-        DitModel::new_in(config, ctx.image_size, (&device, DType::F32), ctx.seed, ctx.cache_dir.as_deref())
+        let model = DitModel::new_in(config, ctx.image_size, (&device, DType::F32), ctx.seed, ctx.cache_dir.as_deref())?;
+        match &ctx.data_parallel {
+            Some(group) => model.join_group(group),
+            None => Ok(model),
+        }
     },
 }
 

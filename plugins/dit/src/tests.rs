@@ -104,7 +104,7 @@ fn whole_dit_gradients_including_the_null_caption() {
     });
 }
 
-fn shapes_batch(n: usize, seed: u64) -> TrainBatch {
+pub(crate) fn shapes_batch(n: usize, seed: u64) -> TrainBatch {
     let mut rng = SplitMix64::new(seed);
     let mut prompts = vec![];
     let mut images = vec![];
@@ -125,7 +125,7 @@ fn tiny_model_predicting(seed: u64, prediction: Prediction) -> DitModel {
     tiny_model_from(seed, serde_json::json!({"preset": "tiny", "depth": 2, "prediction": prediction}))
 }
 
-fn tiny_model_from(seed: u64, config: serde_json::Value) -> DitModel {
+pub(crate) fn tiny_model_from(seed: u64, config: serde_json::Value) -> DitModel {
     let config: DitConfig = serde_json::from_value(config).unwrap();
     DitModel::new(config, 32, &Device::Cpu, seed, DType::F32).unwrap()
 }
@@ -344,9 +344,16 @@ fn bf16_mixed_precision_follows_the_f32_loss_curve() {
 
 /// Gradient checkpointing changes where activations come from, not the gradients: every
 /// parameter's gradient through recomputed blocks equals candle's autograd through kept ones,
-/// for a batch of several buckets (each bucket's blocks recomputed on their own).
+/// for a batch of several buckets (each bucket's blocks recomputed on their own). So do the
+/// kept blocks differentiated one at a time (data-parallel training's path).
 #[test]
 fn checkpointed_blocks_give_the_gradients_of_kept_ones() {
+    for path in [BlockPath::Recompute, BlockPath::Segmented] {
+        blocks_one_at_a_time_give_candles_gradients(path);
+    }
+}
+
+fn blocks_one_at_a_time_give_candles_gradients(path: BlockPath) {
     let batch = with_non_square(shapes_batch(6, 11));
     let mut kept = tiny_model(12);
     let mut recomputed = tiny_model(12);
@@ -356,7 +363,15 @@ fn checkpointed_blocks_give_the_gradients_of_kept_ones() {
         recomputed.train_step(&batch).unwrap();
     }
     let (loss_kept, grads_kept) = kept.gradients(&batch, Some(BlockPath::Candle)).unwrap();
-    let (loss_recomputed, grads_recomputed) = recomputed.gradients(&batch, Some(BlockPath::Recompute)).unwrap();
+    let mut reported = vec![];
+    let mut done = |i: usize, _: &candle_core::backprop::GradStore| {
+        reported.push(i);
+        Ok(())
+    };
+    let (loss_recomputed, grads_recomputed) =
+        recomputed.gradients_reporting(&batch, Some(path), Some(&mut done)).unwrap();
+    // Every block reports once, last first (in the last bucket's backward).
+    assert_eq!(reported, vec![1, 0], "{path:?}");
     assert_eq!(loss_kept, loss_recomputed);
     let mut compared = 0;
     for (name, var) in kept.params().vars() {

@@ -95,7 +95,7 @@ fn the_stack_gradients_equal_candles_for_every_parameter() {
     let reference = objective(&dit, &c, BlockPath::Candle).0.backward().unwrap();
     let (loss, stack_grads) = objective(&dit, &c, BlockPath::Stack { train: true });
     let mut grads = loss.backward().unwrap();
-    stack_grads.add_to(&mut grads).unwrap();
+    stack_grads.add_to(&mut grads, None).unwrap();
     for (name, var) in p.vars().iter().filter(|(n, _)| !n.starts_with("caption_projection")) {
         let want = reference.get(var).unwrap_or_else(|| panic!("candle: no gradient for {name}"));
         let got = grads.get(var).unwrap_or_else(|| panic!("stack: no gradient for {name}"));
@@ -110,7 +110,7 @@ fn the_stack_gradients_match_finite_differences() {
     let c = case();
     let (loss, stack_grads) = objective(&dit, &c, BlockPath::Stack { train: true });
     let mut grads = loss.backward().unwrap();
-    stack_grads.add_to(&mut grads).unwrap();
+    stack_grads.add_to(&mut grads, None).unwrap();
     let mut rng = SplitMix64::new(17);
     for name in [
         "transformer_blocks.0.attn1.to_q.weight",
