@@ -560,3 +560,105 @@ max_steps = 40
         assert!(stdout.contains(&format!(" of {held:>5} tournaments")), "{held} tournaments:\n{stdout}");
     }
 }
+
+/// The processes whose command line mentions `needle` (Linux's /proc).
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return vec![] };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(needle)
+        })
+        .collect()
+}
+
+/// `--gpus N` on the CPU: rank 0 runs the director and N-1 `evolve worker` processes train
+/// beside it on their shares of each batch; the run finishes, resumes with another number of
+/// ranks (every rank loads the checkpoint), and killing rank 0 ends its workers.
+#[test]
+fn data_parallel_ranks_train_resume_and_end_with_rank_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let experiment = |max_steps: u32| {
+        format!(
+            r#"
+[run]
+name = "ranks"
+seed = 4
+
+[base_model]
+plugin = "dit"
+config = {{ preset = "tiny", sample_steps = 3 }}
+
+[[teachers]]
+plugin = "shapes"
+
+[judge]
+plugin = "shapes"
+
+[prompts]
+generate = 24
+
+[training]
+batch_size = 4
+checkpoint_every = 20
+
+[director]
+every_steps = 20
+select_ratio = 0.5
+
+[budget]
+max_teacher_calls = 60
+max_steps = {max_steps}
+"#
+        )
+    };
+    let exp = write(dir.path(), &experiment(40));
+    let run = dir.path().join("data-parallel-run");
+    ok(&evolve().arg("run").arg(&exp).arg("--run-dir").arg(&run).args(["--gpus", "2", "--quiet"]).output().unwrap());
+    let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
+    assert_eq!(count(&conn, "SELECT max(step) FROM metrics WHERE name = 'loss'"), 40);
+
+    let exp = write(dir.path(), &experiment(60));
+    let mut resumed = evolve();
+    resumed.arg("run").arg(&exp).arg("--run-dir").arg(&run).args(["--gpus", "3", "--resume", "--quiet"]);
+    ok(&resumed.output().unwrap());
+    assert_eq!(count(&conn, "SELECT max(step) FROM metrics WHERE name = 'loss'"), 60);
+    let losses: Vec<f64> = conn
+        .prepare("SELECT value FROM metrics WHERE name = 'loss' ORDER BY step")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(losses.last().unwrap() < &losses[0], "the loss falls across ranks and resumes: {losses:?}");
+    let needle = run.display().to_string();
+    assert!(processes_mentioning(&needle).is_empty(), "workers outlived a finished run");
+
+    // kill -9 rank 0 mid-training: its workers see the control connection close and exit.
+    let exp = write(dir.path(), &experiment(100_000));
+    let mut rank0 = evolve()
+        .arg("run")
+        .arg(&exp)
+        .arg("--run-dir")
+        .arg(&run)
+        .args(["--gpus", "2", "--resume", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while processes_mentioning(&needle).len() < 2 && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(rank0.try_wait().unwrap().is_none(), "still training");
+    rank0.kill().unwrap();
+    rank0.wait().unwrap();
+    let killed = std::time::Instant::now();
+    while !processes_mentioning(&needle).is_empty() && killed.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(processes_mentioning(&needle).is_empty(), "a worker outlived rank 0");
+}

@@ -9,6 +9,7 @@
 //! - [`eval`]: scoring a model or a teacher on an evaluator's held-out suite.
 //! - [`session`]: what both training modes start from — plugins built, run directory, runtime.
 //! - [`director`]: `evolve run` — the trainer thread and the evolution rounds beside it.
+//! - [`ranks`]: `evolve run --gpus N` — the worker processes of a data-parallel run.
 //! - [`static_train`]: `evolve train --static` — the paper's baseline without the director.
 //! - [`run_model`]: building the base model, its checkpoints and the trainer's saved state.
 //! - [`training_set`]: the active samples as batches the base model trains on.
@@ -32,6 +33,7 @@ pub mod eval;
 pub mod experiment;
 pub mod external;
 pub mod purchase;
+pub mod ranks;
 pub mod registry;
 pub mod report;
 pub mod run_model;

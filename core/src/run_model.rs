@@ -4,7 +4,7 @@
 use crate::experiment::{self, Experiment};
 use crate::registry::Registry;
 use crate::store::atomic_write;
-use evolve_sdk::{BaseModel, PluginContext, PluginError};
+use evolve_sdk::{BaseModel, DataParallel, PluginContext, PluginError};
 use std::path::{Path, PathBuf};
 
 /// Why a run's model could not be opened or saved.
@@ -77,8 +77,23 @@ pub fn context(experiment: &Experiment, instance: &str) -> PluginContext {
 /// Builds the experiment's base model for the run at `run`, freshly initialised; it may cache
 /// what it derives (e.g. VAE latents) in `run/cache/`.
 pub fn build(experiment: &Experiment, registry: &Registry, run: &Path) -> Result<Box<dyn BaseModel>, RunModelError> {
+    build_as(experiment, registry, run, None)
+}
+
+/// [`build`] as one rank of a data-parallel run (on the rank's own GPU), or alone (`None`).
+pub fn build_as(
+    experiment: &Experiment,
+    registry: &Registry,
+    run: &Path,
+    group: Option<&DataParallel>,
+) -> Result<Box<dyn BaseModel>, RunModelError> {
     let section = &experiment.base_model;
-    let ctx = context(experiment, "base_model").with_cache_dir(run.join("cache"));
+    let mut ctx = context(experiment, "base_model").with_cache_dir(run.join("cache"));
+    if let Some(group) = group {
+        ctx = ctx
+            .with_run(experiment.run.image_size, &crate::ranks::rank_device(&experiment.run.device, group.rank))
+            .with_data_parallel(group.clone());
+    }
     registry
         .base_model(&section.plugin, section.config.clone(), &ctx)
         .map_err(|source| RunModelError::Build { plugin: section.plugin.to_string(), source })

@@ -129,7 +129,7 @@ pub fn measure(
             let _ = std::fs::remove_dir_all(&run_dir);
             std::fs::write(&path, &text).map_err(io(&path))?;
             let experiment = experiment::parse(&text, &path, registry)?;
-            let options = RunOptions { run_dir, resume: false, quiet: true, json: false };
+            let options = RunOptions { run_dir, resume: false, quiet: true, json: false, gpus: 1 };
             let outcome = director::run(&experiment, &path, registry, &options)?;
             let score = outcome.eval.map(|e| e.overall).ok_or_else(|| BenchError::NoEvaluation(name))?;
             points.push(Point { policy, seed, calls: outcome.calls, cost: outcome.cost.usd(), score });

@@ -10,7 +10,7 @@ mod sample;
 mod schema;
 mod train;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +65,34 @@ enum Command {
         /// progress bars and tables.
         #[arg(long)]
         json: bool,
+        /// Train data-parallel on N GPUs: this process (rank 0, which also runs the director)
+        /// on `run.device` and N-1 worker processes on the next GPUs, each on its own share of
+        /// every batch (a step trains N x `training.batch_size` images), gradients averaged
+        /// over NCCL (builds with the `nccl` feature) or loopback TCP. With `device = "cpu"`
+        /// the ranks are CPU processes.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        gpus: u16,
+    },
+    /// One rank of a data-parallel run; started by `evolve run --gpus N`, not by hand.
+    #[command(hide = true)]
+    Worker {
+        /// The experiment file rank 0 runs.
+        experiment: PathBuf,
+        /// The run directory.
+        #[arg(long, value_name = "DIR")]
+        run_dir: PathBuf,
+        /// This process's rank (1 or more).
+        #[arg(long)]
+        rank: usize,
+        /// How many ranks train.
+        #[arg(long)]
+        world: usize,
+        /// Rank 0's control address.
+        #[arg(long, value_name = "ADDR")]
+        control: String,
+        /// Where the model's gradient averaging meets.
+        #[arg(long, value_name = "ADDR")]
+        rendezvous: String,
     },
     /// Validate experiment files against their schema and every plugin's config schema.
     Check {
@@ -325,8 +353,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { experiments } => check::run(&experiments),
         Command::Schema { plugin } => schema::run(plugin.as_deref()),
         Command::Plugins { json, dir } => plugins::run(json, dir.as_deref()),
-        Command::Run { experiment, resume, run_dir, quiet, json } => {
-            run::run(&experiment, run::Options { run_dir, resume, quiet, json })
+        Command::Run { experiment, resume, run_dir, quiet, json, gpus } => {
+            run::run(&experiment, run::Options { run_dir, resume, quiet, json, gpus: gpus.into() })
+        }
+        Command::Worker { experiment, run_dir, rank, world, control, rendezvous } => {
+            let group = evolve_sdk::DataParallel { rank, world, rendezvous };
+            let args = evolve_core::ranks::worker::WorkerArgs { experiment, run_dir, group, control };
+            evolve_core::ranks::worker::serve(&args).with_context(|| format!("evolve worker (rank {rank})"))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Train { experiment, run_dir, resume, quiet, .. } => train::run(&experiment, run_dir, resume, quiet),
         Command::Sample { run, pretrained, plugin, prompt, n, seed, steps, guidance, sampler, init_noise, out } => {

@@ -17,6 +17,8 @@ pub struct Options {
     pub quiet: bool,
     /// JSON events instead of bars and tables.
     pub json: bool,
+    /// Processes training data-parallel (`--gpus`).
+    pub gpus: usize,
 }
 
 /// Runs `experiment`.
@@ -24,8 +26,13 @@ pub fn run(experiment_path: &Path, options: Options) -> anyhow::Result<ExitCode>
     let registry = Registry::builtin();
     let experiment = evolve_core::experiment::load(experiment_path, &registry)?;
     let run_dir = options.run_dir.unwrap_or_else(|| PathBuf::from("runs").join(&experiment.run.name));
-    let run_options =
-        RunOptions { run_dir: run_dir.clone(), resume: options.resume, quiet: options.quiet, json: options.json };
+    let run_options = RunOptions {
+        run_dir: run_dir.clone(),
+        resume: options.resume,
+        quiet: options.quiet,
+        json: options.json,
+        gpus: options.gpus,
+    };
     let outcome = director::run(&experiment, experiment_path, &registry, &run_options)
         .with_context(|| format!("run in {}", run_dir.display()))?;
     if options.json {

@@ -35,6 +35,7 @@ use crate::acquire::{self, AcquireError};
 use crate::audit;
 use crate::eval::{EvalError, EvalReport, eval_model};
 use crate::experiment::{Experiment, OnAuditFail};
+use crate::ranks::{Ranks, RanksError};
 use crate::registry::Registry;
 use crate::run_model::{self, HostState, RunModelError};
 use crate::session::{self, Plugins, Session, SessionError, record_eval};
@@ -80,6 +81,9 @@ pub enum DirectorError {
     /// The trainer thread failed.
     #[error(transparent)]
     Trainer(#[from] trainer::TrainerError),
+    /// A data-parallel rank could not start or failed.
+    #[error(transparent)]
+    Ranks(#[from] RanksError),
     /// A purchase task ended without its result (it panicked).
     #[error("{what} task failed: {source}")]
     Task {
@@ -133,6 +137,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// JSON events on stdout instead of progress bars.
     pub json: bool,
+    /// Processes that train data-parallel, one per GPU (1: this process alone).
+    pub gpus: usize,
 }
 
 /// What a run did.
@@ -188,7 +194,7 @@ pub fn run(
         run.ledger.close_interrupted_rounds()?;
     }
     let evaluator = plugins.evaluator.clone();
-    let director = Director::new(experiment, run, plugins, options)?;
+    let director = Director::new(experiment, experiment_path, run, plugins, options)?;
     let run = Arc::clone(&director.run);
     let (mut model, mut outcome) = match runtime.block_on(director.run(&experiment_dir, registry)) {
         Ok(done) => done,
@@ -256,6 +262,8 @@ fn spawn_ticker(trainer: &Trainer, budget: Arc<Mutex<Budget>>, progress: Progres
 
 struct Director {
     experiment: Arc<Experiment>,
+    /// The experiment file (data-parallel workers load it too).
+    experiment_path: PathBuf,
     run: Arc<Mutex<RunDir>>,
     shop: Arc<Shop>,
     plugins: Plugins,
@@ -265,6 +273,7 @@ struct Director {
 impl Director {
     fn new(
         experiment: &Experiment,
+        experiment_path: &Path,
         run: RunDir,
         mut plugins: Plugins,
         options: &RunOptions,
@@ -284,7 +293,8 @@ impl Director {
             budget,
             Arc::clone(&experiment),
         ));
-        Ok(Director { experiment, run, shop, plugins, options: options.clone() })
+        let experiment_path = experiment_path.to_path_buf();
+        Ok(Director { experiment, experiment_path, run, shop, plugins, options: options.clone() })
     }
 
     /// The run's three phases: the initial set bought, the trainer started, rounds until a stop.
@@ -345,9 +355,34 @@ impl Director {
     /// Phase 2: the trainer on its thread, restored from the latest checkpoint when resuming;
     /// with the step it starts from.
     fn start_trainer(&self, registry: &Registry, data: TrainingSet) -> Result<(Trainer, u64), DirectorError> {
-        let mut model = run_model::build(&self.experiment, registry, &self.options.run_dir)?;
-        let restored =
-            if self.options.resume { run_model::restore(model.as_mut(), &self.options.run_dir)? } else { None };
+        let run_dir = &self.options.run_dir;
+        let (mut ranks, group) = match self.options.gpus {
+            0 | 1 => (None, None),
+            gpus => {
+                let (ranks, group) = Ranks::launch(&self.experiment_path, run_dir, gpus)?;
+                (Some(ranks), Some(group))
+            }
+        };
+        let mut model = run_model::build_as(&self.experiment, registry, run_dir, group.as_ref())?;
+        if ranks.is_some() && !model.data_parallel() {
+            return Err(RanksError::Unsupported(self.experiment.base_model.plugin.to_string()).into());
+        }
+        let restored = match (&mut ranks, self.options.resume) {
+            (_, false) => None,
+            (None, true) => run_model::restore(model.as_mut(), run_dir)?,
+            (Some(ranks), true) => {
+                // Every rank loads the same checkpoint at once: the model checks they agree.
+                let checkpoint = run_model::latest_checkpoint(run_dir);
+                if let Some(dir) = &checkpoint {
+                    ranks.load(dir)?;
+                }
+                let restored = run_model::restore(model.as_mut(), run_dir)?;
+                if checkpoint.is_some() {
+                    ranks.wait()?;
+                }
+                restored
+            }
+        };
         let state = restored.unwrap_or_else(|| HostState::fresh(&self.experiment));
         let director = &self.experiment.director;
         let settings = TrainerSettings {
@@ -357,7 +392,7 @@ impl Director {
             checkpoint_every: self.experiment.training.checkpoint_every,
             hold_every: director.lockstep.then_some(director.every_steps.max(1)),
         };
-        Ok((Trainer::start(model, state, data, settings)?, state.step))
+        Ok((Trainer::start(model, state, data, settings, ranks)?, state.step))
     }
 
     /// Phase 3: a round every `every_steps` trainer steps, until training ends, a budget or the

@@ -8,6 +8,7 @@
 
 use super::DirectorError;
 use crate::eval::{EvalError, EvalReport, eval_model};
+use crate::ranks::{self, Ranks};
 use crate::run_model::{self, HostState};
 use crate::step_means::{RECORD_EVERY, StepMeans};
 use crate::store::Ledger;
@@ -86,18 +87,21 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// Starts training `model` (restored to `state`) on `data`.
+    /// Starts training `model` (restored to `state`) on `data`, with the other `ranks` of a
+    /// data-parallel run, if any, each step training on a batch `batch_size` times their number.
     pub fn start(
         model: Box<dyn BaseModel>,
         state: HostState,
         data: TrainingSet,
         settings: TrainerSettings,
+        ranks: Option<Ranks>,
     ) -> Result<Trainer, DirectorError> {
         let (commands, inbox) = mpsc::channel();
         let initial = TrainerStatus { step: state.step, active: data.len(), ..Default::default() };
         let (publish, status) = watch::channel(initial);
         let ledger = Ledger::open(&settings.run_dir.join("ledger.sqlite")).map_err(crate::store::StoreError::from)?;
         let mut worker = Worker::new(model, state, data, settings, ledger, publish);
+        worker.ranks = ranks;
         let thread = std::thread::Builder::new()
             .name("evolve-trainer".into())
             .spawn(move || worker.run(inbox).map(|()| worker.model))
@@ -164,6 +168,8 @@ impl Trainer {
 
 struct Worker {
     model: Box<dyn BaseModel>,
+    /// The other processes of a data-parallel run.
+    ranks: Option<Ranks>,
     state: HostState,
     data: TrainingSet,
     settings: TrainerSettings,
@@ -192,6 +198,7 @@ impl Worker {
         let released = state.step;
         Worker {
             model,
+            ranks: None,
             state,
             data,
             settings,
@@ -233,6 +240,9 @@ impl Worker {
             match next {
                 Some(Command::Stop) => {
                     self.checkpoint()?;
+                    if let Some(ranks) = self.ranks.take() {
+                        ranks.stop();
+                    }
                     self.record_busy();
                     return Ok(());
                 }
@@ -271,8 +281,25 @@ impl Worker {
     fn step(&mut self) -> Result<(), DirectorError> {
         let began = Instant::now();
         let mut rng = SplitMix64::new(self.state.data_rng);
-        let batch = self.data.batch(&mut rng, self.settings.batch_size)?;
-        let stats = self.model.train_step(&batch).map_err(|source| DirectorError::Plugin {
+        let world = self.ranks.as_ref().map_or(1, Ranks::world);
+        let batch = self.data.batch(&mut rng, self.settings.batch_size * world)?;
+        let stats = match &mut self.ranks {
+            None => self.model.train_step(&batch),
+            Some(ranks) => {
+                let shares = ranks::shares(&batch, world);
+                ranks.step(&shares[1..])?;
+                let stats = self.model.train_step(&shares[0]);
+                match &stats {
+                    Ok(_) => ranks.wait()?,
+                    // Rank 0's step fails when a worker's did (it lost the worker): the
+                    // worker's error says why. Otherwise the workers wait on rank 0 forever:
+                    // they are stopped when `ranks` is dropped.
+                    Err(_) => ranks.failure().map_or(Ok(()), Err)?,
+                }
+                stats
+            }
+        };
+        let stats = stats.map_err(|source| DirectorError::Plugin {
             what: format!("base model training step {}", self.state.step + 1),
             source,
         })?;

@@ -64,7 +64,8 @@ impl Recompute {
                 let input = Var::from_tensor(&x)?.as_tensor().clone();
                 let output = block.forward(&input, leaves.0.as_tensor(), &leaf_caption)?;
                 x = output.detach();
-                (inputs.push(input), outputs.push(output));
+                inputs.push(input);
+                outputs.push(output);
             } else {
                 inputs.push(x.clone());
                 // Computed with the parameters' graph, which is dropped at once with `detach`.

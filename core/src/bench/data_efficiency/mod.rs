@@ -359,7 +359,7 @@ fn measure_one(
         let outcome = static_train::run(&experiment, &path, registry, &options)?;
         (outcome.samples as u64, outcome.eval)
     } else {
-        let options = RunOptions { run_dir: run_dir.clone(), resume: false, quiet: true, json: false };
+        let options = RunOptions { run_dir: run_dir.clone(), resume: false, quiet: true, json: false, gpus: 1 };
         let outcome = director::run(&experiment, &path, registry, &options)?;
         (outcome.calls, outcome.eval)
     };
