@@ -696,10 +696,12 @@ mod round_trip {
             image_size: 256,
             device: "cuda:1".into(),
             cache_dir: Some("/run/cache".into()),
+            data_parallel: Some(crate::DataParallel { rank: 1, world: 4, rendezvous: "127.0.0.1:9".into() }),
         };
         let got = PluginContext::from(FfiContext::from(&sent));
-        // The device and the cache folder are for built-in base models only.
-        let expected = PluginContext { device: "cpu".into(), cache_dir: None, ..sent };
+        // The device, the cache folder and the data-parallel group are for built-in base
+        // models only.
+        let expected = PluginContext { device: "cpu".into(), cache_dir: None, data_parallel: None, ..sent };
         assert_eq!(got, expected);
     }
 
