@@ -143,7 +143,7 @@ impl Shop {
             .map(|slot| routing::Candidate { label: &slot.label, price: slot.teacher.price(request) })
             .collect();
         let seed = routing::seed_for(self.experiment.run.seed, row);
-        Ok(routing::choose(selection, row, &candidates, parent.as_deref(), &records, seed))
+        Ok(routing::choose(selection, &candidates, parent.as_deref(), &records, seed))
     }
 
     async fn buy_from(&self, index: usize, request: &GenerateRequest) -> Result<Bought, DirectorError> {
