@@ -363,7 +363,13 @@ impl Director {
                 (Some(ranks), Some(group))
             }
         };
-        let mut model = run_model::build_as(&self.experiment, registry, run_dir, group.as_ref())?;
+        let mut model = match (&mut ranks, group) {
+            (Some(ranks), Some(group)) => {
+                let (experiment, registry, run) = (Arc::clone(&self.experiment), registry.clone(), run_dir.clone());
+                ranks.while_watching(move || run_model::build_as(&experiment, &registry, &run, Some(&group)))??
+            }
+            _ => run_model::build(&self.experiment, registry, run_dir)?,
+        };
         if ranks.is_some() && !model.data_parallel() {
             return Err(RanksError::Unsupported(self.experiment.base_model.plugin.to_string()).into());
         }

@@ -16,6 +16,7 @@ use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use wire::{Order, Reply};
 
@@ -135,6 +136,39 @@ impl Ranks {
     /// How many ranks train, rank 0 included.
     pub fn world(&self) -> usize {
         self.world
+    }
+
+    /// Runs `build` (rank 0's model: it blocks until every rank has joined the model's
+    /// group) on a thread of its own while watching the workers: one that exits meanwhile
+    /// fails the launch at once, where the build would otherwise wait out the model's patience
+    /// for a rank that will never come. (The abandoned build ends with the process.)
+    pub fn while_watching<T: Send + 'static>(
+        &mut self,
+        build: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, RanksError> {
+        let (built, result) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("evolve-rank0-build".into())
+            .spawn(move || {
+                let _ = built.send(build());
+            })
+            .map_err(|e| RanksError::NotStarted { rank: 0, why: format!("cannot start its thread: {e}") })?;
+        loop {
+            match result.recv_timeout(Duration::from_millis(100)) {
+                Ok(value) => return Ok(value),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(RanksError::NotStarted { rank: 0, why: "building its model panicked".into() });
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    for worker in &mut self.workers {
+                        if let Ok(Some(status)) = worker.child.try_wait() {
+                            let why = format!("it exited ({status}) while the ranks were joining");
+                            return Err(RanksError::NotStarted { rank: worker.rank, why });
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Asks every worker to load the checkpoint in `dir`; [`Ranks::wait`] for them after
@@ -271,6 +305,28 @@ fn accept_workers(control: &TcpListener, children: Vec<(usize, Child)>) -> Resul
 mod tests {
     use super::*;
     use evolve_sdk::Image;
+
+    /// Ranks whose worker is `sh -c SCRIPT`, its control connection a loopback pair.
+    fn ranks_running(script: &str) -> (Ranks, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let other_end = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (control, _) = listener.accept().unwrap();
+        let child = Command::new("sh").args(["-c", script]).spawn().unwrap();
+        (Ranks { world: 2, workers: vec![Worker { rank: 1, child, control }] }, other_end)
+    }
+
+    #[test]
+    fn a_worker_that_exits_while_rank_zero_builds_fails_the_launch_at_once() {
+        let (mut ranks, _control) = ranks_running("exit 3");
+        let started = Instant::now();
+        let error = ranks.while_watching(|| std::thread::sleep(Duration::from_secs(30))).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
+        let message = error.to_string();
+        assert!(message.starts_with("rank 1 did not start: it exited") && message.contains('3'), "{message}");
+
+        let (mut ranks, _control) = ranks_running("sleep 5");
+        assert_eq!(ranks.while_watching(|| 42).unwrap(), 42);
+    }
 
     #[test]
     fn ranks_train_on_consecutive_gpus_and_share_the_batch_in_order() {
