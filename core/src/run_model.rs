@@ -56,12 +56,15 @@ impl HostState {
 /// Restores `model` from the run's latest checkpoint, if it has one, and returns the host state
 /// saved beside it.
 pub fn restore(model: &mut dyn BaseModel, run: &Path) -> Result<Option<HostState>, RunModelError> {
-    let Some(dir) = latest_checkpoint(run) else { return Ok(None) };
-    model.load(&dir).map_err(|source| RunModelError::Checkpoint { path: dir.clone(), source })?;
+    latest_checkpoint(run).map(|dir| restore_from(model, &dir)).transpose()
+}
+
+/// Restores `model` from the checkpoint folder `dir` and returns the host state saved beside it.
+pub fn restore_from(model: &mut dyn BaseModel, dir: &Path) -> Result<HostState, RunModelError> {
+    model.load(dir).map_err(|source| RunModelError::Checkpoint { path: dir.to_path_buf(), source })?;
     let host = dir.join("host.json");
     let bytes = std::fs::read(&host).map_err(|e| RunModelError::Io(format!("{}: {e}", host.display())))?;
-    let state = serde_json::from_slice(&bytes).map_err(|e| RunModelError::Io(format!("{}: {e}", host.display())))?;
-    Ok(Some(state))
+    serde_json::from_slice(&bytes).map_err(|e| RunModelError::Io(format!("{}: {e}", host.display())))
 }
 
 /// The context every plugin of `experiment` is built with, for plugin instance `instance`.

@@ -13,6 +13,21 @@ pub struct TrainBatch {
     pub images: Vec<Image>,
 }
 
+impl TrainBatch {
+    /// The batch cut into `n` shares of nearly equal size, in order (the later ones one image
+    /// larger where it does not divide; empty ones when it has fewer images than `n`): a
+    /// model's micro-batches, or the ranks' shares of a data-parallel step.
+    pub fn shares(&self, n: usize) -> Vec<TrainBatch> {
+        let (b, n) = (self.images.len().min(self.prompts.len()), n.max(1));
+        (0..n)
+            .map(|i| {
+                let range = (i * b / n)..((i + 1) * b / n);
+                TrainBatch { prompts: self.prompts[range.clone()].to_vec(), images: self.images[range].to_vec() }
+            })
+            .collect()
+    }
+}
+
 /// What one optimiser step did.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StepStats {

@@ -376,18 +376,16 @@ impl Director {
         let restored = match (&mut ranks, self.options.resume) {
             (_, false) => None,
             (None, true) => run_model::restore(model.as_mut(), run_dir)?,
-            (Some(ranks), true) => {
-                // Every rank loads the same checkpoint at once: the model checks they agree.
-                let checkpoint = run_model::latest_checkpoint(run_dir);
-                if let Some(dir) = &checkpoint {
-                    ranks.load(dir)?;
-                }
-                let restored = run_model::restore(model.as_mut(), run_dir)?;
-                if checkpoint.is_some() {
+            (Some(ranks), true) => match run_model::latest_checkpoint(run_dir) {
+                None => None,
+                // Every rank loads this checkpoint at once: the model checks they agree.
+                Some(dir) => {
+                    ranks.load(&dir)?;
+                    let restored = run_model::restore_from(model.as_mut(), &dir)?;
                     ranks.wait()?;
+                    Some(restored)
                 }
-                restored
-            }
+            },
         };
         let state = restored.unwrap_or_else(|| HostState::fresh(&self.experiment));
         let director = &self.experiment.director;

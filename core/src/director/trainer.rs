@@ -8,7 +8,7 @@
 
 use super::DirectorError;
 use crate::eval::{EvalError, EvalReport, eval_model};
-use crate::ranks::{self, Ranks};
+use crate::ranks::Ranks;
 use crate::run_model::{self, HostState};
 use crate::step_means::{RECORD_EVERY, StepMeans};
 use crate::store::Ledger;
@@ -100,8 +100,7 @@ impl Trainer {
         let initial = TrainerStatus { step: state.step, active: data.len(), ..Default::default() };
         let (publish, status) = watch::channel(initial);
         let ledger = Ledger::open(&settings.run_dir.join("ledger.sqlite")).map_err(crate::store::StoreError::from)?;
-        let mut worker = Worker::new(model, state, data, settings, ledger, publish);
-        worker.ranks = ranks;
+        let mut worker = Worker::new(model, ranks, state, data, settings, ledger, publish);
         let thread = std::thread::Builder::new()
             .name("evolve-trainer".into())
             .spawn(move || worker.run(inbox).map(|()| worker.model))
@@ -188,6 +187,7 @@ struct Worker {
 impl Worker {
     fn new(
         model: Box<dyn BaseModel>,
+        ranks: Option<Ranks>,
         state: HostState,
         data: TrainingSet,
         settings: TrainerSettings,
@@ -198,7 +198,7 @@ impl Worker {
         let released = state.step;
         Worker {
             model,
-            ranks: None,
+            ranks,
             state,
             data,
             settings,
@@ -286,7 +286,7 @@ impl Worker {
         let stats = match &mut self.ranks {
             None => self.model.train_step(&batch),
             Some(ranks) => {
-                let shares = ranks::shares(&batch, world);
+                let shares = batch.shares(world);
                 ranks.step(&shares[1..])?;
                 let stats = self.model.train_step(&shares[0]);
                 match &stats {

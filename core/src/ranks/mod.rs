@@ -77,18 +77,6 @@ pub fn rank_device(device: &str, rank: usize) -> String {
     }
 }
 
-/// `batch` cut into `world` shares of nearly equal size, in order (rank `i` trains on share
-/// `i`); empty when it has fewer images than ranks.
-pub fn shares(batch: &TrainBatch, world: usize) -> Vec<TrainBatch> {
-    let n = batch.images.len().min(batch.prompts.len());
-    (0..world)
-        .map(|i| {
-            let range = (i * n / world)..((i + 1) * n / world);
-            TrainBatch { prompts: batch.prompts[range.clone()].to_vec(), images: batch.images[range].to_vec() }
-        })
-        .collect()
-}
-
 /// The worker processes of a data-parallel run, as rank 0 drives them.
 pub struct Ranks {
     world: usize,
@@ -334,11 +322,12 @@ mod tests {
         assert_eq!(rank_device("cuda:1", 1), "cuda:2");
         assert_eq!(rank_device("cuda", 3), "cuda:3");
         assert_eq!(rank_device("cpu", 3), "cpu");
+        // Rank i trains on share i of the step's batch.
         let batch = TrainBatch {
             prompts: (0..7).map(|i| i.to_string()).collect(),
             images: (0..7).map(|i| Image::filled(1, 1, [i, 0, 0])).collect(),
         };
-        let shares = shares(&batch, 3);
+        let shares = batch.shares(3);
         let prompts: Vec<Vec<String>> = shares.iter().map(|s| s.prompts.clone()).collect();
         assert_eq!(prompts, [vec!["0", "1"], vec!["2", "3"], vec!["4", "5", "6"]]);
         assert!(shares.iter().all(|s| s.images.len() == s.prompts.len()));

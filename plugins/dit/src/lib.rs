@@ -92,13 +92,7 @@ fn micro_batches(batch: &TrainBatch, n: usize) -> Vec<TrainBatch> {
         // Not a batch: `gradients` says why.
         return vec![batch.clone()];
     }
-    let n = n.clamp(1, b.max(1));
-    (0..n)
-        .map(|i| {
-            let range = (i * b / n)..((i + 1) * b / n);
-            TrainBatch { prompts: batch.prompts[range.clone()].to_vec(), images: batch.images[range].to_vec() }
-        })
-        .collect()
+    batch.shares(n.clamp(1, b.max(1)))
 }
 
 fn failed(e: impl std::fmt::Display) -> PluginError {

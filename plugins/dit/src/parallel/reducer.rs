@@ -18,7 +18,6 @@ enum Job {
 /// A data-parallel group's averaging thread.
 pub struct Reducer {
     rank: usize,
-    world: usize,
     jobs: Option<Sender<Job>>,
     done: Receiver<Result<Option<Tensor>, ParallelError>>,
     thread: Option<JoinHandle<()>>,
@@ -30,7 +29,7 @@ pub struct Reducer {
 impl Reducer {
     /// Starts the thread that runs `collective`.
     pub fn start(mut collective: Box<dyn Collective>) -> Result<Reducer, ParallelError> {
-        let (rank, world) = (collective.rank(), collective.world());
+        let rank = collective.rank();
         let (jobs, inbox) = channel::<Job>();
         let (answer, done) = channel();
         let thread = std::thread::Builder::new()
@@ -50,17 +49,12 @@ impl Reducer {
                 }
             })
             .map_err(|e| ParallelError::Disagree(format!("cannot start the averaging thread: {e}")))?;
-        Ok(Reducer { rank, world, jobs: Some(jobs), done, thread: Some(thread), broken: Cell::new(false) })
+        Ok(Reducer { rank, jobs: Some(jobs), done, thread: Some(thread), broken: Cell::new(false) })
     }
 
     /// This process's rank.
     pub fn rank(&self) -> usize {
         self.rank
-    }
-
-    /// The group's size.
-    pub fn world(&self) -> usize {
-        self.world
     }
 
     /// Starts one step's averaging.
