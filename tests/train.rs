@@ -141,6 +141,24 @@ fn static_training_learns_checkpoints_resumes_samples_and_evaluates() {
         serde_json::from_str(&ok(&evolve(&["eval", "--run", run.to_str().unwrap(), "--json"]))).unwrap();
     assert_eq!(report["categories"].as_array().unwrap().len(), 6);
     assert!((0.0..=1.0).contains(&report["overall"].as_f64().unwrap()));
+
+    // GenEval's protocol: several images per prompt, each category scored over its images.
+    let twice: serde_json::Value = serde_json::from_str(&ok(&evolve(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--json",
+        "--images-per-prompt",
+        "2",
+    ])))
+    .unwrap();
+    for (one, two) in report["categories"].as_array().unwrap().iter().zip(twice["categories"].as_array().unwrap()) {
+        assert_eq!(one["images"], one["prompts"]);
+        assert_eq!(two["prompts"], one["prompts"]);
+        assert_eq!(two["images"].as_u64().unwrap(), 2 * one["prompts"].as_u64().unwrap());
+    }
+    let refused = evolve(&["eval", "--run", run.to_str().unwrap(), "--images-per-prompt", "0"]);
+    assert_eq!(refused.status.code(), Some(2), "0 images per prompt is a usage error");
 }
 
 #[test]

@@ -112,10 +112,13 @@ pub fn build_plugins(experiment: &Experiment, registry: &Registry) -> Result<Plu
         operators.push((instance, operator));
     }
     let evaluator = match &experiment.eval {
-        Some(section) => Some(Arc::from(
-            registry
-                .evaluator(&section.plugin, section.config.clone(), &ctx("eval"))
-                .map_err(build("evaluator".into()))?,
+        Some(section) => Some(crate::eval::ImagesPerPrompt::wrap(
+            Arc::from(
+                registry
+                    .evaluator(&section.plugin, section.config.clone(), &ctx("eval"))
+                    .map_err(build("evaluator".into()))?,
+            ),
+            experiment.director.eval_images_per_prompt as usize,
         )),
         None => None,
     };

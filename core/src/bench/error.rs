@@ -50,6 +50,9 @@ pub enum BenchError {
     /// A run's model could not be opened.
     #[error(transparent)]
     RunModel(#[from] RunModelError),
+    /// A finished run's model could not be scored again.
+    #[error(transparent)]
+    ScoreRun(#[from] crate::eval::ScoreRunError),
     /// A plugin could not be built.
     #[error("cannot build {plugin}: {source}")]
     Build {

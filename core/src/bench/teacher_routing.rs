@@ -6,6 +6,10 @@
 //! Every policy runs the same experiment (the director in lockstep, as asked, no money limit):
 //! what differs is whom each new prompt is bought from, so the cost ratio at the score reached
 //! is the policy's saving.
+//!
+//! A run's score is its final model's, at `eval_images` images per ShapesEval prompt: with one,
+//! the dozen single-object prompts alone move a run's score by a couple of points, as much as
+//! the differences between policies.
 
 use super::BenchError;
 use super::data_efficiency::stats::{Estimate, estimate};
@@ -31,17 +35,19 @@ pub struct Settings {
     /// Keep a finished run already in `out` whose experiment file is this one's, instead of
     /// running it again.
     pub resume: bool,
+    /// Images per ShapesEval prompt of each run's final score.
+    pub eval_images: u32,
 }
 
 impl Settings {
     /// The full benchmark: 3 seeds of 1500 steps, about 35 minutes on 2 cores.
     pub fn full(out: PathBuf) -> Settings {
-        Settings { steps: 1500, seeds: vec![0, 1, 2], initial: 300, out, resume: false }
+        Settings { steps: 1500, seeds: vec![0, 1, 2], initial: 300, out, resume: false, eval_images: 4 }
     }
 
     /// A smoke run: one seed, a few steps.
     pub fn quick(out: PathBuf) -> Settings {
-        Settings { steps: 40, seeds: vec![0], initial: 16, out, resume: false }
+        Settings { steps: 40, seeds: vec![0], initial: 16, out, resume: false, eval_images: 1 }
     }
 }
 
@@ -120,34 +126,57 @@ pub fn measure(
             let (path, run_dir) = (settings.out.join(format!("{name}.toml")), settings.out.join(&name));
             let text = experiment_text(policy, seed, settings);
             let unchanged = settings.resume && std::fs::read_to_string(&path).is_ok_and(|kept| kept == text);
-            if unchanged && let Some((calls, cost, score)) = finished(&run_dir)? {
-                progress(&format!("{policy}, seed {seed}: kept"));
-                points.push(Point { policy, seed, calls, cost, score });
-                continue;
-            }
-            progress(&format!("{policy}, seed {seed}, {} steps", settings.steps));
-            let _ = std::fs::remove_dir_all(&run_dir);
-            std::fs::write(&path, &text).map_err(io(&path))?;
-            let experiment = experiment::parse(&text, &path, registry)?;
-            let options = RunOptions { run_dir, resume: false, quiet: true, json: false, gpus: 1 };
-            let outcome = director::run(&experiment, &path, registry, &options)?;
-            let score = outcome.eval.map(|e| e.overall).ok_or_else(|| BenchError::NoEvaluation(name))?;
-            points.push(Point { policy, seed, calls: outcome.calls, cost: outcome.cost.usd(), score });
+            let kept = if unchanged { finished(&run_dir)? } else { None };
+            let (calls, cost) = match kept {
+                Some(totals) => {
+                    progress(&format!("{policy}, seed {seed}: kept"));
+                    totals
+                }
+                None => {
+                    progress(&format!("{policy}, seed {seed}, {} steps", settings.steps));
+                    let _ = std::fs::remove_dir_all(&run_dir);
+                    std::fs::write(&path, &text).map_err(io(&path))?;
+                    let experiment = experiment::parse(&text, &path, registry)?;
+                    let options =
+                        RunOptions { run_dir: run_dir.clone(), resume: false, quiet: true, json: false, gpus: 1 };
+                    let outcome = director::run(&experiment, &path, registry, &options)?;
+                    outcome.eval.as_ref().ok_or_else(|| BenchError::NoEvaluation(name.clone()))?;
+                    (outcome.calls, outcome.cost.usd())
+                }
+            };
+            let score = final_score(&run_dir, settings.eval_images, registry)?;
+            points.push(Point { policy, seed, calls, cost, score });
         }
     }
     Ok(points)
 }
 
-/// A finished run's teacher calls, cost (USD) and final score; `None` if it has no evaluation.
-fn finished(run_dir: &Path) -> Result<Option<(u64, f64, f64)>, BenchError> {
+/// A finished run's teacher calls and cost (USD); `None` if it did not finish (no evaluation).
+fn finished(run_dir: &Path) -> Result<Option<(u64, f64)>, BenchError> {
     let ledger = run_dir.join("ledger.sqlite");
     if !ledger.is_file() {
         return Ok(None);
     }
     let ledger = crate::store::Ledger::open(&ledger)?;
-    let Some(&(_, score)) = ledger.metric("eval/overall")?.last() else { return Ok(None) };
+    if ledger.metric("eval/overall")?.is_empty() {
+        return Ok(None);
+    }
     let (calls, cost) = ledger.call_totals()?;
-    Ok(Some((calls, cost.usd(), score)))
+    Ok(Some((calls, cost.usd())))
+}
+
+/// The ShapesEval overall of a finished run's final model at `images` images per prompt, kept
+/// in the run's folder (`eval-N-images.json`) so that a resumed benchmark scores a run once.
+fn final_score(run_dir: &Path, images: u32, registry: &Registry) -> Result<f64, BenchError> {
+    let kept = run_dir.join(format!("eval-{images}-images.json"));
+    let read = std::fs::read(&kept).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    if let Some(overall) = read.as_ref().and_then(|report| report["overall"].as_f64()) {
+        return Ok(overall);
+    }
+    let report = crate::eval::score_run(run_dir, registry, None, Some(images))?;
+    let json = serde_json::to_vec_pretty(&report)?;
+    std::fs::write(&kept, json).map_err(BenchError::io(&kept))?;
+    Ok(report.overall)
 }
 
 /// The table (mean score and cost per policy with 95% intervals) and the `name: value` lines.

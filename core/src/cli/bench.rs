@@ -26,6 +26,8 @@ pub struct DataSettings {
     pub out: PathBuf,
     /// data-efficiency: initial prompts from the world's natural set instead of the grammar.
     pub natural: bool,
+    /// teacher-routing: images per ShapesEval prompt of the final scores.
+    pub eval_images: Option<u32>,
 }
 
 /// Settings of `evolve bench train-throughput`'s transformer-step cases.
@@ -83,14 +85,18 @@ fn routing(data: DataSettings) -> anyhow::Result<ExitCode> {
         settings.seeds = (0..seeds).collect();
     }
     settings.resume = data.resume;
+    if let Some(images) = data.eval_images {
+        settings.eval_images = images;
+    }
     let registry = Registry::builtin();
     let points = teacher_routing::measure(&settings, &registry, |what| eprintln!("teacher-routing: {what}"))?;
     let (table, figures) = teacher_routing::summarise(&points);
     println!(
-        "teacher-routing: {} seeds of {} steps, {} initial prompts; teachers exact $0.04, fair $0.02 (30% wrong), cheap $0.01 (80% wrong)",
+        "teacher-routing: {} seeds of {} steps, {} initial prompts, scored at {} images per prompt; teachers exact $0.04, fair $0.02 (30% wrong), cheap $0.01 (80% wrong)",
         settings.seeds.len(),
         settings.steps,
-        settings.initial
+        settings.initial,
+        settings.eval_images
     );
     print!("{table}");
     for figure in figures {

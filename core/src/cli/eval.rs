@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Scores the teacher plugin `teacher` (with its default config) on `suite`, or on the only
-/// registered evaluator when `suite` is `None`.
-pub fn teacher(teacher: &str, suite: Option<&str>, size: u32, json: bool) -> anyhow::Result<ExitCode> {
+/// registered evaluator when `suite` is `None`, at `images` images per prompt.
+pub fn teacher(teacher: &str, suite: Option<&str>, size: u32, images: u32, json: bool) -> anyhow::Result<ExitCode> {
     let registry = Registry::builtin();
     let suite = match suite {
         Some(name) => name.to_string(),
@@ -29,6 +29,7 @@ pub fn teacher(teacher: &str, suite: Option<&str>, size: u32, json: bool) -> any
     let evaluator = registry
         .evaluator(&suite.as_str().into(), empty, &ctx)
         .with_context(|| format!("cannot build evaluator `{suite}`"))?;
+    let evaluator = evolve_core::eval::ImagesPerPrompt::wrap(Arc::from(evaluator), images as usize);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime.block_on(eval_teacher(teacher_plugin, teacher, evaluator.as_ref(), size))?;
     if json {
@@ -39,21 +40,10 @@ pub fn teacher(teacher: &str, suite: Option<&str>, size: u32, json: bool) -> any
     Ok(ExitCode::SUCCESS)
 }
 
-/// Scores the model of the run at `run` on its experiment's evaluator (or `suite`).
-pub fn run(run: &std::path::Path, suite: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let registry = Registry::builtin();
-    let (experiment, mut model, _) = evolve_core::run_model::open(run, &registry)?;
-    let section = match (suite, &experiment.eval) {
-        (Some(name), _) => evolve_core::experiment::PluginSection::named(name),
-        (None, Some(section)) => section.clone(),
-        (None, None) => bail!("the run's experiment has no [eval] section; pick an evaluator with --suite"),
-    };
-    let ctx = evolve_core::run_model::context(&experiment, "eval");
-    let evaluator = registry
-        .evaluator(&section.plugin, section.config.clone(), &ctx)
-        .with_context(|| format!("cannot build evaluator `{}`", section.plugin))?;
-    let report =
-        evolve_core::eval::eval_model(model.as_mut(), evaluator.as_ref(), &run.display().to_string(), |_, _| {})?;
+/// Scores the model of the run at `run` on its experiment's evaluator (or `suite`), at `images`
+/// images per prompt (default: the experiment's).
+pub fn run(run: &std::path::Path, suite: Option<&str>, images: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
+    let report = evolve_core::eval::score_run(run, &Registry::builtin(), suite, images)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

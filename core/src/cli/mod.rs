@@ -231,6 +231,11 @@ enum Command {
         /// Image side in pixels for `--teacher`.
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(16..=4096))]
         size: u32,
+        /// Images rendered per prompt (GenEval renders 4): more is a steadier score, in
+        /// proportionally more time. Default: the experiment's `director.eval_images_per_prompt`
+        /// for --run, 1 for --teacher.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        images_per_prompt: Option<u32>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -338,6 +343,10 @@ enum Command {
         /// world's natural set, skewed as real captions are: counts and relations rare).
         #[arg(long, default_value = "grammar", value_parser = ["grammar", "natural"])]
         pool: String,
+        /// teacher-routing: images per ShapesEval prompt of each run's final score (default 4;
+        /// --quick: 1); a kept run is scored again at a new count, from its final checkpoint.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+        eval_images: Option<u32>,
         /// plugin-overhead: a plugin to time against the built-in, as KIND=PATH: `native=` the
         /// probe operator as a native library (tests/plugins/probe-native), `wasm=` as a wasm
         /// component (tests/plugins/probe-wasm), `python=` the Python `banlist` component
@@ -381,10 +390,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             export::dataset(&run, &out, evolve_core::dataset::ExportOptions { format, filter, force })
         }
-        Command::Eval { teacher: Some(teacher), suite, size, json, .. } => {
-            eval::teacher(&teacher, suite.as_deref(), size, json)
+        Command::Eval { teacher: Some(teacher), suite, size, images_per_prompt, json, .. } => {
+            eval::teacher(&teacher, suite.as_deref(), size, images_per_prompt.unwrap_or(1), json)
         }
-        Command::Eval { run: Some(run), suite, json, .. } => eval::run(&run, suite.as_deref(), json),
+        Command::Eval { run: Some(run), suite, images_per_prompt, json, .. } => {
+            eval::run(&run, suite.as_deref(), images_per_prompt, json)
+        }
         Command::Eval { .. } => bail!("give --run DIR or --teacher NAME"),
         Command::Report { run } => {
             let path = evolve_core::report::write(&run)?;
@@ -409,10 +420,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             probe,
             pool,
+            eval_images,
         } => {
             let out = out.unwrap_or_else(|| PathBuf::from("target/bench").join(&name));
             let natural = pool == "natural";
-            let data = bench::DataSettings { steps, budgets, seeds, arms, quick, resume, out, natural };
+            let data = bench::DataSettings { steps, budgets, seeds, arms, quick, resume, out, natural, eval_images };
             let bf16 = precision == "bf16";
             let step = bench::StepOptions { device, bf16, checkpointing };
             bench::run(&name, run, python, &case, &probe, data, step)

@@ -95,6 +95,19 @@ pub fn choose(
     }
 }
 
+/// How many of the prompts about to be bought together must be bought (and judged) before the
+/// rest are routed: with `bandit` and a teacher still unproven, the first [`MIN_ENTERED`], each a
+/// tournament of all, so that every teacher has a record when the rest are routed. Without it an
+/// initial set, bought all at once before any record exists, would be a tournament of all
+/// from first prompt to last.
+pub fn warm_up(selection: TeacherSelection, teachers: &[&str], records: &[TeacherRecord]) -> usize {
+    let entered = |label: &&str| records.iter().find(|r| r.teacher == *label).map_or(0, |r| r.entered);
+    if selection != TeacherSelection::Bandit || teachers.len() < 2 {
+        return 0;
+    }
+    (MIN_ENTERED - teachers.iter().map(entered).min().unwrap_or(0).min(MIN_ENTERED)) as usize
+}
+
 /// `seed` mixed with what identifies a purchase, so that a choice does not depend on the order
 /// purchases run in.
 pub fn seed_for(run_seed: u64, row: &PendingRow) -> u64 {
@@ -117,6 +130,20 @@ mod tests {
         // A parent from elsewhere (an imported sample) or none: everyone.
         assert_eq!(choose(TeacherSelection::ParentWinner, &teachers, Some("imported"), &[], 1), [0, 1]);
         assert_eq!(choose(TeacherSelection::ParentWinner, &teachers, None, &[], 1), [0, 1]);
+    }
+
+    #[test]
+    fn only_an_unproven_bandit_warms_up_and_only_for_the_tournaments_it_lacks() {
+        let teachers = ["dear", "cheap"];
+        assert_eq!(warm_up(TeacherSelection::Bandit, &teachers, &[]), MIN_ENTERED as usize);
+        let partly = [record("dear", 2, 3), record("cheap", 1, 2)];
+        assert_eq!(warm_up(TeacherSelection::Bandit, &teachers, &partly), MIN_ENTERED as usize - 2);
+        let proven = [record("dear", 5, 5), record("cheap", 1, 5)];
+        assert_eq!(warm_up(TeacherSelection::Bandit, &teachers, &proven), 0);
+        for other in [TeacherSelection::All, TeacherSelection::ParentWinner] {
+            assert_eq!(warm_up(other, &teachers, &[]), 0);
+        }
+        assert_eq!(warm_up(TeacherSelection::Bandit, &teachers[..1], &[]), 0, "one teacher needs no record");
     }
 
     #[test]

@@ -62,11 +62,36 @@ impl Shop {
         Arc::clone(&self.till.budget)
     }
 
-    /// Buys every prompt of `pending` concurrently; `done` is called after each.
+    /// Buys every prompt of `pending` concurrently; `done` is called after each. When routing
+    /// needs tournaments before it can choose (an unproven `bandit`), their prompts are bought
+    /// first, then the rest.
     pub async fn buy_all(
         self: &Arc<Self>,
-        pending: Vec<PendingRow>,
+        mut pending: Vec<PendingRow>,
         mut done: impl FnMut(&Purchase),
+    ) -> Result<Vec<Purchase>, DirectorError> {
+        let first = self.warm_up().await?.min(pending.len());
+        let rest = pending.split_off(first);
+        let mut purchases = self.buy_together(pending, &mut done).await?;
+        purchases.extend(self.buy_together(rest, &mut done).await?);
+        Ok(purchases)
+    }
+
+    /// How many prompts routing wants bought before the others (`routing::warm_up`).
+    async fn warm_up(&self) -> Result<usize, DirectorError> {
+        let selection = self.experiment.director.teacher_selection;
+        if selection != TeacherSelection::Bandit {
+            return Ok(0);
+        }
+        let records = crate::blocking(|| lock(&self.till.run).ledger.teacher_records())?;
+        let labels: Vec<&str> = self.teachers.iter().map(|slot| slot.label.as_str()).collect();
+        Ok(routing::warm_up(selection, &labels, &records))
+    }
+
+    async fn buy_together(
+        self: &Arc<Self>,
+        pending: Vec<PendingRow>,
+        done: &mut impl FnMut(&Purchase),
     ) -> Result<Vec<Purchase>, DirectorError> {
         let mut tasks = tokio::task::JoinSet::new();
         for row in pending {
@@ -137,13 +162,16 @@ impl Shop {
             let parent = row.want.parent.map(|id| run.ledger.sample_teacher(id)).transpose()?.flatten();
             Ok::<_, crate::store::LedgerError>((parent, run.ledger.teacher_records()?))
         })?;
-        let candidates: Vec<routing::Candidate<'_>> = self
-            .teachers
+        let seed = routing::seed_for(self.experiment.run.seed, row);
+        Ok(routing::choose(selection, &self.candidates(request), parent.as_deref(), &records, seed))
+    }
+
+    /// The teachers as routing sees them, with their quotes for `request`.
+    fn candidates(&self, request: &GenerateRequest) -> Vec<routing::Candidate<'_>> {
+        self.teachers
             .iter()
             .map(|slot| routing::Candidate { label: &slot.label, price: slot.teacher.price(request) })
-            .collect();
-        let seed = routing::seed_for(self.experiment.run.seed, row);
-        Ok(routing::choose(selection, &candidates, parent.as_deref(), &records, seed))
+            .collect()
     }
 
     async fn buy_from(&self, index: usize, request: &GenerateRequest) -> Result<Bought, DirectorError> {

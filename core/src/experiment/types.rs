@@ -314,6 +314,12 @@ pub struct DirectorSettings {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub eval_every_rounds: Option<u64>,
+    /// Images rendered per evaluation prompt (default 1; GenEval renders 4). More images make
+    /// a steadier score at proportionally more time per evaluation; the first image of each
+    /// prompt is the one a single-image evaluation renders.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 64))]
+    pub eval_images_per_prompt: u32,
     /// Pause training while a round runs (default: train on through it). Without a pause, how
     /// many steps a round overlaps, and so what the set holds at each step, depends on how
     /// busy the machine is; with it, a run depends on its seed, not on the machine's load
@@ -368,6 +374,7 @@ impl Default for DirectorSettings {
             select_ratio: select_ratio(),
             sample_steps: None,
             eval_every_rounds: None,
+            eval_images_per_prompt: 1,
             lockstep: false,
             spend: Spend::AsAsked,
             teacher_selection: TeacherSelection::All,
@@ -430,4 +437,8 @@ fn every_steps() -> u64 {
 
 fn select_ratio() -> f64 {
     0.2
+}
+
+fn one() -> u32 {
+    1
 }
