@@ -319,7 +319,7 @@ enum Command {
         budgets: Option<Vec<u64>>,
         /// data-efficiency: seeds per arm and budget (default 3; --quick: 2); at least 2 for
         /// intervals. shape-readback: seeds per prompt (default 4). teacher-routing: seeds per
-        /// policy (default 3; --quick: 1).
+        /// policy (default 4; --quick: 1).
         #[arg(long)]
         seeds: Option<u64>,
         /// data-efficiency: only these arms, comma-separated (uniform, director, noisy,
