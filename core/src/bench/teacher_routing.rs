@@ -213,8 +213,9 @@ pub fn summarise(points: &[Point]) -> (String, Vec<String>) {
             figures.push(format!("{policy}_cost_ratio: {:.3}", cost.mean / baseline));
         }
     }
-    // Runs of one seed share their initial prompts and training noise, so a policy's score is
-    // compared with `all`'s seed by seed: a much narrower interval than the two means' allow.
+    // Runs of one seed share their initial prompts and the noise of every image the model
+    // renders for the evaluation, so a policy's score is also compared with `all`'s seed by
+    // seed. (Not their batches: purchases finish in any order, and so the training set's.)
     for policy in POLICIES.into_iter().filter(|&p| p != "all") {
         let differences: Vec<f64> = points
             .iter()
