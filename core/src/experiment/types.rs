@@ -322,8 +322,9 @@ pub struct DirectorSettings {
     pub eval_images_per_prompt: u32,
     /// Pause training while a round runs (default: train on through it). Without a pause, how
     /// many steps a round overlaps, and so what the set holds at each step, depends on how
-    /// busy the machine is; with it, a run depends on its seed, not on the machine's load
-    /// (what `evolve bench data-efficiency` needs), at the cost of the overlap.
+    /// busy the machine is; with it, it does not (what `evolve bench data-efficiency` needs), at
+    /// the cost of the overlap. (A run is still not replayable bit for bit: purchases finish in
+    /// any order, and the training set's order, and so its batches, follow.)
     #[serde(default)]
     pub lockstep: bool,
     /// How rounds spend the teacher-call budget: `as_asked` (default: each round buys all its
