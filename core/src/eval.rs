@@ -118,6 +118,12 @@ impl EvalReport {
         }
     }
 
+    /// Images drawn per prompt (the same for every prompt of a suite this module scores).
+    pub fn images_per_prompt(&self) -> usize {
+        let total = |count: fn(&CategoryScore) -> usize| self.categories.iter().map(count).sum::<usize>();
+        total(|c| c.images) / total(|c| c.prompts).max(1)
+    }
+
     /// A plain-text table for terminals.
     pub fn table(&self) -> String {
         let mut out = format!("{} v{} — {}\n", self.suite, self.version, self.subject);
@@ -308,5 +314,6 @@ mod tests {
         assert_eq!(report.categories[0].score, 0.75);
         assert_eq!(report.categories[1].score, 0.25);
         assert_eq!(report.overall, 0.5);
+        assert_eq!(report.images_per_prompt(), 4);
     }
 }

@@ -141,7 +141,11 @@ pub fn measure(
                     let options =
                         RunOptions { run_dir: run_dir.clone(), resume: false, quiet: true, json: false, gpus: 1 };
                     let outcome = director::run(&experiment, &path, registry, &options)?;
-                    outcome.eval.as_ref().ok_or_else(|| BenchError::NoEvaluation(name.clone()))?;
+                    let report = outcome.eval.as_ref().ok_or_else(|| BenchError::NoEvaluation(name.clone()))?;
+                    // The run's own evaluation is the final score when it drew as many images.
+                    if report.images_per_prompt() == settings.eval_images as usize {
+                        keep_score(&run_dir, report)?;
+                    }
                     (outcome.calls, outcome.cost.usd())
                 }
             };
@@ -169,15 +173,24 @@ fn finished(run_dir: &Path) -> Result<Option<(u64, f64)>, BenchError> {
 /// The ShapesEval overall of a finished run's final model at `images` images per prompt, kept
 /// in the run's folder (`eval-N-images.json`) so that a resumed benchmark scores a run once.
 fn final_score(run_dir: &Path, images: u32, registry: &Registry) -> Result<f64, BenchError> {
-    let kept = run_dir.join(format!("eval-{images}-images.json"));
+    let kept = kept_score_path(run_dir, images as usize);
     let read = std::fs::read(&kept).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
     if let Some(overall) = read.as_ref().and_then(|report| report["overall"].as_f64()) {
         return Ok(overall);
     }
     let report = crate::eval::score_run(run_dir, registry, None, Some(images))?;
-    let json = serde_json::to_vec_pretty(&report)?;
-    std::fs::write(&kept, json).map_err(BenchError::io(&kept))?;
+    keep_score(run_dir, &report)?;
     Ok(report.overall)
+}
+
+fn kept_score_path(run_dir: &Path, images: usize) -> PathBuf {
+    run_dir.join(format!("eval-{images}-images.json"))
+}
+
+/// Writes `report` where [`final_score`] looks for a score at its number of images.
+fn keep_score(run_dir: &Path, report: &crate::eval::EvalReport) -> Result<(), BenchError> {
+    let kept = kept_score_path(run_dir, report.images_per_prompt());
+    std::fs::write(&kept, serde_json::to_vec_pretty(report)?).map_err(BenchError::io(&kept))
 }
 
 /// The table (mean score and cost per policy with 95% intervals) and the `name: value` lines.
