@@ -331,6 +331,83 @@ max_steps = 100
     assert_eq!(during[1], 0, "in lockstep it waits for every round");
 }
 
+/// What a run decided and learned: its samples in id order, its judgments (with the base
+/// model's renders), its losses and its final weights.
+fn replay_record(run: &Path) -> (Vec<String>, Vec<String>, Vec<String>, Vec<u8>) {
+    let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
+    let rows = |sql: &str| -> Vec<String> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let samples = rows(
+        "SELECT s.id || '|' || p.text || '|' || s.teacher || '|' || s.origin || '|' || ifnull(s.parent_id, '')
+                || '|' || s.active || '|' || ifnull(s.round_added, '')
+         FROM samples s JOIN prompts p ON p.id = s.prompt_id ORDER BY s.id",
+    );
+    let judgments = rows(
+        "SELECT round_id || '|' || sample_id || '|' || outcome || '|' || base_image_hash FROM judgments ORDER BY id",
+    );
+    let losses = rows("SELECT step || '|' || value FROM metrics WHERE name = 'loss' ORDER BY step");
+    let weights = std::fs::read(run.join("checkpoints/step-000000060/model.safetensors")).unwrap();
+    (samples, judgments, losses, weights)
+}
+
+#[test]
+fn a_lockstep_run_replays_from_its_seed_whichever_purchase_finishes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two teachers at different speeds, concurrent purchases and judgments, and a call limit
+    // that runs out in the middle of the first round's purchases: every place where the order
+    // things finish in could leak into the set.
+    let exp = write(
+        dir.path(),
+        r#"
+[run]
+name = "replay"
+seed = 6
+[base_model]
+plugin = "dit"
+config = { preset = "tiny", sample_steps = 2 }
+[[teachers]]
+plugin = "shapes"
+name = "slow"
+config = { latency_ms = 3 }
+[[teachers]]
+plugin = "shapes"
+name = "fast"
+[judge]
+plugin = "shapes"
+[prompts]
+generate = 30
+[training]
+batch_size = 8
+checkpoint_every = 1000
+[director]
+every_steps = 20
+select_ratio = 1.0
+lockstep = true
+[budget]
+max_teacher_calls = 150
+max_steps = 60
+"#,
+    );
+    let records: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let run = dir.path().join(name);
+            ok(&evolve().args(["run"]).arg(&exp).arg("--run-dir").arg(&run).arg("--quiet").output().unwrap());
+            replay_record(&run)
+        })
+        .collect();
+    let (samples, judgments, losses, _) = &records[0];
+    assert_eq!(samples.len(), 75, "the call limit buys 75 prompts from both teachers");
+    assert!(samples.iter().any(|s| s.contains("|expansion|")), "rounds bought expansions");
+    assert!(!judgments.is_empty() && losses.len() >= 6);
+    assert_eq!(records[0].0, records[1].0, "the same samples, in the same order");
+    assert_eq!(records[0].1, records[1].1, "the same judgments");
+    assert_eq!(records[0].2, records[1].2, "the same losses");
+    assert!(records[0].3 == records[1].3, "the same final weights");
+}
+
 #[test]
 fn paced_spending_shares_the_budget_over_the_rounds_instead_of_spending_it_first() {
     let dir = tempfile::tempdir().unwrap();

@@ -162,6 +162,30 @@ fn static_training_learns_checkpoints_resumes_samples_and_evaluates() {
 }
 
 #[test]
+fn static_training_replays_from_its_seed_whichever_purchase_finishes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    // A teacher with latency, 16 calls at once: purchases finish in the order the scheduler
+    // allows, and the samples must still enter the set in the prompts' order.
+    let text = std::fs::read_to_string(experiment(dir.path(), 20)).unwrap();
+    let text = text
+        .replace("[[teachers]]\nplugin = \"shapes\"", "[[teachers]]\nplugin = \"shapes\"\nconfig = { latency_ms = 2 }");
+    let exp = dir.path().join("slow.toml");
+    std::fs::write(&exp, text).unwrap();
+    let replay = |name: &str| {
+        let run = dir.path().join(name);
+        ok(&evolve(&["train", exp.to_str().unwrap(), "--static", "--quiet", "--run-dir", run.to_str().unwrap()]));
+        let conn = rusqlite::Connection::open(run.join("ledger.sqlite")).unwrap();
+        let mut stmt =
+            conn.prepare("SELECT p.text FROM samples s JOIN prompts p ON p.id = s.prompt_id ORDER BY s.id").unwrap();
+        let prompts: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        (prompts, losses(&run))
+    };
+    let (first, second) = (replay("a"), replay("b"));
+    assert_eq!(first.0.len(), 48);
+    assert_eq!(first, second, "the same samples in the same order, and the same losses");
+}
+
+#[test]
 fn static_training_buys_no_more_than_max_cost_usd() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

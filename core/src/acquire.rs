@@ -3,6 +3,7 @@
 
 use crate::budget::Budget;
 use crate::experiment::Experiment;
+use crate::in_order::InOrder;
 use crate::lock;
 use crate::purchase::{Bought, TeacherSlot, Till};
 use crate::store::{NewSample, RunDir, StoreError, StoredImage};
@@ -200,6 +201,7 @@ pub async fn buy_seed_samples(
     let till = Till { run: Arc::clone(run), budget: Arc::clone(&budget) };
     let slot = Arc::new(TeacherSlot::new(label.to_string(), teacher));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut indices = std::collections::HashMap::new();
     let mut done = 0;
     for prompt in prompts {
         if known.contains(prompt) {
@@ -213,23 +215,36 @@ pub async fn buy_seed_samples(
         }
         let request = request_for(experiment, prompt);
         let (till, slot) = (till.clone(), Arc::clone(&slot));
-        tasks.spawn(async move {
+        // Numbered as bought (prompts already in the set are skipped above).
+        let index = indices.len();
+        let task = tasks.spawn(async move {
             let bought = till.buy(&slot, &request).await;
-            (request, bought)
+            (index, request, bought)
         });
+        indices.insert(task.id(), index);
     }
+    // Recorded in the prompts' order, whichever purchase finishes first: a sample's id orders
+    // the training set, so a run replays from its seed.
+    let mut order = InOrder::default();
     while let Some(joined) = tasks.join_next().await {
-        let Ok((request, bought)) = joined else { continue };
-        let stored = match bought? {
-            Bought::Image(stored, ..) => stored,
-            Bought::OverBudget => continue,
-            Bought::Failed(source) => {
-                return Err(AcquireError::Plugin { what: format!("teacher {label} on {:?}", request.prompt), source });
-            }
+        let (index, finished) = match joined {
+            Ok((index, request, bought)) => (index, Some((request, bought))),
+            // A purchase that panicked buys nothing; the prompts after it still count.
+            Err(panic) => (indices.get(&panic.id()).copied().unwrap_or_default(), None),
         };
-        add_seed(&mut lock(run), &request.prompt, &stored, label)?;
-        done += 1;
-        progress(done);
+        for (request, bought) in order.accept(index, finished).into_iter().flatten() {
+            let stored = match bought? {
+                Bought::Image(stored, ..) => stored,
+                Bought::OverBudget => continue,
+                Bought::Failed(source) => {
+                    let what = format!("teacher {label} on {:?}", request.prompt);
+                    return Err(AcquireError::Plugin { what, source });
+                }
+            };
+            add_seed(&mut lock(run), &request.prompt, &stored, label)?;
+            done += 1;
+            progress(done);
+        }
     }
     Ok(done)
 }

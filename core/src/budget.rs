@@ -106,6 +106,11 @@ impl Budget {
     pub fn max_calls(&self) -> Option<u64> {
         self.max_calls
     }
+
+    /// Calls that may still be reserved (`None`: no call limit).
+    pub fn calls_left(&self) -> Option<u64> {
+        self.max_calls.map(|max| max.saturating_sub(self.paid_calls + self.reserved_calls))
+    }
 }
 
 #[cfg(test)]

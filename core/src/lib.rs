@@ -32,6 +32,7 @@ pub mod director;
 pub mod eval;
 pub mod experiment;
 pub mod external;
+pub mod in_order;
 pub mod purchase;
 pub mod ranks;
 pub mod registry;

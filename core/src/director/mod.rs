@@ -15,7 +15,9 @@
 //!
 //! Two settings trade that design for a benchmark's needs: `director.lockstep` holds the trainer
 //! while a round runs (trainer.rs), so what the set holds at each step does not depend on the
-//! machine's load (the order purchases finish in still does), and `director.spend = "paced"` spreads the call budget over the rounds (pacing.rs).
+//! machine's load — with purchases and judgments recorded in the order they were asked for
+//! (shop.rs, round.rs), a run in lockstep replays from its seed — and `director.spend = "paced"`
+//! spreads the call budget over the rounds (pacing.rs).
 //!
 //! The judge is paid for out of the same budget as the teachers (judge_meter.rs): each call is
 //! reserved at its quote against `max_cost_usd` and settled at the tokens it used.

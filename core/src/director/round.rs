@@ -146,7 +146,7 @@ pub async fn run_round(
     let buying = !lock(&ctx.shop.budget()).exhausted();
     let faults = Faults::default();
     let mut tasks = tokio::task::JoinSet::new();
-    for (sample, base_image) in selected.into_iter().zip(renders) {
+    for (index, (sample, base_image)) in selected.into_iter().zip(renders).enumerate() {
         let (history, teacher_image) = {
             let run = lock(&ctx.run);
             let history = run.ledger.outcome_history(sample.id)?;
@@ -165,20 +165,23 @@ pub async fn run_round(
             audit: ctx.experiment.audit.clone(),
             budget: ctx.shop.budget(),
         };
-        tasks.spawn(async move { job.decide(sample, base_image, teacher_image, history).await });
+        tasks.spawn(async move { (index, job.decide(sample, base_image, teacher_image, history).await) });
     }
-    let mut wanted = vec![];
-    let mut removed = vec![];
+    let mut decisions = vec![];
     while let Some(joined) = tasks.join_next().await {
         // A judge or operator that panics costs its sample this round, not the run.
-        let decision = match joined {
-            Ok(Some(decision)) => decision,
-            Ok(None) => continue,
-            Err(panic) => {
-                tracing::warn!(%panic, "judging a sample panicked; it is skipped this round");
-                continue;
-            }
-        };
+        match joined {
+            Ok((index, Some(decision))) => decisions.push((index, decision)),
+            Ok((_, None)) => {}
+            Err(panic) => tracing::warn!(%panic, "judging a sample panicked; it is skipped this round"),
+        }
+    }
+    // Recorded in the selection's order, not the order the judge answered in: what is deleted
+    // and which new prompts are bought first must not depend on the judge's latency.
+    decisions.sort_by_key(|(index, _)| *index);
+    let mut wanted = vec![];
+    let mut removed = vec![];
+    for (_, decision) in decisions {
         // The render's PNG, its fsync and the judgment's commit block: off the async worker.
         crate::blocking(|| record(ctx, round, decision, &mut summary, &mut removed, &mut wanted))?;
     }

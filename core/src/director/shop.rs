@@ -4,14 +4,23 @@
 //!
 //! A request already paid for (same teacher, same request hash) is read from the ledger, never
 //! bought again; a paid image is durable before the ledger row that names it commits.
+//!
+//! Prompts are bought concurrently but enter the ledger in the order they were written down
+//! (pending id); routing reads the teachers' records once per batch; and a batch that the call
+//! limit cannot pay for whole buys its first prompts, not the fastest. So a sample's id, and
+//! with it the trainer's batches and a round's selection, does not depend on which purchase
+//! happened to finish first, and a lockstep run replays from its seed. (A money limit reached
+//! in the middle of a batch is still met by whichever purchases reserve first: their quotes
+//! are only known as they are made.)
 
 use super::{DirectorError, routing};
 use crate::acquire::{contained, request_for, with_retries};
 use crate::budget::Budget;
 use crate::experiment::{Experiment, TeacherSelection};
+use crate::in_order::InOrder;
 use crate::lock;
 use crate::purchase::{Bought, TeacherSlot, Till};
-use crate::store::{Candidate, PendingRow, RunDir};
+use crate::store::{Candidate, PendingRow, RunDir, TeacherRecord};
 use crate::training_set::TrainingSample;
 use evolve_sdk::{Choice, CompareRequest, GenerateRequest, Image, Judge, SplitMix64};
 use std::sync::{Arc, Mutex};
@@ -27,6 +36,16 @@ pub enum Purchase {
     /// Every teacher failed for good; the prompt is dropped (the ledger records why).
     Dropped,
     /// The budget ran out before any image was bought; the prompt stays pending.
+    OverBudget,
+}
+
+/// One prompt's images bought and judged, before the ledger hears of it.
+enum Outcome {
+    /// The tournament's winner among `candidates`, and which were as good as it.
+    Won { row: PendingRow, candidates: Vec<Candidate>, winner: usize, as_good: Vec<bool> },
+    /// Every teacher failed for good, for `reason`.
+    Failed { row: PendingRow, reason: String },
+    /// The budget ran out before any image was bought.
     OverBudget,
 }
 
@@ -62,9 +81,9 @@ impl Shop {
         Arc::clone(&self.till.budget)
     }
 
-    /// Buys every prompt of `pending` concurrently; `done` is called after each. When routing
-    /// needs tournaments before it can choose (an unproven `bandit`), their prompts are bought
-    /// first, then the rest.
+    /// Buys every prompt of `pending` concurrently and records them in `pending`'s order; `done`
+    /// is called after each is recorded. When routing needs tournaments before it can choose
+    /// (an unproven `bandit`), their prompts are bought first, then the rest.
     pub async fn buy_all(
         self: &Arc<Self>,
         mut pending: Vec<PendingRow>,
@@ -88,31 +107,60 @@ impl Shop {
         Ok(routing::warm_up(selection, &labels, &records))
     }
 
+    /// Buys `pending` concurrently; each prompt is recorded once it and every prompt before it
+    /// are bought, so samples get their ids in `pending`'s order whatever finishes first.
     async fn buy_together(
         self: &Arc<Self>,
         pending: Vec<PendingRow>,
         done: &mut impl FnMut(&Purchase),
     ) -> Result<Vec<Purchase>, DirectorError> {
+        let records = self.routing_records().await?;
+        let mut calls_left = lock(&self.till.budget).calls_left();
+        let mut over_budget = 0;
         let mut tasks = tokio::task::JoinSet::new();
-        for row in pending {
+        for (index, row) in pending.into_iter().enumerate() {
+            let teachers = if over_budget == 0 { self.route(&row, &records)? } else { vec![] };
+            let calls = teachers.len() as u64;
+            if over_budget > 0 || calls_left.is_some_and(|left| left < calls) {
+                // Bought in order: once a prompt does not fit, none after it is started.
+                over_budget += 1;
+                continue;
+            }
+            calls_left = calls_left.map(|left| left - calls);
             let shop = Arc::clone(self);
-            tasks.spawn(async move { shop.buy(row).await });
+            tasks.spawn(async move { (index, shop.buy(row, teachers).await) });
         }
+        let mut order = InOrder::default();
         let mut purchases = vec![];
         while let Some(joined) = tasks.join_next().await {
-            let purchase = joined.map_err(|source| DirectorError::Task { what: "purchase", source })??;
-            done(&purchase);
-            purchases.push(purchase);
+            let (index, outcome) = joined.map_err(|source| DirectorError::Task { what: "purchase", source })?;
+            for outcome in order.accept(index, outcome) {
+                let purchase = self.record(outcome?)?;
+                done(&purchase);
+                purchases.push(purchase);
+            }
+        }
+        for _ in 0..over_budget {
+            done(&Purchase::OverBudget);
+            purchases.push(Purchase::OverBudget);
         }
         Ok(purchases)
     }
 
-    /// Buys one pending prompt from the teachers routing chooses (every teacher unless
-    /// `director.teacher_selection` says otherwise) and keeps the tournament's winner.
-    pub async fn buy(self: Arc<Self>, row: PendingRow) -> Result<Purchase, DirectorError> {
+    /// The teachers' tournament records as routing reads them for a batch (none needed when
+    /// every prompt goes to every teacher).
+    async fn routing_records(&self) -> Result<Vec<TeacherRecord>, DirectorError> {
+        if self.teachers.len() < 2 || self.experiment.director.teacher_selection == TeacherSelection::All {
+            return Ok(vec![]);
+        }
+        Ok(crate::blocking(|| lock(&self.till.run).ledger.teacher_records())?)
+    }
+
+    /// Buys one pending prompt from `teachers` (indices) and judges their tournament.
+    async fn buy(self: Arc<Self>, row: PendingRow, teachers: Vec<usize>) -> Result<Outcome, DirectorError> {
         let request = request_for(&self.experiment, &row.want.prompt);
         let mut tasks = tokio::task::JoinSet::new();
-        for index in self.route(&row, &request)? {
+        for index in teachers {
             let (shop, request) = (Arc::clone(&self), request.clone());
             tasks.spawn(async move { (index, shop.buy_from(index, &request).await) });
         }
@@ -137,33 +185,49 @@ impl Shop {
             }
         }
         if candidates.is_empty() {
-            if over_budget {
-                return Ok(Purchase::OverBudget);
-            }
-            let reason = failures.join("; ");
-            crate::blocking(|| lock(&self.till.run).ledger.drop_pending(row.id, &reason))?;
-            tracing::warn!(prompt = %row.want.prompt, %reason, "every teacher failed; prompt dropped");
-            return Ok(Purchase::Dropped);
+            return Ok(if over_budget {
+                Outcome::OverBudget
+            } else {
+                Outcome::Failed { row, reason: failures.join("; ") }
+            });
         }
         let (winner, as_good) = self.tournament(&row, &images, &prices).await;
-        let id = crate::blocking(|| lock(&self.till.run).ledger.resolve_pending(&row, &candidates, winner, &as_good))?;
-        let image = candidates[winner].image.hash().clone();
-        Ok(Purchase::Added(TrainingSample { id, prompt: row.want.prompt, image }))
+        Ok(Outcome::Won { row, candidates, winner, as_good })
     }
 
-    /// The teachers to buy `row` from.
-    fn route(&self, row: &PendingRow, request: &GenerateRequest) -> Result<Vec<usize>, DirectorError> {
+    /// Writes what became of a prompt into the ledger: the winner joins the set, or the prompt
+    /// is dropped (an over-budget prompt stays pending).
+    fn record(&self, outcome: Outcome) -> Result<Purchase, DirectorError> {
+        match outcome {
+            Outcome::Won { row, candidates, winner, as_good } => {
+                let id = crate::blocking(|| {
+                    lock(&self.till.run).ledger.resolve_pending(&row, &candidates, winner, &as_good)
+                })?;
+                let image = candidates[winner].image.hash().clone();
+                Ok(Purchase::Added(TrainingSample { id, prompt: row.want.prompt, image }))
+            }
+            Outcome::Failed { row, reason } => {
+                crate::blocking(|| lock(&self.till.run).ledger.drop_pending(row.id, &reason))?;
+                tracing::warn!(prompt = %row.want.prompt, %reason, "every teacher failed; prompt dropped");
+                Ok(Purchase::Dropped)
+            }
+            Outcome::OverBudget => Ok(Purchase::OverBudget),
+        }
+    }
+
+    /// The teachers to buy `row` from: every teacher unless `director.teacher_selection` says
+    /// otherwise.
+    fn route(&self, row: &PendingRow, records: &[TeacherRecord]) -> Result<Vec<usize>, DirectorError> {
         let selection = self.experiment.director.teacher_selection;
         if self.teachers.len() < 2 || selection == TeacherSelection::All {
             return Ok((0..self.teachers.len()).collect());
         }
-        let (parent, records) = crate::blocking(|| {
-            let run = lock(&self.till.run);
-            let parent = row.want.parent.map(|id| run.ledger.sample_teacher(id)).transpose()?.flatten();
-            Ok::<_, crate::store::LedgerError>((parent, run.ledger.teacher_records()?))
-        })?;
+        let parent =
+            crate::blocking(|| row.want.parent.map(|id| lock(&self.till.run).ledger.sample_teacher(id)).transpose())?
+                .flatten();
         let seed = routing::seed_for(self.experiment.run.seed, row);
-        Ok(routing::choose(selection, &self.candidates(request), parent.as_deref(), &records, seed))
+        let request = request_for(&self.experiment, &row.want.prompt);
+        Ok(routing::choose(selection, &self.candidates(&request), parent.as_deref(), records, seed))
     }
 
     /// The teachers as routing sees them, with their quotes for `request`.

@@ -323,8 +323,9 @@ pub struct DirectorSettings {
     /// Pause training while a round runs (default: train on through it). Without a pause, how
     /// many steps a round overlaps, and so what the set holds at each step, depends on how
     /// busy the machine is; with it, it does not (what `evolve bench data-efficiency` needs), at
-    /// the cost of the overlap. (A run is still not replayable bit for bit: purchases finish in
-    /// any order, and the training set's order, and so its batches, follow.)
+    /// the cost of the overlap. With deterministic plugins a run in lockstep replays from its
+    /// seed bit for bit: purchases and judgments are recorded in the order they were asked for,
+    /// whichever finishes first.
     #[serde(default)]
     pub lockstep: bool,
     /// How rounds spend the teacher-call budget: `as_asked` (default: each round buys all its
