@@ -26,7 +26,7 @@ pub struct DataSettings {
     pub out: PathBuf,
     /// data-efficiency: initial prompts from the world's natural set instead of the grammar.
     pub natural: bool,
-    /// teacher-routing: images per ShapesEval prompt of the final scores.
+    /// data-efficiency, teacher-routing: images per ShapesEval prompt of the final scores.
     pub eval_images: Option<u32>,
 }
 
@@ -240,6 +240,7 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
         arms,
         resume: data.resume,
         pool: if data.natural { data_efficiency::Pool::Natural } else { data_efficiency::Pool::Grammar },
+        eval_images: data.eval_images.unwrap_or(defaults.eval_images),
         ..defaults
     };
     let registry = Registry::builtin();
@@ -253,7 +254,8 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     let (table, figures) = data_efficiency::summarise(&points, &settings);
     let seeds: Vec<String> = settings.seeds.iter().map(u64::to_string).collect();
     let header = format!(
-        "ShapesEval after {} steps of {}, seeds {}, initial prompts from the {} pool, {:.0} min\n",
+        "ShapesEval ({} images per prompt) after {} steps of {}, seeds {}, initial prompts from the {} pool, {:.0} min\n",
+        settings.eval_images,
         settings.steps,
         data_efficiency::BATCH,
         seeds.join(","),

@@ -343,8 +343,10 @@ enum Command {
         /// world's natural set, skewed as real captions are: counts and relations rare).
         #[arg(long, default_value = "grammar", value_parser = ["grammar", "natural"])]
         pool: String,
-        /// teacher-routing: images per ShapesEval prompt of each run's final score (default 4;
-        /// --quick: 1); a kept run is scored again at a new count, from its final checkpoint.
+        /// data-efficiency, teacher-routing: images per ShapesEval prompt of each run's final
+        /// score (default 4, as GenEval; --quick: 1). teacher-routing scores a kept run again at
+        /// a new count, from its final checkpoint; data-efficiency --resume keeps only the
+        /// points measured at this count.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
         eval_images: Option<u32>,
         /// plugin-overhead: a plugin to time against the built-in, as KIND=PATH: `native=` the

@@ -38,6 +38,9 @@ pub struct Settings {
     pub resume: bool,
     /// Where every arm's initial prompts come from.
     pub pool: Pool,
+    /// Images per ShapesEval prompt of each run's final score (GenEval draws 4): more images
+    /// narrow the evaluation's own noise at proportionally more time per evaluation.
+    pub eval_images: u32,
 }
 
 /// Where the initial prompts come from: the uniform arm's whole set, and the director's seeds.
@@ -77,6 +80,7 @@ impl Settings {
             out,
             resume: false,
             pool: Pool::Grammar,
+            eval_images: 4,
         }
     }
 
@@ -90,6 +94,7 @@ impl Settings {
             out,
             resume: false,
             pool: Pool::Grammar,
+            eval_images: 1,
         }
     }
 }
@@ -201,6 +206,8 @@ pub struct Point {
     pub calls: u64,
     /// ShapesEval overall.
     pub score: f64,
+    /// Images per ShapesEval prompt the score was measured at.
+    pub images: u32,
     /// Wall time of the run, seconds.
     pub seconds: f64,
 }
@@ -216,7 +223,8 @@ fn initial_prompts(arm: Arm, budget: u64) -> u64 {
 
 /// The experiment file of one run. `prompt_file`: the initial prompts' file, relative to the
 /// experiment file (the natural pool); without it the judge writes them.
-pub fn experiment_text(arm: Arm, budget: u64, seed: u64, steps: u64, prompt_file: Option<&str>) -> String {
+pub fn experiment_text(arm: Arm, budget: u64, seed: u64, settings: &Settings, prompt_file: Option<&str>) -> String {
+    let (steps, eval_images) = (settings.steps, settings.eval_images);
     let initial = initial_prompts(arm, budget);
     let prompts = match prompt_file {
         Some(file) => format!("file = \"{file}\"\ngenerate = 0"),
@@ -249,6 +257,7 @@ every_steps = {every}
 sample_steps = 10
 lockstep = true
 spend = "paced"
+eval_images_per_prompt = {eval_images}
 [budget]
 max_teacher_calls = {budget}
 max_steps = {steps}
@@ -275,7 +284,9 @@ pub fn measure(
     for &seed in &settings.seeds {
         for &budget in &settings.budgets {
             for &arm in &settings.arms {
-                if let Some(point) = kept.iter().find(|p| (p.arm, p.budget, p.seed) == (arm, budget, seed)) {
+                let same =
+                    |p: &&Point| (p.arm, p.budget, p.seed, p.images) == (arm, budget, seed, settings.eval_images);
+                if let Some(point) = kept.iter().find(same) {
                     progress(&format!("{} with {budget} teacher calls, seed {seed}: kept", arm.name()));
                     points.push(point.clone());
                     continue;
@@ -291,10 +302,11 @@ pub fn measure(
     Ok(points)
 }
 
-const CSV_HEADER: &str = "arm,budget,seed,calls,score,seconds\n";
+const CSV_HEADER: &str = "arm,budget,seed,calls,score,seconds,images\n";
 
 fn csv_line(p: &Point) -> String {
-    format!("{},{},{},{},{:.6},{:.1}\n", p.arm.slug(), p.budget, p.seed, p.calls, p.score, p.seconds)
+    let Point { budget, seed, calls, score, seconds, images, .. } = p;
+    format!("{},{budget},{seed},{calls},{score:.6},{seconds:.1},{images}\n", p.arm.slug())
 }
 
 /// The points of `points.csv` (as [`measure`] writes it).
@@ -305,8 +317,11 @@ pub fn read_points(path: &std::path::Path) -> Result<Vec<Point>, BenchError> {
         let bad =
             |what: &'static str| BenchError::Results { path: path.to_path_buf(), line: i + 1, what, text: line.into() };
         let fields: Vec<&str> = line.split(',').collect();
-        let [arm, budget, seed, calls, score, seconds] = fields[..] else {
-            return Err(bad("expected arm,budget,seed,calls,score,seconds"));
+        // Files written before the images column scored at one image per prompt.
+        let (arm, budget, seed, calls, score, seconds, images) = match fields[..] {
+            [arm, budget, seed, calls, score, seconds] => (arm, budget, seed, calls, score, seconds, "1"),
+            [arm, budget, seed, calls, score, seconds, images] => (arm, budget, seed, calls, score, seconds, images),
+            _ => return Err(bad("expected arm,budget,seed,calls,score,seconds,images")),
         };
         let arm = Arm::ALL.into_iter().find(|a| a.slug() == arm).ok_or_else(|| bad("unknown arm"))?;
         let number = |field: &str, what: &'static str| field.parse::<f64>().map_err(|_| bad(what));
@@ -317,6 +332,7 @@ pub fn read_points(path: &std::path::Path) -> Result<Vec<Point>, BenchError> {
             calls: calls.parse().map_err(|_| bad("bad calls"))?,
             score: number(score, "bad score")?,
             seconds: number(seconds, "bad seconds")?,
+            images: images.parse().map_err(|_| bad("bad images"))?,
         });
     }
     Ok(points)
@@ -350,7 +366,7 @@ fn measure_one(
             Some(file)
         }
     };
-    let text = experiment_text(arm, budget, seed, settings.steps, prompt_file.as_deref());
+    let text = experiment_text(arm, budget, seed, settings, prompt_file.as_deref());
     std::fs::write(&path, &text).map_err(BenchError::io(&path))?;
     let experiment: Experiment = experiment::parse(&text, &path, registry)?;
     let started = std::time::Instant::now();
@@ -364,7 +380,8 @@ fn measure_one(
         (outcome.calls, outcome.eval)
     };
     let score = report.map(|r| r.overall).ok_or(BenchError::NoEvaluation(name))?;
-    Ok(Point { arm, budget, seed, calls, score, seconds: started.elapsed().as_secs_f64() })
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Point { arm, budget, seed, calls, score, seconds, images: settings.eval_images })
 }
 
 /// Per seed, `arm`'s (calls, score) at every budget.
@@ -421,6 +438,20 @@ pub fn summarise(points: &[Point], settings: &Settings) -> (String, Vec<String>)
         };
         table.push_str(&format!("{:<26}{cells}   {ratio}\n", arm.name()));
     }
+    for &budget in &settings.budgets {
+        for &arm in settings.arms.iter().filter(|&&arm| arm != Arm::Uniform) {
+            if let Some(difference) = paired_difference(points, arm, budget, settings) {
+                let (low, high) = difference.interval();
+                figures.push(format!(
+                    "data-efficiency {} minus uniform at {budget} calls, seed by seed: {:+.1} points [{:+.1}, {:+.1}]",
+                    arm.name(),
+                    100.0 * difference.mean,
+                    100.0 * low,
+                    100.0 * high
+                ));
+            }
+        }
+    }
     if let (Some(&smallest), true) = (settings.budgets.first(), settings.arms.contains(&Arm::Director)) {
         let at = |arm: Arm| line(points, arm, settings).points.first().map(|p| p.1);
         if let (Some(director), Some(uniform)) = (at(Arm::Director), at(Arm::Uniform)) {
@@ -431,6 +462,17 @@ pub fn summarise(points: &[Point], settings: &Settings) -> (String, Vec<String>)
     (table, figures)
 }
 
+/// `arm`'s score minus the baseline's at `budget`, seed by seed, over the seeds both ran: runs
+/// replay from their seed and a director's initial prompts are the first of the baseline's, so
+/// the pairs share everything but the arm (`None` without a pair).
+fn paired_difference(points: &[Point], arm: Arm, budget: u64, settings: &Settings) -> Option<Estimate> {
+    let score =
+        |arm: Arm, seed: u64| points.iter().find(|p| (p.arm, p.budget, p.seed) == (arm, budget, seed)).map(|p| p.score);
+    let differences: Vec<f64> =
+        settings.seeds.iter().filter_map(|&seed| Some(score(arm, seed)? - score(Arm::Uniform, seed)?)).collect();
+    (!differences.is_empty()).then(|| stats::estimate(&differences))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,7 +481,8 @@ mod tests {
     fn every_arms_experiment_is_valid_and_ablates_one_operator() {
         let registry = Registry::builtin();
         for arm in Arm::ALL {
-            let text = experiment_text(arm, 60, 1, 100, None);
+            let settings = Settings { steps: 100, ..Settings::quick(PathBuf::new()) };
+            let text = experiment_text(arm, 60, 1, &settings, None);
             let path = std::path::Path::new("bench.toml");
             let experiment = experiment::parse(&text, path, &registry).unwrap_or_else(|e| panic!("{arm:?}: {e}"));
             let chain: Vec<String> = experiment.operators.iter().map(|o| o.plugin.to_string()).collect();
@@ -463,7 +506,15 @@ mod tests {
         let points: Vec<Point> = Arm::ALL
             .into_iter()
             .enumerate()
-            .map(|(i, arm)| Point { arm, budget: 60, seed: i as u64, calls: 59, score: 0.125, seconds: 61.5 })
+            .map(|(i, arm)| Point {
+                arm,
+                budget: 60,
+                seed: i as u64,
+                calls: 59,
+                score: 0.125,
+                seconds: 61.5,
+                images: 4,
+            })
             .collect();
         let text: String = std::iter::once(CSV_HEADER.to_string()).chain(points.iter().map(csv_line)).collect();
         std::fs::write(&path, text).unwrap();
@@ -471,10 +522,13 @@ mod tests {
         assert_eq!(read.len(), points.len());
         for (a, b) in read.iter().zip(&points) {
             assert_eq!(
-                (a.arm, a.budget, a.seed, a.calls, a.score, a.seconds),
-                (b.arm, b.budget, b.seed, b.calls, b.score, b.seconds)
+                (a.arm, a.budget, a.seed, a.calls, a.score, a.seconds, a.images),
+                (b.arm, b.budget, b.seed, b.calls, b.score, b.seconds, b.images)
             );
         }
+        let old = "arm,budget,seed,calls,score,seconds\nuniform-baseline,60,0,60,0.2,1.0\n";
+        std::fs::write(&path, old).unwrap();
+        assert_eq!(read_points(&path).unwrap()[0].images, 1, "a file from before the column: one image");
         std::fs::write(&path, format!("{CSV_HEADER}director-exact-judge,60,0,sixty,0.1,1.0\n")).unwrap();
         let error = read_points(&path).unwrap_err().to_string();
         assert!(error.contains("points.csv:2: bad calls"), "{error}");
@@ -489,14 +543,20 @@ mod tests {
                 for &arm in &settings.arms {
                     let lift = if arm == Arm::Uniform { 0.0 } else { 0.1 };
                     let score = 0.1 * (i + 1) as f64 + lift + 0.01 * seed as f64;
-                    points.push(Point { arm, budget, seed, calls: budget, score, seconds: 1.0 });
+                    points.push(Point { arm, budget, seed, calls: budget, score, seconds: 1.0, images: 1 });
                 }
             }
         }
         let (table, figures) = summarise(&points, &settings);
         assert_eq!(table.lines().count(), 1 + Arm::ALL.len(), "{table}");
         assert!(table.contains("±"), "{table}");
-        assert_eq!(figures.len(), Arm::ALL.len(), "{figures:?}");
+        // Per arm but the baseline: its ratio, and its paired difference at each budget; then
+        // whether the director's interval at the smallest budget is clear of the baseline's.
+        let arms = Arm::ALL.len() - 1;
+        assert_eq!(figures.len(), arms + arms * settings.budgets.len() + 1, "{figures:?}");
         assert!(figures[0].contains("director, exact judge calls ratio to match uniform: 0."), "{figures:?}");
+        let paired =
+            format!("director, exact judge minus uniform at {} calls, seed by seed: +10.0 points", settings.budgets[0]);
+        assert!(figures.iter().any(|f| f.contains(&paired)), "{figures:?}");
     }
 }
