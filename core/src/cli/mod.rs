@@ -344,7 +344,8 @@ enum Command {
         #[arg(long, default_value = "grammar", value_parser = ["grammar", "natural"])]
         pool: String,
         /// data-efficiency, teacher-routing: images per ShapesEval prompt of each run's final
-        /// score (default 4, as GenEval; --quick: 1). teacher-routing scores a kept run again at
+        /// score (GenEval draws 4; default: data-efficiency 1, teacher-routing 4; --quick: 1).
+        /// teacher-routing scores a kept run again at
         /// a new count, from its final checkpoint; data-efficiency --resume keeps only the
         /// points measured at this count.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
