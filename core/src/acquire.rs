@@ -219,20 +219,20 @@ pub async fn buy_seed_samples(
         let index = indices.len();
         let task = tasks.spawn(async move {
             let bought = till.buy(&slot, &request).await;
-            (index, request, bought)
+            (request, bought)
         });
         indices.insert(task.id(), index);
     }
     // Recorded in the prompts' order, whichever purchase finishes first: a sample's id orders
     // the training set, so a run replays from its seed.
     let mut order = InOrder::default();
-    while let Some(joined) = tasks.join_next().await {
-        let (index, finished) = match joined {
-            Ok((index, request, bought)) => (index, Some((request, bought))),
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (id, finished) = match joined {
+            Ok((id, finished)) => (id, Some(finished)),
             // A purchase that panicked buys nothing; the prompts after it still count.
-            Err(panic) => (indices.get(&panic.id()).copied().unwrap_or_default(), None),
+            Err(panic) => (panic.id(), None),
         };
-        for (request, bought) in order.accept(index, finished).into_iter().flatten() {
+        for (request, bought) in order.accept(indices[&id], finished).into_iter().flatten() {
             let stored = match bought? {
                 Bought::Image(stored, ..) => stored,
                 Bought::OverBudget => continue,

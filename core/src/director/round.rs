@@ -11,12 +11,14 @@ use super::trainer::Trainer;
 use crate::acquire::with_retries;
 use crate::budget::Budget;
 use crate::experiment::{AuditSettings, Experiment, Spend};
+use crate::in_order::InOrder;
 use crate::session::OperatorChain;
 use crate::store::{NewJudgment, NewPending, Probe, RoundSummary, RunDir, SampleRow};
 use evolve_sdk::{
     Action, Choice, CompareRequest, Comparison, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, JudgeCall,
     MutateRequest, Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
 };
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
@@ -146,6 +148,7 @@ pub async fn run_round(
     let buying = !lock(&ctx.shop.budget()).exhausted();
     let faults = Faults::default();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut indices = HashMap::new();
     for (index, (sample, base_image)) in selected.into_iter().zip(renders).enumerate() {
         let (history, teacher_image) = {
             let run = lock(&ctx.run);
@@ -165,25 +168,27 @@ pub async fn run_round(
             audit: ctx.experiment.audit.clone(),
             budget: ctx.shop.budget(),
         };
-        tasks.spawn(async move { (index, job.decide(sample, base_image, teacher_image, history).await) });
+        let task = tasks.spawn(async move { job.decide(sample, base_image, teacher_image, history).await });
+        indices.insert(task.id(), index);
     }
-    let mut decisions = vec![];
-    while let Some(joined) = tasks.join_next().await {
-        // A judge or operator that panics costs its sample this round, not the run.
-        match joined {
-            Ok((index, Some(decision))) => decisions.push((index, decision)),
-            Ok((_, None)) => {}
-            Err(panic) => tracing::warn!(%panic, "judging a sample panicked; it is skipped this round"),
-        }
-    }
-    // Recorded in the selection's order, not the order the judge answered in: what is deleted
-    // and which new prompts are bought first must not depend on the judge's latency.
-    decisions.sort_by_key(|(index, _)| *index);
+    // Recorded in the selection's order, as soon as every earlier sample is: what is deleted and
+    // which new prompts are bought first must not depend on the judge's latency.
+    let mut order = InOrder::default();
     let mut wanted = vec![];
     let mut removed = vec![];
-    for (_, decision) in decisions {
-        // The render's PNG, its fsync and the judgment's commit block: off the async worker.
-        crate::blocking(|| record(ctx, round, decision, &mut summary, &mut removed, &mut wanted))?;
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (id, decision) = match joined {
+            Ok((id, decision)) => (id, decision),
+            // A judge or operator that panics costs its sample this round, not the run.
+            Err(panic) => {
+                tracing::warn!(%panic, "judging a sample panicked; it is skipped this round");
+                (panic.id(), None)
+            }
+        };
+        for decision in order.accept(indices[&id], decision).into_iter().flatten() {
+            // The render's PNG, its fsync and the judgment's commit block: off the async worker.
+            crate::blocking(|| record(ctx, round, decision, &mut summary, &mut removed, &mut wanted))?;
+        }
     }
     summary.deactivated = removed.len() as u32;
     trainer.remove(removed);
