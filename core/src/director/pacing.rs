@@ -26,7 +26,8 @@ pub fn choose(mut wanted: Vec<NewPending>, prompts: usize, seed: u64) -> Vec<New
     if wanted.len() <= prompts {
         return wanted;
     }
-    // Judging runs concurrently, so `wanted` arrives in the order verdicts came back.
+    // Sorted first, so that the choice depends on the prompts and the seed alone, whatever
+    // order the caller collected them in.
     wanted.sort_by(|a, b| (a.parent, &a.prompt).cmp(&(b.parent, &b.prompt)));
     let mut rng = SplitMix64::new(seed);
     for i in (1..wanted.len()).rev() {
