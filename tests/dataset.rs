@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use support::{count, evolve, ledger, ok};
 
-/// A small director run with two teachers, so that some prompts have a losing image.
+/// A small director run with two teachers, so that some prompts have a losing image, and a
+/// judge that errs, so that some samples are deleted (an untrained model is never as good as
+/// the teacher to an exact judge).
 fn bought_run(dir: &Path) -> PathBuf {
     let exp = dir.join("source.toml");
     std::fs::write(
@@ -31,6 +33,7 @@ plugin = "shapes"
 config = { sloppiness = 0.8 }
 [judge]
 plugin = "shapes"
+config = { flip_rate = 0.3 }
 [prompts]
 generate = 12
 [training]
