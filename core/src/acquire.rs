@@ -3,7 +3,7 @@
 
 use crate::budget::Budget;
 use crate::experiment::Experiment;
-use crate::in_order::InOrder;
+use crate::in_order::OrderedTasks;
 use crate::lock;
 use crate::purchase::{Bought, TeacherSlot, Till};
 use crate::store::{NewSample, RunDir, StoreError, StoredImage};
@@ -200,8 +200,9 @@ pub async fn buy_seed_samples(
     let budget = Arc::new(Mutex::new(Budget::new(None, max_cost, paid_calls, paid_cost)));
     let till = Till { run: Arc::clone(run), budget: Arc::clone(&budget) };
     let slot = Arc::new(TeacherSlot::new(label.to_string(), teacher));
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut indices = std::collections::HashMap::new();
+    // Recorded in the prompts' order, whichever purchase finishes first: a sample's id orders
+    // the training set, so a run replays from its seed.
+    let mut tasks = OrderedTasks::default();
     let mut done = 0;
     for prompt in prompts {
         if known.contains(prompt) {
@@ -215,24 +216,14 @@ pub async fn buy_seed_samples(
         }
         let request = request_for(experiment, prompt);
         let (till, slot) = (till.clone(), Arc::clone(&slot));
-        // Numbered as bought (prompts already in the set are skipped above).
-        let index = indices.len();
-        let task = tasks.spawn(async move {
+        tasks.spawn(async move {
             let bought = till.buy(&slot, &request).await;
             (request, bought)
         });
-        indices.insert(task.id(), index);
     }
-    // Recorded in the prompts' order, whichever purchase finishes first: a sample's id orders
-    // the training set, so a run replays from its seed.
-    let mut order = InOrder::default();
-    while let Some(joined) = tasks.join_next_with_id().await {
-        let (id, finished) = match joined {
-            Ok((id, finished)) => (id, Some(finished)),
-            // A purchase that panicked buys nothing; the prompts after it still count.
-            Err(panic) => (panic.id(), None),
-        };
-        for (request, bought) in order.accept(indices[&id], finished).into_iter().flatten() {
+    while let Some(due) = tasks.next_due().await {
+        // A purchase that panicked buys nothing; the prompts after it still count.
+        for (request, bought) in due.into_iter().flatten() {
             let stored = match bought? {
                 Bought::Image(stored, ..) => stored,
                 Bought::OverBudget => continue,

@@ -1,51 +1,77 @@
-//! Results of concurrent work handed on in the order the work was asked for.
+//! Concurrent tasks whose results are handed on in the order the tasks were started.
 //!
-//! Purchases run concurrently and finish in whatever order the network allows, but what they
-//! write down — a sample's id, its place in the training set — must not depend on that order,
-//! or a run could not be replayed from its seed. [`InOrder`] holds each result back until every
-//! result asked for before it has arrived.
+//! Purchases and judgments run concurrently and finish in whatever order the network allows,
+//! but what they write down — a sample's id, its place in the training set, which prompts a
+//! round buys — must not depend on that order, or a run could not be replayed from its seed.
+//! [`OrderedTasks`] spawns each task on the runtime (so a panic is contained to its task and
+//! tasks run on every worker) and holds each result back until every task started before it
+//! has finished.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use tokio::task::{Id, JoinError, JoinSet};
 
-/// Results numbered 0, 1, 2, … as they were asked for, released in that order.
-#[derive(Debug)]
-pub struct InOrder<T> {
+/// Tasks numbered in the order they were spawned, their results released in that order.
+pub struct OrderedTasks<T> {
+    tasks: JoinSet<T>,
+    numbers: HashMap<Id, usize>,
+    waiting: BTreeMap<usize, Result<T, JoinError>>,
     next: usize,
-    waiting: BTreeMap<usize, T>,
 }
 
-impl<T> Default for InOrder<T> {
+impl<T: Send + 'static> Default for OrderedTasks<T> {
     fn default() -> Self {
-        InOrder { next: 0, waiting: BTreeMap::new() }
+        OrderedTasks { tasks: JoinSet::new(), numbers: HashMap::new(), waiting: BTreeMap::new(), next: 0 }
     }
 }
 
-impl<T> InOrder<T> {
-    /// Accepts result number `index`; returns every result now due, in order (none while an
-    /// earlier one is still missing).
-    pub fn accept(&mut self, index: usize, result: T) -> Vec<T> {
-        self.waiting.insert(index, result);
+impl<T: Send + 'static> OrderedTasks<T> {
+    /// Starts `task` on the runtime, after every task spawned before it.
+    pub fn spawn(&mut self, task: impl Future<Output = T> + Send + 'static) {
+        let handle = self.tasks.spawn(task);
+        self.numbers.insert(handle.id(), self.numbers.len());
+    }
+
+    /// Waits for a task to finish; returns the results now due, in spawn order (empty while an
+    /// earlier task is still running; a task that panicked gives its `JoinError`), or `None`
+    /// once every result has been handed on.
+    pub async fn next_due(&mut self) -> Option<Vec<Result<T, JoinError>>> {
+        let joined = self.tasks.join_next_with_id().await?;
+        let (id, result) = match joined {
+            Ok((id, value)) => (id, Ok(value)),
+            Err(error) => (error.id(), Err(error)),
+        };
+        // Every task in the set was numbered when it was spawned.
+        let number = self.numbers.get(&id).copied().unwrap_or(self.next);
+        self.waiting.insert(number, result);
         let mut due = vec![];
         while let Some(result) = self.waiting.remove(&self.next) {
             due.push(result);
             self.next += 1;
         }
-        due
+        Some(due)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
-    #[test]
-    fn holds_results_back_until_every_earlier_one_arrived() {
-        let mut order = InOrder::default();
-        assert!(order.accept(2, 'c').is_empty());
-        assert!(order.accept(1, 'b').is_empty());
-        assert_eq!(order.accept(0, 'a'), ['a', 'b', 'c']);
-        assert_eq!(order.accept(3, 'd'), ['d']);
-        assert!(order.accept(5, 'f').is_empty());
-        assert_eq!(order.accept(4, 'e'), ['e', 'f']);
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_come_in_spawn_order_whichever_task_finishes_first() {
+        let mut tasks = OrderedTasks::default();
+        for (i, delay) in [30u64, 0, 20, 5, 0].into_iter().enumerate() {
+            tasks.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                assert_ne!(i, 3, "a task that panics");
+                i
+            });
+        }
+        let mut seen = vec![];
+        while let Some(due) = tasks.next_due().await {
+            seen.extend(due.into_iter().map(|r| r.ok()));
+        }
+        assert_eq!(seen, [Some(0), Some(1), Some(2), None, Some(4)]);
     }
 }

@@ -11,14 +11,13 @@ use super::trainer::Trainer;
 use crate::acquire::with_retries;
 use crate::budget::Budget;
 use crate::experiment::{AuditSettings, Experiment, Spend};
-use crate::in_order::InOrder;
+use crate::in_order::OrderedTasks;
 use crate::session::OperatorChain;
 use crate::store::{NewJudgment, NewPending, Probe, RoundSummary, RunDir, SampleRow};
 use evolve_sdk::{
     Action, Choice, CompareRequest, Comparison, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, JudgeCall,
     MutateRequest, Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
 };
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
@@ -147,9 +146,8 @@ pub async fn run_round(
     // With the budget spent, new prompts could never be bought: do not ask the judge for them.
     let buying = !lock(&ctx.shop.budget()).exhausted();
     let faults = Faults::default();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut indices = HashMap::new();
-    for (index, (sample, base_image)) in selected.into_iter().zip(renders).enumerate() {
+    let mut tasks = OrderedTasks::default();
+    for (sample, base_image) in selected.into_iter().zip(renders) {
         let (history, teacher_image) = {
             let run = lock(&ctx.run);
             let history = run.ledger.outcome_history(sample.id)?;
@@ -168,24 +166,23 @@ pub async fn run_round(
             audit: ctx.experiment.audit.clone(),
             budget: ctx.shop.budget(),
         };
-        let task = tasks.spawn(async move { job.decide(sample, base_image, teacher_image, history).await });
-        indices.insert(task.id(), index);
+        tasks.spawn(async move { job.decide(sample, base_image, teacher_image, history).await });
     }
     // Recorded in the selection's order, as soon as every earlier sample is: what is deleted and
     // which new prompts are bought first must not depend on the judge's latency.
-    let mut order = InOrder::default();
     let mut wanted = vec![];
     let mut removed = vec![];
-    while let Some(joined) = tasks.join_next_with_id().await {
-        let (id, decision) = match joined {
-            Ok((id, decision)) => (id, decision),
-            // A judge or operator that panics costs its sample this round, not the run.
-            Err(panic) => {
-                tracing::warn!(%panic, "judging a sample panicked; it is skipped this round");
-                (panic.id(), None)
-            }
-        };
-        for decision in order.accept(indices[&id], decision).into_iter().flatten() {
+    while let Some(due) = tasks.next_due().await {
+        for joined in due {
+            let decision = match joined {
+                Ok(Some(decision)) => decision,
+                Ok(None) => continue,
+                // A judge or operator that panics costs its sample this round, not the run.
+                Err(panic) => {
+                    tracing::warn!(%panic, "judging a sample panicked; it is skipped this round");
+                    continue;
+                }
+            };
             // The render's PNG, its fsync and the judgment's commit block: off the async worker.
             crate::blocking(|| record(ctx, round, decision, &mut summary, &mut removed, &mut wanted))?;
         }

@@ -17,7 +17,7 @@ use super::{DirectorError, routing};
 use crate::acquire::{contained, request_for, with_retries};
 use crate::budget::Budget;
 use crate::experiment::{Experiment, TeacherSelection};
-use crate::in_order::InOrder;
+use crate::in_order::OrderedTasks;
 use crate::lock;
 use crate::purchase::{Bought, TeacherSlot, Till};
 use crate::store::{Candidate, PendingRow, RunDir, TeacherRecord};
@@ -117,9 +117,10 @@ impl Shop {
         let records = self.routing_records().await?;
         let mut calls_left = lock(&self.till.budget).calls_left();
         let mut over_budget = 0;
-        let mut tasks = tokio::task::JoinSet::new();
-        for (index, row) in pending.into_iter().enumerate() {
-            let teachers = if over_budget == 0 { self.route(&row, &records)? } else { vec![] };
+        let mut tasks = OrderedTasks::default();
+        for row in pending {
+            let request = request_for(&self.experiment, &row.want.prompt);
+            let teachers = if over_budget == 0 { self.route(&row, &request, &records)? } else { vec![] };
             let calls = teachers.len() as u64;
             if over_budget > 0 || calls_left.is_some_and(|left| left < calls) {
                 // Bought in order: once a prompt does not fit, none after it is started.
@@ -128,13 +129,12 @@ impl Shop {
             }
             calls_left = calls_left.map(|left| left - calls);
             let shop = Arc::clone(self);
-            tasks.spawn(async move { (index, shop.buy(row, teachers).await) });
+            tasks.spawn(async move { shop.buy(row, request, teachers).await });
         }
-        let mut order = InOrder::default();
         let mut purchases = vec![];
-        while let Some(joined) = tasks.join_next().await {
-            let (index, outcome) = joined.map_err(|source| DirectorError::Task { what: "purchase", source })?;
-            for outcome in order.accept(index, outcome) {
+        while let Some(due) = tasks.next_due().await {
+            for joined in due {
+                let outcome = joined.map_err(|source| DirectorError::Task { what: "purchase", source })?;
                 let purchase = self.record(outcome?)?;
                 done(&purchase);
                 purchases.push(purchase);
@@ -156,9 +156,14 @@ impl Shop {
         Ok(crate::blocking(|| lock(&self.till.run).ledger.teacher_records())?)
     }
 
-    /// Buys one pending prompt from `teachers` (indices) and judges their tournament.
-    async fn buy(self: Arc<Self>, row: PendingRow, teachers: Vec<usize>) -> Result<Outcome, DirectorError> {
-        let request = request_for(&self.experiment, &row.want.prompt);
+    /// Buys `request` for one pending prompt from `teachers` (indices) and judges their
+    /// tournament.
+    async fn buy(
+        self: Arc<Self>,
+        row: PendingRow,
+        request: GenerateRequest,
+        teachers: Vec<usize>,
+    ) -> Result<Outcome, DirectorError> {
         let mut tasks = tokio::task::JoinSet::new();
         for index in teachers {
             let (shop, request) = (Arc::clone(&self), request.clone());
@@ -217,7 +222,12 @@ impl Shop {
 
     /// The teachers to buy `row` from: every teacher unless `director.teacher_selection` says
     /// otherwise.
-    fn route(&self, row: &PendingRow, records: &[TeacherRecord]) -> Result<Vec<usize>, DirectorError> {
+    fn route(
+        &self,
+        row: &PendingRow,
+        request: &GenerateRequest,
+        records: &[TeacherRecord],
+    ) -> Result<Vec<usize>, DirectorError> {
         let selection = self.experiment.director.teacher_selection;
         if self.teachers.len() < 2 || selection == TeacherSelection::All {
             return Ok((0..self.teachers.len()).collect());
@@ -226,8 +236,7 @@ impl Shop {
             crate::blocking(|| row.want.parent.map(|id| lock(&self.till.run).ledger.sample_teacher(id)).transpose())?
                 .flatten();
         let seed = routing::seed_for(self.experiment.run.seed, row);
-        let request = request_for(&self.experiment, &row.want.prompt);
-        Ok(routing::choose(selection, &self.candidates(&request), parent.as_deref(), records, seed))
+        Ok(routing::choose(selection, &self.candidates(request), parent.as_deref(), records, seed))
     }
 
     /// The teachers as routing sees them, with their quotes for `request`.
