@@ -82,6 +82,16 @@ pub fn calls_ratio(baseline: &Runs, arm: &Runs) -> Option<f64> {
     calls_to_reach(&arm_curve, target).map(|calls| calls / base_calls.max(1.0))
 }
 
+/// Whether `arm` reaches the baseline's largest-budget mean score already at its own smallest
+/// budget: then [`calls_ratio`] is only an upper bound, as no smaller budget was measured (with
+/// one budget it is always so, and the ratio says nothing).
+pub fn ratio_is_upper_bound(baseline: &Runs, arm: &Runs) -> bool {
+    match (mean_curve(baseline).last(), mean_curve(arm).first()) {
+        (Some(&(_, target)), Some(&(_, first))) => first >= target,
+        _ => false,
+    }
+}
+
 /// [`calls_ratio`] with a 95% percentile interval from resampling seeds (the same seeds for
 /// both arms: seed `i` of each shares its initial weights and prompts). An interval end is
 /// infinite where resamples never reached the target.
@@ -153,5 +163,20 @@ mod tests {
         let weak: Runs = (0..4).map(|_| vec![(20.0, 0.0), (60.0, 0.0), (200.0, 0.1)]).collect();
         let (none, (_, open)) = calls_ratio_interval(&baseline, &weak);
         assert!(none.is_none() && open.is_infinite());
+        assert!(!ratio_is_upper_bound(&baseline, &arm), "the arm's first budget is below the target");
+    }
+
+    #[test]
+    fn a_ratio_reached_at_the_first_budget_is_an_upper_bound() {
+        // One budget: both arms' only point; the arm is ahead, so its ratio is 1 "at most".
+        let baseline: Runs = vec![vec![(500.0, 0.10)], vec![(500.0, 0.12)]];
+        let arm: Runs = vec![vec![(500.0, 0.15)], vec![(500.0, 0.11)]];
+        assert_eq!(calls_ratio(&baseline, &arm), Some(1.0));
+        assert!(ratio_is_upper_bound(&baseline, &arm));
+        // Two budgets, the arm's smaller one already past the baseline's larger: at most 1/3.
+        let baseline: Runs = vec![vec![(500.0, 0.10), (1500.0, 0.2)]];
+        let arm: Runs = vec![vec![(500.0, 0.25), (1500.0, 0.3)]];
+        assert_eq!(calls_ratio(&baseline, &arm), Some(1.0 / 3.0));
+        assert!(ratio_is_upper_bound(&baseline, &arm));
     }
 }
