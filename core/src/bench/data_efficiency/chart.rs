@@ -27,11 +27,12 @@ pub fn svg(title: &str, lines: &[Line]) -> String {
     let calls: Vec<f64> = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0.max(1.0))).collect();
     let (low_x, high_x) = calls.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &c| (lo.min(c), hi.max(c)));
     let (low_x, high_x) = if low_x > high_x { (1.0, 10.0) } else { (low_x / 1.3, high_x * 1.3) };
-    let top_y = lines
-        .iter()
-        .flat_map(|l| l.points.iter().filter_map(|p| finite(p.1.interval().1).or(finite(p.1.mean))))
-        .fold(0.05f64, f64::max)
-        .min(1.0);
+    let top_y = axis_top(
+        lines
+            .iter()
+            .flat_map(|l| l.points.iter().filter_map(|p| finite(p.1.interval().1).or(finite(p.1.mean))))
+            .fold(0.0f64, f64::max),
+    );
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let x = |c: f64| LEFT + (c.max(1.0).ln() - low_x.ln()) / (high_x.ln() - low_x.ln()) * plot_w;
@@ -77,9 +78,25 @@ pub fn svg(title: &str, lines: &[Line]) -> String {
     svg.into_string() + "\n"
 }
 
+/// The y axis's top: five grid steps of 1, 2, 5, 10 or 20 points, the smallest that holds
+/// `highest`, so that each grid line sits on the whole percentage its label shows.
+fn axis_top(highest: f64) -> f64 {
+    let step = [0.01, 0.02, 0.05, 0.1, 0.2].into_iter().find(|&step| 5.0 * step >= highest).unwrap_or(0.2);
+    5.0 * step
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_y_axis_ends_on_a_round_step_above_the_highest_interval() {
+        for (highest, top) in
+            [(0.0, 0.05), (0.03, 0.05), (0.09, 0.1), (0.201, 0.25), (0.44, 0.5), (0.9, 1.0), (3.0, 1.0)]
+        {
+            assert!((axis_top(highest) - top).abs() < 1e-12, "{highest}: {}", axis_top(highest));
+        }
+    }
 
     #[test]
     fn the_chart_draws_each_arm_with_its_intervals_and_escapes_labels() {
