@@ -53,21 +53,46 @@ pub fn estimate(values: &[f64]) -> Estimate {
     Estimate { mean, half_width: t * (variance / n as f64).sqrt() }
 }
 
+/// Where a curve reaches a score: a number of teacher calls, or a ratio of them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reach {
+    /// Reached there, between two measured budgets (or at one).
+    At(f64),
+    /// Reached already at the curve's first point, so at most there: no smaller budget was
+    /// measured (with one budget it is always so, and the figure says little).
+    AtMost(f64),
+}
+
+impl Reach {
+    /// The figure, measured or bound.
+    pub fn value(self) -> f64 {
+        match self {
+            Reach::At(v) | Reach::AtMost(v) => v,
+        }
+    }
+
+    fn map(self, f: impl FnOnce(f64) -> f64) -> Reach {
+        match self {
+            Reach::At(v) => Reach::At(f(v)),
+            Reach::AtMost(v) => Reach::AtMost(f(v)),
+        }
+    }
+}
+
 /// The teacher calls at which a curve of (calls, score) points, ascending in calls, first reaches
-/// `target`, interpolating linearly in log calls between points; `None` if it never does. A
-/// curve whose first point already reaches it gives that point's calls (an upper bound).
-pub fn calls_to_reach(curve: &[(f64, f64)], target: f64) -> Option<f64> {
+/// `target`, interpolating linearly in log calls between points; `None` if it never does.
+pub fn calls_to_reach(curve: &[(f64, f64)], target: f64) -> Option<Reach> {
     let first = curve.first()?;
     if first.1 >= target {
-        return Some(first.0);
+        return Some(Reach::AtMost(first.0));
     }
     curve.windows(2).find(|w| w[1].1 >= target).map(|w| {
         let ((c0, s0), (c1, s1)) = (w[0], w[1]);
         let along = if s1 > s0 { (target - s0) / (s1 - s0) } else { 1.0 };
         if along >= 1.0 {
-            return c1;
+            return Reach::At(c1);
         }
-        (c0.max(1.0).ln() + along * (c1.max(1.0).ln() - c0.max(1.0).ln())).exp()
+        Reach::At((c0.max(1.0).ln() + along * (c1.max(1.0).ln() - c0.max(1.0).ln())).exp())
     })
 }
 
@@ -76,26 +101,16 @@ pub type Runs = Vec<Vec<(f64, f64)>>;
 
 /// The fraction of the baseline's calls at its largest budget that `arm` needs to reach the
 /// baseline's mean score there, from the mean curves over seeds; `None` if never reached.
-pub fn calls_ratio(baseline: &Runs, arm: &Runs) -> Option<f64> {
+pub fn calls_ratio(baseline: &Runs, arm: &Runs) -> Option<Reach> {
     let (base_curve, arm_curve) = (mean_curve(baseline), mean_curve(arm));
     let &(base_calls, target) = base_curve.last()?;
-    calls_to_reach(&arm_curve, target).map(|calls| calls / base_calls.max(1.0))
-}
-
-/// Whether `arm` reaches the baseline's largest-budget mean score already at its own smallest
-/// budget: then [`calls_ratio`] is only an upper bound, as no smaller budget was measured (with
-/// one budget it is always so, and the ratio says nothing).
-pub fn ratio_is_upper_bound(baseline: &Runs, arm: &Runs) -> bool {
-    match (mean_curve(baseline).last(), mean_curve(arm).first()) {
-        (Some(&(_, target)), Some(&(_, first))) => first >= target,
-        _ => false,
-    }
+    calls_to_reach(&arm_curve, target).map(|calls| calls.map(|c| c / base_calls.max(1.0)))
 }
 
 /// [`calls_ratio`] with a 95% percentile interval from resampling seeds (the same seeds for
 /// both arms: seed `i` of each shares its initial weights and prompts). An interval end is
 /// infinite where resamples never reached the target.
-pub fn calls_ratio_interval(baseline: &Runs, arm: &Runs) -> (Option<f64>, (f64, f64)) {
+pub fn calls_ratio_interval(baseline: &Runs, arm: &Runs) -> (Option<Reach>, (f64, f64)) {
     let point = calls_ratio(baseline, arm);
     let n = baseline.len().min(arm.len());
     if n < 2 {
@@ -106,7 +121,7 @@ pub fn calls_ratio_interval(baseline: &Runs, arm: &Runs) -> (Option<f64>, (f64, 
         .map(|_| {
             let picks: Vec<usize> = (0..n).map(|_| rng.below(n as u64) as usize).collect();
             let pick = |runs: &Runs| picks.iter().map(|&i| runs[i].clone()).collect::<Runs>();
-            calls_ratio(&pick(baseline), &pick(arm)).unwrap_or(f64::INFINITY)
+            calls_ratio(&pick(baseline), &pick(arm)).map_or(f64::INFINITY, Reach::value)
         })
         .collect();
     ratios.sort_by(f64::total_cmp);
@@ -143,10 +158,10 @@ mod tests {
     #[test]
     fn calls_to_reach_interpolates_in_log_calls() {
         let curve = [(10.0, 0.1), (100.0, 0.3), (1000.0, 0.5)];
-        assert_eq!(calls_to_reach(&curve, 0.05), Some(10.0));
-        let half_way = calls_to_reach(&curve, 0.2).unwrap();
+        assert_eq!(calls_to_reach(&curve, 0.05), Some(Reach::AtMost(10.0)), "reached at the first budget");
+        let Some(Reach::At(half_way)) = calls_to_reach(&curve, 0.2) else { panic!("between budgets") };
         assert!((half_way - 100f64.sqrt() * 10f64.sqrt()).abs() < 1e-9, "{half_way}");
-        assert_eq!(calls_to_reach(&curve, 0.5), Some(1000.0));
+        assert_eq!(calls_to_reach(&curve, 0.5), Some(Reach::At(1000.0)));
         assert_eq!(calls_to_reach(&curve, 0.6), None);
     }
 
@@ -156,14 +171,13 @@ mod tests {
         let baseline: Runs = (0..4).map(|i| vec![(20.0, 0.05), (60.0, 0.1), (200.0, 0.3 + 0.01 * i as f64)]).collect();
         let arm: Runs = (0..4).map(|i| vec![(20.0, 0.1), (60.0, 0.4 + 0.01 * i as f64), (200.0, 0.5)]).collect();
         let (ratio, (low, high)) = calls_ratio_interval(&baseline, &arm);
-        let ratio = ratio.unwrap();
+        let Some(Reach::At(ratio)) = ratio else { panic!("the arm's first budget is below the target") };
         assert!(ratio > 0.1 && ratio < 0.3, "{ratio}");
         assert!(low <= ratio && ratio <= high && high < 0.3, "{low} {ratio} {high}");
         // An arm that never gets there has no ratio and an open interval.
         let weak: Runs = (0..4).map(|_| vec![(20.0, 0.0), (60.0, 0.0), (200.0, 0.1)]).collect();
         let (none, (_, open)) = calls_ratio_interval(&baseline, &weak);
         assert!(none.is_none() && open.is_infinite());
-        assert!(!ratio_is_upper_bound(&baseline, &arm), "the arm's first budget is below the target");
     }
 
     #[test]
@@ -171,12 +185,10 @@ mod tests {
         // One budget: both arms' only point; the arm is ahead, so its ratio is 1 "at most".
         let baseline: Runs = vec![vec![(500.0, 0.10)], vec![(500.0, 0.12)]];
         let arm: Runs = vec![vec![(500.0, 0.15)], vec![(500.0, 0.11)]];
-        assert_eq!(calls_ratio(&baseline, &arm), Some(1.0));
-        assert!(ratio_is_upper_bound(&baseline, &arm));
+        assert_eq!(calls_ratio(&baseline, &arm), Some(Reach::AtMost(1.0)));
         // Two budgets, the arm's smaller one already past the baseline's larger: at most 1/3.
         let baseline: Runs = vec![vec![(500.0, 0.10), (1500.0, 0.2)]];
         let arm: Runs = vec![vec![(500.0, 0.25), (1500.0, 0.3)]];
-        assert_eq!(calls_ratio(&baseline, &arm), Some(1.0 / 3.0));
-        assert!(ratio_is_upper_bound(&baseline, &arm));
+        assert_eq!(calls_ratio(&baseline, &arm), Some(Reach::AtMost(1.0 / 3.0)));
     }
 }
