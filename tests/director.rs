@@ -10,7 +10,7 @@ use std::time::Duration;
 
 mod support;
 
-use support::{count, evolve, ok};
+use support::{calls_counted, count, evolve, ok};
 
 fn write(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("exp.toml");
@@ -208,8 +208,7 @@ max_steps = 150
     let conn = Connection::open(run.join("ledger.sqlite")).unwrap();
     // The budget is met exactly across restarts: delivered calls, plus the attempts a kill left in
     // flight (the provider may have billed them, so they are counted at their quote).
-    let counted = count(&conn, "SELECT count(*) FROM api_calls")
-        + count(&conn, "SELECT count(*) FROM attempts WHERE state != 'delivered'");
+    let (counted, _) = calls_counted(&conn);
     assert_eq!(counted, 90, "the budget is met exactly across restarts");
     assert!(invoice(&bill).len() as i64 <= counted, "the provider billed more than the run counted");
     assert_eq!(count(&conn, "SELECT max(step) FROM metrics WHERE name = 'loss'"), 150);

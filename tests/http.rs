@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{count, evolve, ledger, ok, start_serve};
+use support::{calls_counted, count, evolve, ledger, ok, start_serve};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -462,14 +462,11 @@ known_share = 1.0
 
     let conn = ledger(&run);
     let count = |sql: &str| count(&conn, sql);
-    // The budget is met exactly: delivered calls, plus any the kill left in flight (the server
-    // may have billed them, so the run counts them against the budget at their quote).
+    // The budget is met exactly, counting any call the kill left in flight.
+    let (calls, spent) = calls_counted(&conn);
     let delivered = count("SELECT count(*) FROM api_calls");
-    let in_flight = count("SELECT count(*) FROM attempts WHERE state != 'delivered'");
-    assert_eq!(delivered + in_flight, 30, "the budget met exactly ({delivered} delivered, {in_flight} in flight)");
+    assert_eq!(calls, 30, "the budget met exactly ({delivered} delivered, the rest in flight)");
     assert_eq!(count("SELECT count(DISTINCT request_hash) FROM api_calls"), delivered, "each paid call once");
-    let spent = count("SELECT sum(cost_micro_usd) FROM api_calls")
-        + count("SELECT coalesce(sum(quoted_micro_usd), 0) FROM attempts WHERE state != 'delivered'");
     assert_eq!(spent, 300_000);
     assert!(count("SELECT count(*) FROM judgments") > 0, "the judge was asked over HTTP");
     assert!(count("SELECT count(*) FROM samples WHERE origin = 'expansion'") > 0, "expansions came over HTTP");

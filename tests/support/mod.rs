@@ -33,6 +33,17 @@ pub fn count(conn: &Connection, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// The teacher calls a run counts against its budget, and what they cost in micro-USD: the
+/// delivered ones at their cost, plus every attempt a kill left undelivered at its quote (the
+/// provider may have billed it).
+pub fn calls_counted(conn: &Connection) -> (i64, i64) {
+    let undelivered = "FROM attempts WHERE state != 'delivered'";
+    let calls = count(conn, "SELECT count(*) FROM api_calls") + count(conn, &format!("SELECT count(*) {undelivered}"));
+    let cost = count(conn, "SELECT coalesce(sum(cost_micro_usd), 0) FROM api_calls")
+        + count(conn, &format!("SELECT coalesce(sum(quoted_micro_usd), 0) {undelivered}"));
+    (calls, cost)
+}
+
 /// The ledger of the run at `run`.
 pub fn ledger(run: &Path) -> Connection {
     Connection::open(run.join("ledger.sqlite")).unwrap()
