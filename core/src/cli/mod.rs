@@ -323,7 +323,8 @@ enum Command {
         #[arg(long)]
         seeds: Option<u64>,
         /// data-efficiency: only these arms, comma-separated (uniform, director, noisy,
-        /// no-expansion, no-deletion, no-mutation; the uniform baseline is always run).
+        /// no-expansion, no-deletion, no-mutation; near-misses, not run by default: the
+        /// director buying the near misses first; the uniform baseline is always run).
         #[arg(long, value_delimiter = ',')]
         arms: Option<Vec<String>>,
         /// data-efficiency, teacher-routing: a smoke run (tiny budgets and steps: minutes).

@@ -6,6 +6,11 @@
 //! anything about what the model cannot learn by itself. Paced, each round buys at most an even
 //! share of the calls left over the rounds left, so later rounds, whose verdicts single out the
 //! model's real weaknesses, still have calls to spend.
+//!
+//! When a round's share cannot buy all it was asked for, `director.buy_first` says which go
+//! first: a random choice, or the near misses — new prompts whose parent the teacher won by
+//! the smallest margin. An untrained model fails almost every prompt, so "the teacher is
+//! better" alone hardly narrows the choice; the margin says which failures are within reach.
 
 use crate::store::NewPending;
 use evolve_sdk::SplitMix64;
@@ -20,9 +25,15 @@ pub fn round_share(calls_left: u64, step: u64, every: u64, max_steps: u64) -> u6
     calls_left.div_ceil(rounds_left)
 }
 
-/// At most `prompts` of `wanted`, chosen at random by `seed` (none preferred for having been
-/// judged first), in an order that depends on the seed and the prompts alone.
-pub fn choose(mut wanted: Vec<NewPending>, prompts: usize, seed: u64) -> Vec<NewPending> {
+/// At most `prompts` of `wanted`: those with the lowest `rank` first, at random by `seed`
+/// among equal ranks (none preferred for having been judged first), in an order that depends
+/// on the seed and the prompts alone. A constant `rank` is a random choice.
+pub fn choose(
+    mut wanted: Vec<NewPending>,
+    prompts: usize,
+    seed: u64,
+    rank: impl Fn(&NewPending) -> f32,
+) -> Vec<NewPending> {
     if wanted.len() <= prompts {
         return wanted;
     }
@@ -33,6 +44,8 @@ pub fn choose(mut wanted: Vec<NewPending>, prompts: usize, seed: u64) -> Vec<New
     for i in (1..wanted.len()).rev() {
         wanted.swap(i, rng.below(i as u64 + 1) as usize);
     }
+    // Stable: equal ranks keep the shuffled order.
+    wanted.sort_by(|a, b| rank(a).total_cmp(&rank(b)));
     wanted.truncate(prompts);
     wanted
 }
@@ -63,10 +76,29 @@ mod tests {
         let wanted: Vec<NewPending> = (0..20).map(|i| want(&format!("prompt {i}"), i % 7)).collect();
         let mut reversed = wanted.clone();
         reversed.reverse();
-        let a = choose(wanted.clone(), 5, 9);
+        let any = |_: &NewPending| 0.0;
+        let a = choose(wanted.clone(), 5, 9, any);
         assert_eq!(a.len(), 5);
-        assert_eq!(a, choose(reversed, 5, 9));
-        assert_ne!(a, choose(wanted.clone(), 5, 10), "another seed, another choice");
-        assert_eq!(choose(wanted.clone(), 50, 9), wanted, "under the share, everything is bought");
+        assert_eq!(a, choose(reversed, 5, 9, any));
+        assert_ne!(a, choose(wanted.clone(), 5, 10, any), "another seed, another choice");
+        assert_eq!(choose(wanted.clone(), 50, 9, any), wanted, "under the share, everything is bought");
+    }
+
+    #[test]
+    fn the_lowest_ranks_are_bought_first_and_the_seed_chooses_among_equals() {
+        // Parents 0 … 6; parent 2's children rank lowest, parent 5's next.
+        let all = || (0..21).map(|i| want(&format!("prompt {i}"), i % 7)).collect::<Vec<_>>();
+        let rank = |p: &NewPending| match p.parent {
+            Some(2) => 0.1,
+            Some(5) => 0.2,
+            _ => 0.9,
+        };
+        let parents = |chosen: &[NewPending]| chosen.iter().map(|p| p.parent.unwrap_or(-1)).collect::<Vec<_>>();
+        let first = choose(all(), 4, 9, rank);
+        assert_eq!(parents(&first[..3]), [2, 2, 2]);
+        assert_eq!(parents(&first[3..]), [5]);
+        assert_eq!(parents(&choose(all(), 4, 11, rank)), parents(&first));
+        let differs = (0..20).any(|seed| choose(all(), 4, seed, rank)[3] != first[3]);
+        assert!(differs, "among parent 5's three children the seed chooses");
     }
 }

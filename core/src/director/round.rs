@@ -10,7 +10,7 @@ use super::shop::{Purchase, Shop};
 use super::trainer::Trainer;
 use crate::acquire::with_retries;
 use crate::budget::Budget;
-use crate::experiment::{AuditSettings, Experiment, Spend};
+use crate::experiment::{AuditSettings, BuyFirst, Experiment, Spend};
 use crate::in_order::OrderedTasks;
 use crate::session::OperatorChain;
 use crate::store::{NewJudgment, NewPending, Probe, RoundSummary, RunDir, SampleRow};
@@ -18,6 +18,7 @@ use evolve_sdk::{
     Action, Choice, CompareRequest, Comparison, EvaluatedSample, Evaluator, ExpandRequest, Image, Judge, JudgeCall,
     MutateRequest, Origin, Outcome, PluginError, SampleRequest, SplitMix64, Verdict,
 };
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
@@ -62,14 +63,25 @@ struct Decision {
     probes: Vec<(Probe, String)>,
 }
 
+/// What a round collects from its judged samples.
+#[derive(Default)]
+struct Collected {
+    /// Samples deactivated.
+    removed: Vec<i64>,
+    /// New prompts asked for.
+    wanted: Vec<NewPending>,
+    /// Per judged sample, the teacher's margin over the base model (the verdict's confidence
+    /// where the teacher won, 0 otherwise): how far its children are from what the model does.
+    margins: HashMap<i64, f32>,
+}
+
 /// Records one judged sample: the base model's render, the judgment, and what the chain decided.
 fn record(
     ctx: &RoundContext,
     round: i64,
     decision: Decision,
     summary: &mut RoundSummary,
-    removed: &mut Vec<i64>,
-    wanted: &mut Vec<NewPending>,
+    collected: &mut Collected,
 ) -> Result<(), DirectorError> {
     let mut run = lock(&ctx.run);
     let base = run.images.put(&decision.base_image)?;
@@ -83,18 +95,18 @@ fn record(
         confidence: decision.verdict.confidence,
         raw: &decision.verdict.raw,
     })?;
-    if decision.outcome == Outcome::TeacherBetter {
-        summary.teacher_wins += 1;
-    }
+    let teacher_won = decision.outcome == Outcome::TeacherBetter;
+    summary.teacher_wins += u32::from(teacher_won);
+    collected.margins.insert(decision.sample.id, if teacher_won { decision.verdict.confidence } else { 0.0 });
     summary.rejudged += u32::from(decision.rejudged);
     for (probe, raw) in &decision.probes {
         run.ledger.record_probe(round, decision.sample.id, probe, raw)?;
     }
     if decision.deactivate {
         run.ledger.deactivate(decision.sample.id, round)?;
-        removed.push(decision.sample.id);
+        collected.removed.push(decision.sample.id);
     }
-    wanted.extend(decision.wanted);
+    collected.wanted.extend(decision.wanted);
     Ok(())
 }
 
@@ -170,8 +182,7 @@ pub async fn run_round(
     }
     // Recorded in the selection's order, as soon as every earlier sample is: what is deleted and
     // which new prompts are bought first must not depend on the judge's latency.
-    let mut wanted = vec![];
-    let mut removed = vec![];
+    let mut collected = Collected::default();
     while let Some(due) = tasks.next_due().await {
         for joined in due {
             let decision = match joined {
@@ -184,9 +195,10 @@ pub async fn run_round(
                 }
             };
             // The render's PNG, its fsync and the judgment's commit block: off the async worker.
-            crate::blocking(|| record(ctx, round, decision, &mut summary, &mut removed, &mut wanted))?;
+            crate::blocking(|| record(ctx, round, decision, &mut summary, &mut collected))?;
         }
     }
+    let Collected { removed, wanted, margins } = collected;
     summary.deactivated = removed.len() as u32;
     trainer.remove(removed);
     for (instance, reason) in lock(&faults).drain(..) {
@@ -195,7 +207,7 @@ pub async fn run_round(
 
     let wanted = if ctx.experiment.director.spend == Spend::Paced {
         let fresh = crate::blocking(|| lock(&ctx.run).ledger.new_prompts(wanted))?;
-        paced(ctx, fresh, round, step)
+        paced(ctx, fresh, &margins, round, step)
     } else {
         wanted
     };
@@ -226,8 +238,15 @@ pub async fn run_round(
 }
 
 /// `wanted` within the round's share of the budget when the run paces its spending (every
-/// prompt is bought from every teacher).
-fn paced(ctx: &RoundContext, wanted: Vec<NewPending>, round: i64, step: u64) -> Vec<NewPending> {
+/// prompt is bought from every teacher), chosen as `director.buy_first` says: `margins` holds
+/// each judged parent's margin.
+fn paced(
+    ctx: &RoundContext,
+    wanted: Vec<NewPending>,
+    margins: &HashMap<i64, f32>,
+    round: i64,
+    step: u64,
+) -> Vec<NewPending> {
     let experiment = &ctx.experiment;
     let (Spend::Paced, Some(max_steps)) = (experiment.director.spend, experiment.budget.max_steps) else {
         return wanted;
@@ -241,7 +260,11 @@ fn paced(ctx: &RoundContext, wanted: Vec<NewPending>, round: i64, step: u64) -> 
     let share = pacing::round_share(calls_left, step, experiment.director.every_steps, max_steps);
     let prompts = share / experiment.teachers.len().max(1) as u64;
     let seed = SplitMix64::from_parts(&[experiment.run.seed, round as u64, 0x9ACE]).next_u64();
-    pacing::choose(wanted, prompts as usize, seed)
+    let margin = |p: &NewPending| p.parent.and_then(|parent| margins.get(&parent).copied()).unwrap_or(0.0);
+    match experiment.director.buy_first {
+        BuyFirst::Any => pacing::choose(wanted, prompts as usize, seed, |_| 0.0),
+        BuyFirst::NearMisses => pacing::choose(wanted, prompts as usize, seed, margin),
+    }
 }
 
 /// Everything one judging task needs, owned so that it can run on any worker.

@@ -37,8 +37,8 @@ pub use diagnostic::{Diagnostic, Diagnostics};
 pub use plugin_ref::PluginRef;
 pub use schema::experiment_schema;
 pub use types::{
-    AuditSettings, Budget, DirectorSettings, Experiment, OnAuditFail, PluginSection, PluginSettings, PromptSettings,
-    RunSettings, Spend, TeacherSection, TeacherSelection, TrainingSettings,
+    AuditSettings, Budget, BuyFirst, DirectorSettings, Experiment, OnAuditFail, PluginSection, PluginSettings,
+    PromptSettings, RunSettings, Spend, TeacherSection, TeacherSelection, TrainingSettings,
 };
 pub use validate::{ExperimentError, load, parse};
 

@@ -334,6 +334,12 @@ pub struct DirectorSettings {
     /// `budget.max_steps`). See `director::pacing`.
     #[serde(default)]
     pub spend: Spend,
+    /// Which new prompts a paced round buys first when its share cannot buy all it was asked
+    /// for: `any` (default: a random choice) or `near_misses` (those whose parent the teacher
+    /// won by the smallest margin of the judge's verdict confidence: what the model nearly
+    /// gets right). See `director::pacing`.
+    #[serde(default)]
+    pub buy_first: BuyFirst,
     /// Which teachers a new prompt is bought from: `all` (default: every teacher, then the
     /// judge's tournament picks the winner), `parent_winner` (the paper's: an expansion or
     /// mutation from the teacher whose image won its parent's tournament) or `bandit` (learns
@@ -358,6 +364,18 @@ pub enum TeacherSelection {
     Bandit,
 }
 
+/// Which new prompts a paced round buys first (`director.buy_first`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BuyFirst {
+    /// A random choice, none preferred.
+    #[default]
+    Any,
+    /// Those whose parent the teacher beat by the smallest margin first (a parent the base
+    /// model matched counts as no margin); random among equals.
+    NearMisses,
+}
+
 /// How rounds spend the teacher-call budget.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -379,6 +397,7 @@ impl Default for DirectorSettings {
             eval_images_per_prompt: 1,
             lockstep: false,
             spend: Spend::AsAsked,
+            buy_first: BuyFirst::Any,
             teacher_selection: TeacherSelection::All,
         }
     }

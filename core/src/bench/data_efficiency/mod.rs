@@ -77,7 +77,7 @@ impl Settings {
             steps: 400,
             budgets: vec![20, 60, 200],
             seeds: vec![0, 1, 2],
-            arms: Arm::ALL.to_vec(),
+            arms: Arm::PAPER.to_vec(),
             out,
             resume: false,
             pool: Pool::Grammar,
@@ -92,7 +92,7 @@ impl Settings {
             steps: 30,
             budgets: vec![8, 16],
             seeds: vec![0, 1],
-            arms: Arm::ALL.to_vec(),
+            arms: Arm::PAPER.to_vec(),
             out,
             resume: false,
             pool: Pool::Grammar,
@@ -117,11 +117,26 @@ pub enum Arm {
     WithoutDeletion,
     /// The director without mutation (no unrelated new prompts).
     WithoutMutation,
+    /// The director with the exact judge, buying the near misses first
+    /// (`director.buy_first = "near_misses"`): not one of the paper's arms.
+    NearMisses,
 }
 
 impl Arm {
     /// Every arm, baseline first.
-    pub const ALL: [Arm; 6] = [
+    pub const ALL: [Arm; 7] = [
+        Arm::Uniform,
+        Arm::Director,
+        Arm::NoisyJudge,
+        Arm::WithoutExpansion,
+        Arm::WithoutDeletion,
+        Arm::WithoutMutation,
+        Arm::NearMisses,
+    ];
+
+    /// The arms the paper runs (the default): the baseline, the director with the exact and
+    /// a noisy judge, and the ablations.
+    pub const PAPER: [Arm; 6] = [
         Arm::Uniform,
         Arm::Director,
         Arm::NoisyJudge,
@@ -139,6 +154,7 @@ impl Arm {
             Arm::WithoutExpansion => "director w/o expansion",
             Arm::WithoutDeletion => "director w/o deletion",
             Arm::WithoutMutation => "director w/o mutation",
+            Arm::NearMisses => "director, near misses first",
         }
     }
 
@@ -151,6 +167,7 @@ impl Arm {
             Arm::WithoutExpansion => "no-expansion",
             Arm::WithoutDeletion => "no-deletion",
             Arm::WithoutMutation => "no-mutation",
+            Arm::NearMisses => "near-misses",
         }
     }
 
@@ -171,6 +188,11 @@ impl Arm {
             Arm::NoisyJudge => "{ flip_rate = 0.1, position_bias = 0.1 }",
             _ => "{}",
         }
+    }
+
+    /// What it buys first when a round's share cannot buy all that was asked for.
+    fn buy_first(self) -> &'static str {
+        if self == Arm::NearMisses { "near_misses" } else { "any" }
     }
 
     /// The curation chain, as `[[operators]]` tables: the main job's (`examples/shapes`), less
@@ -260,6 +282,7 @@ checkpoint_every = {steps}
 every_steps = {every}
 lockstep = true
 spend = "paced"
+buy_first = "{buy_first}"
 eval_images_per_prompt = {eval_images}
 [budget]
 max_teacher_calls = {budget}
@@ -267,6 +290,7 @@ max_steps = {steps}
 "#,
         judge = arm.judge(),
         operators = arm.operators(),
+        buy_first = arm.buy_first(),
     )
 }
 
@@ -502,6 +526,8 @@ mod tests {
                 _ => None,
             };
             assert_eq!(chain.len(), if ablated.is_some() { 3 } else { 4 }, "{arm:?}: {chain:?}");
+            let near_misses = experiment.director.buy_first == experiment::BuyFirst::NearMisses;
+            assert_eq!(near_misses, arm == Arm::NearMisses, "{arm:?}");
             if let Some(op) = ablated {
                 assert!(!chain.iter().any(|c| c == op), "{arm:?}: {chain:?}");
             }
@@ -557,11 +583,11 @@ mod tests {
             }
         }
         let (table, figures) = summarise(&points, &settings);
-        assert_eq!(table.lines().count(), 1 + Arm::ALL.len(), "{table}");
+        assert_eq!(table.lines().count(), 1 + settings.arms.len(), "{table}");
         assert!(table.contains("±"), "{table}");
         // Per arm but the baseline: its ratio, and its paired difference at each budget; then
         // whether the director's interval at the smallest budget is clear of the baseline's.
-        let arms = Arm::ALL.len() - 1;
+        let arms = settings.arms.len() - 1;
         assert_eq!(figures.len(), arms + arms * settings.budgets.len() + 1, "{figures:?}");
         // The director passes the baseline's larger-budget score between its budgets: a ratio.
         assert!(figures[0].contains("director, exact judge calls ratio to match uniform: 0."), "{figures:?}");
