@@ -439,8 +439,8 @@ pub fn line(points: &[Point], arm: Arm, settings: &Settings) -> chart::Line {
 }
 
 /// The results table (mean ± 95% half-interval per arm and budget) and the `figure: value`
-/// lines: each arm's calls ratio to match the baseline, with its interval, and whether the
-/// director's interval at the smallest budget is clear of the baseline's.
+/// lines: each arm's calls ratio to match the baseline, with its interval, and whether its
+/// interval at the smallest budget is clear of the baseline's.
 pub fn summarise(points: &[Point], settings: &Settings) -> (String, Vec<String>) {
     let header: String = settings.budgets.iter().map(|b| format!("{:>19}", format!("{b} calls"))).collect();
     let mut table = format!("{:<26}{header}   calls ratio to match baseline (95% CI)\n", "arm (mean ± 95% CI)");
@@ -485,11 +485,16 @@ pub fn summarise(points: &[Point], settings: &Settings) -> (String, Vec<String>)
             }
         }
     }
-    if let (Some(&smallest), true) = (settings.budgets.first(), settings.arms.contains(&Arm::Director)) {
+    if let Some(&smallest) = settings.budgets.first() {
         let at = |arm: Arm| line(points, arm, settings).points.first().map(|p| p.1);
-        if let (Some(director), Some(uniform)) = (at(Arm::Director), at(Arm::Uniform)) {
-            let verdict = if director.separate_from(uniform) { "separate" } else { "overlap" };
-            figures.push(format!("data-efficiency intervals at {smallest} calls, director vs uniform: {verdict}"));
+        for &arm in settings.arms.iter().filter(|&&arm| arm != Arm::Uniform) {
+            if let (Some(director), Some(uniform)) = (at(arm), at(Arm::Uniform)) {
+                let verdict = if director.separate_from(uniform) { "separate" } else { "overlap" };
+                figures.push(format!(
+                    "data-efficiency intervals at {smallest} calls, {} vs uniform: {verdict}",
+                    arm.name()
+                ));
+            }
         }
     }
     (table, figures)
@@ -586,9 +591,9 @@ mod tests {
         assert_eq!(table.lines().count(), 1 + settings.arms.len(), "{table}");
         assert!(table.contains("±"), "{table}");
         // Per arm but the baseline: its ratio, and its paired difference at each budget; then
-        // whether the director's interval at the smallest budget is clear of the baseline's.
+        // whether its interval at the smallest budget is clear of the baseline's.
         let arms = settings.arms.len() - 1;
-        assert_eq!(figures.len(), arms + arms * settings.budgets.len() + 1, "{figures:?}");
+        assert_eq!(figures.len(), arms + arms * settings.budgets.len() + arms, "{figures:?}");
         // The director passes the baseline's larger-budget score between its budgets: a ratio.
         assert!(figures[0].contains("director, exact judge calls ratio to match uniform: 0."), "{figures:?}");
         let paired =
