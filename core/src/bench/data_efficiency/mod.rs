@@ -443,7 +443,9 @@ pub fn line(points: &[Point], arm: Arm, settings: &Settings) -> chart::Line {
 /// interval at the smallest budget is clear of the baseline's.
 pub fn summarise(points: &[Point], settings: &Settings) -> (String, Vec<String>) {
     let header: String = settings.budgets.iter().map(|b| format!("{:>19}", format!("{b} calls"))).collect();
-    let mut table = format!("{:<26}{header}   calls ratio to match baseline (95% CI)\n", "arm (mean ± 95% CI)");
+    // The arm column fits the longest name shown.
+    let width = settings.arms.iter().map(|a| a.name().len() + 1).max().unwrap_or(0).max(26);
+    let mut table = format!("{:<width$}{header}   calls ratio to match baseline (95% CI)\n", "arm (mean ± 95% CI)");
     let mut figures = vec![];
     let baseline = runs_of(points, Arm::Uniform, settings);
     let show = |e: Estimate| format!("{:.1}% ± {:.1}", 100.0 * e.mean, 100.0 * e.half_width);
@@ -469,7 +471,7 @@ pub fn summarise(points: &[Point], settings: &Settings) -> (String, Vec<String>)
             figures.push(format!("data-efficiency {} calls ratio to match uniform: {text}", arm.name()));
             text
         };
-        table.push_str(&format!("{:<26}{cells}   {ratio}\n", arm.name()));
+        table.push_str(&format!("{:<width$}{cells}   {ratio}\n", arm.name()));
     }
     for &budget in &settings.budgets {
         for &arm in settings.arms.iter().filter(|&&arm| arm != Arm::Uniform) {
