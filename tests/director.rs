@@ -477,6 +477,24 @@ fn paced_spending_without_a_call_or_step_limit_is_refused_at_check() {
     assert!(stderr.contains("director.spend"), "{stderr}");
 }
 
+#[test]
+fn buying_near_misses_first_without_paced_spending_is_refused_at_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |director: &str| {
+        format!(
+            "[run]\nname = \"x\"\n[base_model]\nplugin = \"dit\"\n[[teachers]]\nplugin = \"shapes\"\n[judge]\nplugin = \"shapes\"\n[director]\n{director}\n[budget]\nmax_teacher_calls = 10\nmax_steps = 10\n"
+        )
+    };
+    let refused = write(dir.path(), &text("buy_first = \"near_misses\""));
+    let out = evolve().arg("check").arg(&refused).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("it needs `spend = \"paced\"`"), "{stderr}");
+    assert!(stderr.contains("director.buy_first"), "{stderr}");
+    let paced = write(dir.path(), &text("spend = \"paced\"\nbuy_first = \"near_misses\""));
+    ok(&evolve().arg("check").arg(&paced).output().unwrap());
+}
+
 /// The last value of metric `name`.
 fn last_metric(conn: &Connection, name: &str) -> f64 {
     conn.query_row("SELECT value FROM metrics WHERE name = ?1 ORDER BY step DESC LIMIT 1", [name], |r| r.get(0))

@@ -276,6 +276,19 @@ impl Checker<'_> {
                 }
             }
         }
+        // Only a paced round chooses what to buy; otherwise the setting would silently do nothing.
+        let buy_first = value.pointer("/director/buy_first").and_then(Value::as_str);
+        let paced = value.pointer("/director/spend").and_then(Value::as_str) == Some("paced");
+        if buy_first.is_some_and(|b| b != "any") && !paced {
+            let path = vec!["director".to_string(), "buy_first".to_string()];
+            found.push(
+                self.at_value(
+                    &path,
+                    "`buy_first` chooses among what a paced round can buy: it needs `spend = \"paced\"`".into(),
+                )
+                .with_help(Some("set spend = \"paced\" under [director], or leave buy_first out".into())),
+            );
+        }
         found
     }
 }
