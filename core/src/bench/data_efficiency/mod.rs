@@ -118,12 +118,12 @@ pub enum Arm {
     /// The director without mutation (no unrelated new prompts).
     WithoutMutation,
     /// The director with the exact judge, buying the near misses first
-    /// (`director.buy_first = "near_misses"`): not one of the paper's arms.
+    /// (`director.buy_first = "near_misses"`): not one of the paper's arms (listed last).
     NearMisses,
 }
 
 impl Arm {
-    /// Every arm, baseline first.
+    /// Every arm: the paper's ([`Arm::PAPER`]) first, the baseline first of all.
     pub const ALL: [Arm; 7] = [
         Arm::Uniform,
         Arm::Director,
@@ -136,14 +136,7 @@ impl Arm {
 
     /// The arms the paper runs (the default): the baseline, the director with the exact and
     /// a noisy judge, and the ablations.
-    pub const PAPER: [Arm; 6] = [
-        Arm::Uniform,
-        Arm::Director,
-        Arm::NoisyJudge,
-        Arm::WithoutExpansion,
-        Arm::WithoutDeletion,
-        Arm::WithoutMutation,
-    ];
+    pub const PAPER: &[Arm] = Arm::ALL.split_at(6).0;
 
     /// Its name in tables and figures.
     pub fn name(self) -> &'static str {
