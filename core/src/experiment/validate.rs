@@ -265,7 +265,8 @@ impl Checker<'_> {
                 )));
             }
         }
-        if value.pointer("/director/spend").and_then(Value::as_str) == Some("paced") {
+        let paced = value.pointer("/director/spend").and_then(Value::as_str) == Some("paced");
+        if paced {
             for limit in ["max_teacher_calls", "max_steps"] {
                 if value.pointer(&format!("/budget/{limit}")).is_none() {
                     let path = vec!["director".to_string(), "spend".to_string()];
@@ -278,7 +279,6 @@ impl Checker<'_> {
         }
         // Only a paced round chooses what to buy; otherwise the setting would silently do nothing.
         let buy_first = value.pointer("/director/buy_first").and_then(Value::as_str);
-        let paced = value.pointer("/director/spend").and_then(Value::as_str) == Some("paced");
         if buy_first.is_some_and(|b| b != "any") && !paced {
             let path = vec!["director".to_string(), "buy_first".to_string()];
             found.push(
