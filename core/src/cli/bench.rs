@@ -28,6 +28,8 @@ pub struct DataSettings {
     pub natural: bool,
     /// data-efficiency, teacher-routing: images per ShapesEval prompt of the final scores.
     pub eval_images: Option<u32>,
+    /// data-efficiency: the checkpoint every arm's model starts from.
+    pub start_from: Option<PathBuf>,
 }
 
 /// Settings of `evolve bench train-throughput`'s transformer-step cases.
@@ -241,6 +243,7 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
         resume: data.resume,
         pool: if data.natural { data_efficiency::Pool::Natural } else { data_efficiency::Pool::Grammar },
         eval_images: data.eval_images.unwrap_or(defaults.eval_images),
+        start_from: data.start_from.map(|dir| std::path::absolute(&dir).unwrap_or(dir)),
         ..defaults
     };
     let registry = Registry::builtin();
@@ -253,8 +256,12 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     })?;
     let (table, figures) = data_efficiency::summarise(&points, &settings);
     let seeds: Vec<String> = settings.seeds.iter().map(u64::to_string).collect();
+    let start = match &settings.start_from {
+        Some(dir) => format!(", every model started from {}", dir.display()),
+        None => String::new(),
+    };
     let header = format!(
-        "ShapesEval ({} images per prompt) after {} steps of {}, seeds {}, initial prompts from the {} pool, {:.0} min\n",
+        "ShapesEval ({} images per prompt) after {} steps of {}, seeds {}, initial prompts from the {} pool{start}, {:.0} min\n",
         settings.eval_images,
         settings.steps,
         data_efficiency::BATCH,

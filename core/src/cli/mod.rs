@@ -351,6 +351,12 @@ enum Command {
         /// points measured at this count.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
         eval_images: Option<u32>,
+        /// data-efficiency: every arm's model starts from this checkpoint (a run's
+        /// `checkpoints/step-…` folder, of the tiny preset; the dit's `start_from`) instead of random
+        /// weights, as the paper's arms all start from PixArt-alpha; the calls that trained it
+        /// are not counted. Default: from scratch.
+        #[arg(long, value_name = "DIR")]
+        start_from: Option<PathBuf>,
         /// plugin-overhead: a plugin to time against the built-in, as KIND=PATH: `native=` the
         /// probe operator as a native library (tests/plugins/probe-native), `wasm=` as a wasm
         /// component (tests/plugins/probe-wasm), `python=` the Python `banlist` component
@@ -425,10 +431,22 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             probe,
             pool,
             eval_images,
+            start_from,
         } => {
             let out = out.unwrap_or_else(|| PathBuf::from("target/bench").join(&name));
             let natural = pool == "natural";
-            let data = bench::DataSettings { steps, budgets, seeds, arms, quick, resume, out, natural, eval_images };
+            let data = bench::DataSettings {
+                steps,
+                budgets,
+                seeds,
+                arms,
+                quick,
+                resume,
+                out,
+                natural,
+                eval_images,
+                start_from,
+            };
             let bf16 = precision == "bf16";
             let step = bench::StepOptions { device, bf16, checkpointing };
             bench::run(&name, run, python, &case, &probe, data, step)

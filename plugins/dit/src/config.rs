@@ -165,6 +165,12 @@ pub struct DitConfig {
     /// `steps_offset` settings are then ignored). A run image size of 0 means the model's own.
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
+    /// A checkpoint folder evolve wrote for a model of these sizes (a run's
+    /// `checkpoints/step-000004400`, the one its `checkpoints/LATEST` names) to start from: its weights, EMA and optimiser state, so training goes
+    /// on from where that run stopped, on this run's data (a model trained on one run's images,
+    /// fine-tuned on another's). The run's own step count starts at 0. Not with `pretrained`.
+    #[serde(default)]
+    pub start_from: Option<PathBuf>,
     /// Override LayerNorm on the cross-attention's queries and keys (EvolveDirector's; on by
     /// default for fresh models, off for pretrained PixArt-alpha, and needed off for
     /// `evolve export` to write a model diffusers loads).

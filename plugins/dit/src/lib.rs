@@ -234,6 +234,11 @@ impl DitModel {
         seed: u64,
         cache_dir: Option<&Path>,
     ) -> Result<Self, PluginError> {
+        if config.pretrained.is_some() && config.start_from.is_some() {
+            return Err(PluginError::InvalidConfig(
+                "`pretrained` and `start_from` both name starting weights; set one".into(),
+            ));
+        }
         let (config, mut shape, pipeline) = resolve(config, image_size as usize)?;
         let t5 = load_text_encoder(&config, &mut shape, (dtype, device), cache_dir)?;
         let latent = load_latent_space(&config, pipeline.as_ref(), &mut shape, (dtype, device), cache_dir)?;
@@ -276,7 +281,8 @@ impl DitModel {
         }
         let params = builder.finish();
         let optim = AdamW::new(config.optim, params.vars()).map_err(failed)?;
-        Ok(DitModel {
+        let start_from = config.start_from.clone();
+        let mut model = DitModel {
             diffusion: Diffusion::new(config.schedule),
             config,
             shape,
@@ -289,7 +295,14 @@ impl DitModel {
             optim,
             rng: SplitMix64::from_parts(&[seed, 0x0074_7261_696e]),
             replica: None,
-        })
+        };
+        if let Some(dir) = start_from {
+            // This run's seed still draws its noise: only the model and its optimiser carry over.
+            model.restore(&dir, Restore::ModelOnly).map_err(|e| {
+                PluginError::InvalidConfig(format!("start_from = {:?}: {e}", dir.display().to_string()))
+            })?;
+        }
+        Ok(model)
     }
 
     /// The parameters by name.
@@ -640,6 +653,27 @@ impl BaseModel for DitModel {
     }
 
     fn load(&mut self, dir: &Path) -> Result<(), PluginError> {
+        self.restore(dir, Restore::Everything)
+    }
+
+    fn data_parallel(&self) -> bool {
+        self.replica.is_some()
+    }
+}
+
+/// What [`DitModel::restore`] takes from a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restore {
+    /// All of it: the run resumes.
+    Everything,
+    /// The weights, EMA and optimiser state, not the trainer's random stream: another run
+    /// starts from this model (`start_from`).
+    ModelOnly,
+}
+
+impl DitModel {
+    /// Reads the checkpoint in `dir` (as [`BaseModel::save`] wrote it) into this model.
+    fn restore(&mut self, dir: &Path, what: Restore) -> Result<(), PluginError> {
         let json = std::fs::read(dir.join("trainer.json")).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
         let state: TrainerState = serde_json::from_slice(&json).map_err(failed)?;
         if state.format != CHECKPOINT_FORMAT {
@@ -684,12 +718,10 @@ impl BaseModel for DitModel {
             }
         }
         self.optim.step = state.step;
-        self.rng = SplitMix64::new(state.rng);
+        if what == Restore::Everything {
+            self.rng = SplitMix64::new(state.rng);
+        }
         self.rejoin_after_load()
-    }
-
-    fn data_parallel(&self) -> bool {
-        self.replica.is_some()
     }
 }
 

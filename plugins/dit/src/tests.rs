@@ -174,6 +174,53 @@ fn resume_continues_the_exact_loss_sequence() {
 }
 
 #[test]
+fn start_from_carries_the_model_and_its_optimiser_but_not_the_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trained = tiny_model(3);
+    for i in 0..3 {
+        trained.train_step(&shapes_batch(4, 200 + i)).unwrap();
+    }
+    trained.save(dir.path()).unwrap();
+    let started =
+        |seed: u64| tiny_model_from(seed, serde_json::json!({"preset": "tiny", "depth": 2, "start_from": dir.path()}));
+    let (mut a, mut b) = (started(7), started(8));
+    assert_eq!(a.optim.step, 3);
+    let equal =
+        |x: &Tensor, y: &Tensor| (x - y).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() == 0.0;
+    for (name, var) in trained.params().vars() {
+        for model in [&a, &b] {
+            assert!(equal(model.params().vars()[name].as_tensor(), var.as_tensor()), "{name} differs");
+            assert!(equal(&model.optim.ema[name], &trained.optim.ema[name]), "{name}'s EMA differs");
+            assert!(equal(&model.optim.v[name], &trained.optim.v[name]), "{name}'s Adam moment differs");
+        }
+    }
+    // Each run's own seed draws its noise: the same batch, two seeds, two losses.
+    let batch = shapes_batch(4, 300);
+    assert_ne!(a.train_step(&batch).unwrap().loss, b.train_step(&batch).unwrap().loss);
+}
+
+#[test]
+fn start_from_refuses_a_checkpoint_of_other_sizes_and_pretrained_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(3).save(dir.path()).unwrap();
+    let deeper: DitConfig =
+        serde_json::from_value(serde_json::json!({"preset": "tiny", "depth": 3, "start_from": dir.path()})).unwrap();
+    let err = DitModel::new(deeper, 32, &Device::Cpu, 0, DType::F32).err().expect("refused");
+    assert!(err.to_string().contains("start_from") && err.to_string().contains("checkpoint is for"), "{err}");
+    let both: DitConfig = serde_json::from_value(
+        serde_json::json!({"preset": "tiny", "start_from": dir.path(), "pretrained": dir.path()}),
+    )
+    .unwrap();
+    let err = DitModel::new(both, 32, &Device::Cpu, 0, DType::F32).err().expect("refused");
+    assert!(err.to_string().contains("set one"), "{err}");
+    let missing: DitConfig =
+        serde_json::from_value(serde_json::json!({"preset": "tiny", "start_from": dir.path().join("nothing")}))
+            .unwrap();
+    let err = DitModel::new(missing, 32, &Device::Cpu, 0, DType::F32).err().expect("refused");
+    assert!(err.to_string().contains("start_from") && err.to_string().contains("nothing"), "{err}");
+}
+
+#[test]
 fn a_non_positive_min_snr_gamma_is_refused() {
     for gamma in [0.0, -1.0, f64::NAN] {
         let config: DitConfig = serde_json::from_value(serde_json::json!({"preset": "tiny"})).unwrap();
