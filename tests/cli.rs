@@ -235,6 +235,13 @@ fn sampling_a_missing_run_is_a_clear_error() {
     let out = evolve(&["bench", "no-such-bench"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("train-throughput"), "{}", stderr(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out_arg = out_dir.to_str().unwrap();
+    let out = evolve(&["bench", "data-efficiency", "--quick", "--start-from", "no/such/ckpt", "--out", out_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no/such/ckpt: not a checkpoint folder"), "{}", stderr(&out));
+    assert!(!out_dir.exists(), "nothing is written before the settings are checked");
 }
 
 #[test]

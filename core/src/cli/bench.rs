@@ -235,6 +235,15 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
             arms
         }
     };
+    if let Some(dir) = &data.start_from
+        && !dir.join("trainer.json").is_file()
+    {
+        bail!(
+            "--start-from {}: not a checkpoint folder (no trainer.json); give a run's checkpoints/step-… folder, \
+             the one its checkpoints/LATEST names",
+            dir.display()
+        );
+    }
     let settings = data_efficiency::Settings {
         steps: data.steps.unwrap_or(defaults.steps).max(1),
         budgets,
