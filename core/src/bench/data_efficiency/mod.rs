@@ -495,7 +495,12 @@ pub fn summarise(points: &[Point], settings: &Settings) -> (String, Vec<String>)
         let at = |arm: Arm| line(points, arm, settings).points.first().map(|p| p.1);
         for &arm in settings.arms.iter().filter(|&&arm| arm != Arm::Uniform) {
             if let (Some(director), Some(uniform)) = (at(arm), at(Arm::Uniform)) {
-                let verdict = if director.separate_from(uniform) { "separate" } else { "overlap" };
+                // Which side matters: a director clear of the baseline, but below it, has lost.
+                let verdict = match (director.separate_from(uniform), director.mean > uniform.mean) {
+                    (false, _) => "overlap",
+                    (true, true) => "separate, above uniform",
+                    (true, false) => "separate, below uniform",
+                };
                 figures.push(format!(
                     "data-efficiency intervals at {smallest} calls, {} vs uniform: {verdict}",
                     arm.name()
@@ -621,5 +626,29 @@ mod tests {
         let paired =
             format!("director, exact judge minus uniform at {} calls, seed by seed: +5.0 points", settings.budgets[0]);
         assert!(figures.iter().any(|f| f.contains(&paired)), "{figures:?}");
+    }
+
+    #[test]
+    fn intervals_clear_of_the_baseline_say_on_which_side() {
+        let settings = Settings {
+            seeds: vec![0, 1, 2],
+            arms: vec![Arm::Uniform, Arm::Director],
+            ..Settings::quick(PathBuf::new())
+        };
+        for (lift, side) in [(0.2, "separate, above uniform"), (-0.2, "separate, below uniform"), (0.0, "overlap")] {
+            let mut points = vec![];
+            for &seed in &settings.seeds {
+                for &budget in &settings.budgets {
+                    for &arm in &settings.arms {
+                        let score = 0.4 + if arm == Arm::Uniform { 0.0 } else { lift } + 0.001 * seed as f64;
+                        points.push(Point { arm, budget, seed, calls: budget, score, seconds: 1.0, images: 1 });
+                    }
+                }
+            }
+            let (_, figures) = summarise(&points, &settings);
+            let expected =
+                format!("intervals at {} calls, director, exact judge vs uniform: {side}", settings.budgets[0]);
+            assert!(figures.iter().any(|f| f.ends_with(&expected)), "{lift}: {figures:?}");
+        }
     }
 }
