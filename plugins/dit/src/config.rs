@@ -166,9 +166,10 @@ pub struct DitConfig {
     #[serde(default)]
     pub pretrained: Option<PathBuf>,
     /// A checkpoint folder evolve wrote for a model of these sizes (a run's
-    /// `checkpoints/step-000004400`, the one its `checkpoints/LATEST` names) to start from: its weights, EMA and optimiser state, so training goes
-    /// on from where that run stopped, on this run's data (a model trained on one run's images,
-    /// fine-tuned on another's). The run's own step count starts at 0. Not with `pretrained`.
+    /// `checkpoints/step-000004400`, the one its `checkpoints/LATEST` names) to start from: its
+    /// weights, EMA and optimiser state, so training goes on from where that run stopped, on
+    /// this run's data (a model trained on one run's images, fine-tuned on another's); this
+    /// run's seed draws the noise and its own step count starts at 0. Not with `pretrained`.
     #[serde(default)]
     pub start_from: Option<PathBuf>,
     /// Override LayerNorm on the cross-attention's queries and keys (EvolveDirector's; on by
