@@ -106,15 +106,20 @@ pub fn build_as(
 /// if that one is gone or incomplete, the newest complete one.
 pub fn latest_checkpoint(run: &Path) -> Option<PathBuf> {
     let root = run.join("checkpoints");
-    let complete = |dir: &Path| dir.join("host.json").is_file();
     if let Ok(name) = std::fs::read_to_string(root.join("LATEST")) {
         let dir = root.join(name.trim());
-        if complete(&dir) {
+        if is_checkpoint(&dir) {
             return Some(dir);
         }
         tracing::warn!(latest = %name.trim(), "the checkpoint LATEST names is missing or incomplete; using the newest complete one");
     }
-    checkpoint_dirs(&root).into_iter().rev().find(|dir| complete(dir))
+    checkpoint_dirs(&root).into_iter().rev().find(|dir| is_checkpoint(dir))
+}
+
+/// Whether `dir` is a complete checkpoint folder: [`save_checkpoint`] writes `host.json` into
+/// it last, before the folder is renamed into place, whatever the base model stores.
+pub fn is_checkpoint(dir: &Path) -> bool {
+    dir.join("host.json").is_file()
 }
 
 /// The checkpoint folders under `root`, oldest first: `step-N`, then its re-saves `step-N-K`.

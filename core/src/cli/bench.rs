@@ -236,11 +236,11 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(dir) = &data.start_from
-        && !dir.join("trainer.json").is_file()
+        && !evolve_core::run_model::is_checkpoint(dir)
     {
         bail!(
-            "--start-from {}: not a checkpoint folder (no trainer.json); give a run's checkpoints/step-… folder, \
-             the one its checkpoints/LATEST names",
+            "--start-from {}: not a checkpoint folder (no host.json, which evolve writes into every checkpoint); \
+             give a run's checkpoints/step-… folder, the one its checkpoints/LATEST names",
             dir.display()
         );
     }
