@@ -323,8 +323,10 @@ enum Command {
         #[arg(long)]
         seeds: Option<u64>,
         /// data-efficiency: only these arms, comma-separated (uniform, director, noisy,
-        /// no-expansion, no-deletion, no-mutation; near-misses, not run by default: the
-        /// director buying the near misses first; the uniform baseline is always run).
+        /// no-expansion, no-deletion, no-mutation; not run by default: near-misses, the
+        /// director buying the near misses first, and redraw, the director whose judge
+        /// redraws every word of a failed prompt's structure; the uniform baseline is always
+        /// run).
         #[arg(long, value_delimiter = ',')]
         arms: Option<Vec<String>>,
         /// data-efficiency, teacher-routing: a smoke run (tiny budgets and steps: minutes).

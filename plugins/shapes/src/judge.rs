@@ -22,6 +22,25 @@ pub struct ShapesJudgeConfig {
     #[serde(default)]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub position_bias: f64,
+    /// How expansion varies a prompt: `swap` (default) changes one word, `redraw` draws every
+    /// word anew within the prompt's structure.
+    #[serde(default)]
+    pub expansion: ExpansionStyle,
+}
+
+/// How the judge's expansion varies a prompt the base model got wrong. Both keep its structure
+/// (one object, a count, a pair, a relation): that is what the model failed at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, evolve_sdk::schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(crate = "evolve_sdk::schemars")]
+pub enum ExpansionStyle {
+    /// One noun, colour, size, count or relation swapped: the prompt's nearest neighbours.
+    #[default]
+    Swap,
+    /// Every noun, colour, size, count and relation drawn anew: as varied as the grammar
+    /// allows, as a VLM asked for "more diverse descriptions" of the same kind may write. The
+    /// swapped neighbours of a few failures cover little of the grammar; these cover it evenly.
+    Redraw,
 }
 
 /// The `shapes` judge.
@@ -94,10 +113,11 @@ impl ShapesJudge {
             }
             // Small structures run out of swaps; later attempts may also add attributes.
             let add = attempt > 2_000;
-            let mut candidate = vary(&prompt, &mut rng, add);
-            if add {
-                candidate = vary(&candidate, &mut rng, add);
-            }
+            let candidate = match self.config.expansion {
+                ExpansionStyle::Swap if add => vary(&vary(&prompt, &mut rng, add), &mut rng, add),
+                ExpansionStyle::Swap => vary(&prompt, &mut rng, add),
+                ExpansionStyle::Redraw => Prompt::random(prompt.structure(), &mut rng),
+            };
             if !is_eval_prompt(&candidate) && seen.insert(candidate) {
                 out.push(candidate.to_string());
             }

@@ -7,7 +7,7 @@ use evolve_shapes::detect::detect;
 use evolve_shapes::eval::{Category, is_eval_prompt, suite, training_prompt};
 use evolve_shapes::evaluator::ShapesEval;
 use evolve_shapes::grammar::{Prompt, Structure};
-use evolve_shapes::judge::{ShapesJudge, ShapesJudgeConfig};
+use evolve_shapes::judge::{ExpansionStyle, ShapesJudge, ShapesJudgeConfig};
 use evolve_shapes::render::render;
 
 /// Clause accuracy of the detector over `n` random prompts rendered at `size`, after `damage`.
@@ -211,6 +211,34 @@ fn training_generators_never_emit_shapes_eval_prompts() {
 }
 
 #[test]
+fn redrawn_expansions_keep_only_the_structure() {
+    let config = ShapesJudgeConfig { expansion: ExpansionStyle::Redraw, ..Default::default() };
+    let (redraw, swap) =
+        (ShapesJudge::new(config, 1).unwrap(), ShapesJudge::new(ShapesJudgeConfig::default(), 1).unwrap());
+    let mut rng = SplitMix64::new(5);
+    // Words of a variation not in its parent, summed over many parents: a swap changes one.
+    let (mut redrawn_new, mut swapped_new) = (0, 0);
+    for seed in 0..300u64 {
+        let start = training_prompt(&mut rng).to_string();
+        let parent: std::collections::HashSet<&str> = start.split(' ').collect();
+        let new_words = |v: &String| v.split(' ').filter(|w| !parent.contains(w)).count();
+        let variations = redraw.variations(&start, 3, seed).unwrap();
+        let distinct: std::collections::HashSet<&String> = variations.iter().collect();
+        assert_eq!(distinct.len(), 3, "{start} -> {variations:?}");
+        for v in &variations {
+            let p = Prompt::parse(v).unwrap();
+            assert!(!is_eval_prompt(&p), "expansion leaked {p}");
+            assert_ne!(v, &start);
+            assert_eq!(p.structure(), Prompt::parse(&start).unwrap().structure(), "{start} -> {p}");
+        }
+        redrawn_new += variations.iter().map(new_words).sum::<usize>();
+        swapped_new += swap.variations(&start, 3, seed).unwrap().iter().map(new_words).sum::<usize>();
+    }
+    assert!(redrawn_new > 2 * swapped_new, "redrawn {redrawn_new} new words, swapped {swapped_new}");
+    assert_eq!(redraw.variations("a red circle", 5, 9).unwrap(), redraw.variations("a red circle", 5, 9).unwrap());
+}
+
+#[test]
 fn expansion_works_even_on_tiny_structures() {
     let judge = ShapesJudge::new(ShapesJudgeConfig::default(), 1).unwrap();
     // Every uncoloured single object is a ShapesEval prompt; expansion must still find some.
@@ -267,11 +295,15 @@ fn flip_rate_and_position_bias_emulate_a_flawed_vlm() {
         wrong as f64 / 1000.0
     };
     assert_eq!(rate(ShapesJudgeConfig::default(), false), 0.0);
-    let flipped = rate(ShapesJudgeConfig { flip_rate: 0.2, position_bias: 0.0 }, false);
+    let flipped = rate(ShapesJudgeConfig { flip_rate: 0.2, position_bias: 0.0, ..Default::default() }, false);
     assert!((0.15..0.25).contains(&flipped), "{flipped}");
-    let biased = rate(ShapesJudgeConfig { flip_rate: 0.0, position_bias: 0.3 }, false);
+    let biased = rate(ShapesJudgeConfig { flip_rate: 0.0, position_bias: 0.3, ..Default::default() }, false);
     assert!((0.25..0.35).contains(&biased), "{biased}");
-    assert_eq!(rate(ShapesJudgeConfig { flip_rate: 0.0, position_bias: 0.3 }, true), 0.0, "bias toward A helps A");
+    assert_eq!(
+        rate(ShapesJudgeConfig { flip_rate: 0.0, position_bias: 0.3, ..Default::default() }, true),
+        0.0,
+        "bias toward A helps A"
+    );
 }
 
 #[test]
@@ -279,7 +311,8 @@ fn everything_is_deterministic_under_a_seed() {
     let p = Prompt::parse("three small purple diamonds").unwrap();
     assert_eq!(render(&p, 32, 32, 11), render(&p, 32, 32, 11));
     assert_ne!(render(&p, 32, 32, 11), render(&p, 32, 32, 12));
-    let judge = ShapesJudge::new(ShapesJudgeConfig { flip_rate: 0.3, position_bias: 0.1 }, 4).unwrap();
+    let judge =
+        ShapesJudge::new(ShapesJudgeConfig { flip_rate: 0.3, position_bias: 0.1, ..Default::default() }, 4).unwrap();
     assert_eq!(judge.variations("a red circle", 5, 9).unwrap(), judge.variations("a red circle", 5, 9).unwrap());
     assert_eq!(judge.mutation(&["a red circle".into()], 3), judge.mutation(&["a red circle".into()], 3));
     let (a, b) = pair("a red circle", 1);

@@ -126,11 +126,15 @@ pub enum Arm {
     /// The director with the exact judge, buying the near misses first
     /// (`director.buy_first = "near_misses"`): not one of the paper's arms (listed last).
     NearMisses,
+    /// The director with the exact judge writing expansions that keep only the failed
+    /// prompt's structure, every word drawn anew (the `shapes` judge's `expansion =
+    /// "redraw"`): not one of the paper's arms (listed last).
+    RedrawnExpansions,
 }
 
 impl Arm {
     /// Every arm: the paper's ([`Arm::PAPER`]) first, the baseline first of all.
-    pub const ALL: [Arm; 7] = [
+    pub const ALL: [Arm; 8] = [
         Arm::Uniform,
         Arm::Director,
         Arm::NoisyJudge,
@@ -138,6 +142,7 @@ impl Arm {
         Arm::WithoutDeletion,
         Arm::WithoutMutation,
         Arm::NearMisses,
+        Arm::RedrawnExpansions,
     ];
 
     /// The arms the paper runs (the default): the baseline, the director with the exact and
@@ -154,6 +159,7 @@ impl Arm {
             Arm::WithoutDeletion => "director w/o deletion",
             Arm::WithoutMutation => "director w/o mutation",
             Arm::NearMisses => "director, near misses first",
+            Arm::RedrawnExpansions => "director, redrawn expansions",
         }
     }
 
@@ -167,6 +173,7 @@ impl Arm {
             Arm::WithoutDeletion => "no-deletion",
             Arm::WithoutMutation => "no-mutation",
             Arm::NearMisses => "near-misses",
+            Arm::RedrawnExpansions => "redraw",
         }
     }
 
@@ -185,6 +192,7 @@ impl Arm {
     fn judge(self) -> &'static str {
         match self {
             Arm::NoisyJudge => "{ flip_rate = 0.1, position_bias = 0.1 }",
+            Arm::RedrawnExpansions => "{ expansion = \"redraw\" }",
             _ => "{}",
         }
     }
@@ -544,6 +552,8 @@ mod tests {
             assert_eq!(chain.len(), if ablated.is_some() { 3 } else { 4 }, "{arm:?}: {chain:?}");
             let near_misses = experiment.director.buy_first == experiment::BuyFirst::NearMisses;
             assert_eq!(near_misses, arm == Arm::NearMisses, "{arm:?}");
+            let redraw = experiment.judge.config.get("expansion").and_then(|v| v.as_str()) == Some("redraw");
+            assert_eq!(redraw, arm == Arm::RedrawnExpansions, "{arm:?}");
             if let Some(op) = ablated {
                 assert!(!chain.iter().any(|c| c == op), "{arm:?}: {chain:?}");
             }
