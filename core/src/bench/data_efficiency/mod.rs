@@ -9,6 +9,7 @@
 //! bootstrap interval. Every point is a real training run on the embedded world, so the
 //! defaults are sized for about an hour on a 2-core CPU; `--quick` is a smoke run.
 
+pub mod categories;
 pub mod chart;
 pub mod stats;
 
@@ -241,6 +242,9 @@ pub struct Point {
     pub images: u32,
     /// Wall time of the run, seconds.
     pub seconds: f64,
+    /// ShapesEval per category, in the suite's order (empty for a point read from a file
+    /// written before categories were kept).
+    pub categories: Vec<(String, f64)>,
 }
 
 /// How many initial prompts `arm` starts from with `budget` calls.
@@ -341,11 +345,12 @@ pub fn measure(
     Ok(points)
 }
 
-const CSV_HEADER: &str = "arm,budget,seed,calls,score,seconds,images\n";
+const CSV_HEADER: &str = "arm,budget,seed,calls,score,seconds,images,categories\n";
 
 fn csv_line(p: &Point) -> String {
     let Point { budget, seed, calls, score, seconds, images, .. } = p;
-    format!("{},{budget},{seed},{calls},{score:.6},{seconds:.1},{images}\n", p.arm.slug())
+    let categories = categories::encode(&p.categories);
+    format!("{},{budget},{seed},{calls},{score:.6},{seconds:.1},{images},{categories}\n", p.arm.slug())
 }
 
 /// The points of `points.csv` (as [`measure`] writes it).
@@ -356,11 +361,17 @@ pub fn read_points(path: &std::path::Path) -> Result<Vec<Point>, BenchError> {
         let bad =
             |what: &'static str| BenchError::Results { path: path.to_path_buf(), line: i + 1, what, text: line.into() };
         let fields: Vec<&str> = line.split(',').collect();
-        // Files written before the images column scored at one image per prompt.
-        let (arm, budget, seed, calls, score, seconds, images) = match fields[..] {
-            [arm, budget, seed, calls, score, seconds] => (arm, budget, seed, calls, score, seconds, "1"),
-            [arm, budget, seed, calls, score, seconds, images] => (arm, budget, seed, calls, score, seconds, images),
-            _ => return Err(bad("expected arm,budget,seed,calls,score,seconds,images")),
+        // Files written before the images column scored at one image per prompt; those written
+        // before the categories column kept none.
+        let (arm, budget, seed, calls, score, seconds, images, by_category) = match fields[..] {
+            [arm, budget, seed, calls, score, seconds] => (arm, budget, seed, calls, score, seconds, "1", ""),
+            [arm, budget, seed, calls, score, seconds, images] => {
+                (arm, budget, seed, calls, score, seconds, images, "")
+            }
+            [arm, budget, seed, calls, score, seconds, images, by_category] => {
+                (arm, budget, seed, calls, score, seconds, images, by_category)
+            }
+            _ => return Err(bad("expected arm,budget,seed,calls,score,seconds,images,categories")),
         };
         let arm = Arm::ALL.into_iter().find(|a| a.slug() == arm).ok_or_else(|| bad("unknown arm"))?;
         let number = |field: &str, what: &'static str| field.parse::<f64>().map_err(|_| bad(what));
@@ -372,6 +383,7 @@ pub fn read_points(path: &std::path::Path) -> Result<Vec<Point>, BenchError> {
             score: number(score, "bad score")?,
             seconds: number(seconds, "bad seconds")?,
             images: images.parse().map_err(|_| bad("bad images"))?,
+            categories: categories::decode(by_category).ok_or_else(|| bad("bad categories"))?,
         });
     }
     Ok(points)
@@ -418,9 +430,10 @@ fn measure_one(
         let outcome = director::run(&experiment, &path, registry, &options)?;
         (outcome.calls, outcome.eval)
     };
-    let score = report.map(|r| r.overall).ok_or(BenchError::NoEvaluation(name))?;
+    let report = report.ok_or(BenchError::NoEvaluation(name))?;
+    let categories = report.categories.into_iter().map(|c| (c.category, c.score)).collect();
     let seconds = started.elapsed().as_secs_f64();
-    Ok(Point { arm, budget, seed, calls, score, seconds, images: settings.eval_images })
+    Ok(Point { arm, budget, seed, calls, score: report.overall, seconds, images: settings.eval_images, categories })
 }
 
 /// Per seed, `arm`'s (calls, score) at every budget.
@@ -484,6 +497,9 @@ pub fn summarise(points: &[Point], settings: &Settings) -> (String, Vec<String>)
             text
         };
         table.push_str(&format!("{:<width$}{cells}   {ratio}\n", arm.name()));
+    }
+    if let Some(by_category) = categories::table(points, settings) {
+        table.push_str(&by_category);
     }
     for &budget in &settings.budgets {
         for &arm in settings.arms.iter().filter(|&&arm| arm != Arm::Uniform) {
@@ -591,6 +607,7 @@ mod tests {
                 score: 0.125,
                 seconds: 61.5,
                 images: 4,
+                categories: vec![("counting".into(), 0.25 * i as f64)],
             })
             .collect();
         let text: String = std::iter::once(CSV_HEADER.to_string()).chain(points.iter().map(csv_line)).collect();
@@ -599,13 +616,19 @@ mod tests {
         assert_eq!(read.len(), points.len());
         for (a, b) in read.iter().zip(&points) {
             assert_eq!(
-                (a.arm, a.budget, a.seed, a.calls, a.score, a.seconds, a.images),
-                (b.arm, b.budget, b.seed, b.calls, b.score, b.seconds, b.images)
+                (a.arm, a.budget, a.seed, a.calls, a.score, a.seconds, a.images, &a.categories),
+                (b.arm, b.budget, b.seed, b.calls, b.score, b.seconds, b.images, &b.categories)
             );
         }
         let old = "arm,budget,seed,calls,score,seconds\nuniform-baseline,60,0,60,0.2,1.0\n";
         std::fs::write(&path, old).unwrap();
         assert_eq!(read_points(&path).unwrap()[0].images, 1, "a file from before the column: one image");
+        let seven = "arm,budget,seed,calls,score,seconds,images\nuniform-baseline,60,0,60,0.2,1.0,4\n";
+        std::fs::write(&path, seven).unwrap();
+        assert!(read_points(&path).unwrap()[0].categories.is_empty(), "a file from before categories: none");
+        std::fs::write(&path, format!("{CSV_HEADER}uniform-baseline,60,0,60,0.2,1.0,4,counting=0.2\n")).unwrap();
+        let error = read_points(&path).unwrap_err().to_string();
+        assert!(error.contains("points.csv:2: bad categories"), "{error}");
         std::fs::write(&path, format!("{CSV_HEADER}director-exact-judge,60,0,sixty,0.1,1.0\n")).unwrap();
         let error = read_points(&path).unwrap_err().to_string();
         assert!(error.contains("points.csv:2: bad calls"), "{error}");
@@ -620,7 +643,16 @@ mod tests {
                 for &arm in &settings.arms {
                     let lift = if arm == Arm::Uniform { 0.0 } else { 0.05 };
                     let score = 0.1 * (i + 1) as f64 + lift + 0.01 * seed as f64;
-                    points.push(Point { arm, budget, seed, calls: budget, score, seconds: 1.0, images: 1 });
+                    points.push(Point {
+                        arm,
+                        budget,
+                        seed,
+                        calls: budget,
+                        score,
+                        seconds: 1.0,
+                        images: 1,
+                        categories: vec![],
+                    });
                 }
             }
         }
@@ -651,7 +683,16 @@ mod tests {
                 for &budget in &settings.budgets {
                     for &arm in &settings.arms {
                         let score = 0.4 + if arm == Arm::Uniform { 0.0 } else { lift } + 0.001 * seed as f64;
-                        points.push(Point { arm, budget, seed, calls: budget, score, seconds: 1.0, images: 1 });
+                        points.push(Point {
+                            arm,
+                            budget,
+                            seed,
+                            calls: budget,
+                            score,
+                            seconds: 1.0,
+                            images: 1,
+                            categories: vec![],
+                        });
                     }
                 }
             }
