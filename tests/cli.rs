@@ -244,6 +244,36 @@ fn sampling_a_missing_run_is_a_clear_error() {
     assert!(!out_dir.exists(), "nothing is written before the settings are checked");
 }
 
+/// A real (tiny) data-efficiency benchmark: every run's ShapesEval per category is kept in
+/// `points.csv` and tabled, and `--resume` reads them back instead of running again.
+#[test]
+fn data_efficiency_keeps_each_runs_categories_and_resumes_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_arg = dir.path().to_str().unwrap();
+    let args = ["bench", "data-efficiency", "--arms", "redraw", "--budgets", "8", "--seeds", "1", "--steps", "2"];
+    let first = evolve(&[&args[..], &["--out", out_arg]].concat());
+    assert!(first.status.success(), "{}", stderr(&first));
+    let points = std::fs::read_to_string(dir.path().join("points.csv")).unwrap();
+    let lines: Vec<&str> = points.lines().collect();
+    assert_eq!(lines.len(), 3, "the baseline and the arm:\n{points}");
+    assert!(lines[0].ends_with(",categories"), "{points}");
+    for line in &lines[1..] {
+        let categories = line.rsplit(',').next().unwrap_or_default();
+        let names: Vec<&str> = categories.split(';').filter_map(|pair| pair.split_once(':')).map(|p| p.0).collect();
+        let geneval = ["single_object", "two_objects", "counting", "colors", "position", "color_attr"];
+        assert_eq!(names, geneval, "{line}");
+    }
+    let table = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(table.contains("per category (mean over seeds)"), "{table}");
+    assert!(table.contains("director, redrawn expansions, 8 calls"), "{table}");
+    let again = evolve(&[&args[..], &["--out", out_arg, "--resume"]].concat());
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stderr(&again).matches(": kept").count(), 2, "{}", stderr(&again));
+    let rows = |text: &str| text.lines().skip(5).take(2).map(String::from).collect::<Vec<_>>();
+    assert_eq!(rows(&String::from_utf8_lossy(&again.stdout)), rows(&table), "the same category rows");
+    assert!(rows(&table)[1].starts_with("director, redrawn expansions, 8 calls"), "{table}");
+}
+
 #[test]
 fn help_explains_every_command() {
     let out = evolve(&["--help"]);
