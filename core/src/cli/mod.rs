@@ -324,9 +324,9 @@ enum Command {
         seeds: Option<u64>,
         /// data-efficiency: only these arms, comma-separated (uniform, director, noisy,
         /// no-expansion, no-deletion, no-mutation; not run by default: near-misses, the
-        /// director buying the near misses first, and redraw, the director whose judge
-        /// redraws every word of a failed prompt's structure; the uniform baseline is always
-        /// run).
+        /// director buying the near misses first; redraw, the director whose judge redraws
+        /// every word of a failed prompt's structure; early, the director buying all it asks
+        /// for early, without deletion; the uniform baseline is always run).
         #[arg(long, value_delimiter = ',')]
         arms: Option<Vec<String>>,
         /// data-efficiency, teacher-routing: a smoke run (tiny budgets and steps: minutes).

@@ -131,11 +131,16 @@ pub enum Arm {
     /// prompt's structure, every word drawn anew (the `shapes` judge's `expansion =
     /// "redraw"`): not one of the paper's arms (listed last).
     RedrawnExpansions,
+    /// The director with the exact judge buying all it asks for in rounds four times as
+    /// frequent, so that its calls are spent early in the run, without deletion (nor
+    /// mutation, which follows deletions): what it buys trains as long as the baseline's
+    /// does. Not one of the paper's arms (listed last).
+    BoughtEarly,
 }
 
 impl Arm {
     /// Every arm: the paper's ([`Arm::PAPER`]) first, the baseline first of all.
-    pub const ALL: [Arm; 8] = [
+    pub const ALL: [Arm; 9] = [
         Arm::Uniform,
         Arm::Director,
         Arm::NoisyJudge,
@@ -144,6 +149,7 @@ impl Arm {
         Arm::WithoutMutation,
         Arm::NearMisses,
         Arm::RedrawnExpansions,
+        Arm::BoughtEarly,
     ];
 
     /// The arms the paper runs (the default): the baseline, the director with the exact and
@@ -161,6 +167,7 @@ impl Arm {
             Arm::WithoutMutation => "director w/o mutation",
             Arm::NearMisses => "director, near misses first",
             Arm::RedrawnExpansions => "director, redrawn expansions",
+            Arm::BoughtEarly => "director, bought early w/o deletion",
         }
     }
 
@@ -175,6 +182,7 @@ impl Arm {
             Arm::WithoutMutation => "no-mutation",
             Arm::NearMisses => "near-misses",
             Arm::RedrawnExpansions => "redraw",
+            Arm::BoughtEarly => "early",
         }
     }
 
@@ -203,14 +211,22 @@ impl Arm {
         if self == Arm::NearMisses { "near_misses" } else { "any" }
     }
 
+    /// Rounds in a run (one every `steps / rounds` steps) and how they spend: evenly over
+    /// the rounds, or all their operators ask for while the budget lasts.
+    fn rounds(self) -> (u64, &'static str) {
+        if self == Arm::BoughtEarly { (40, "as_asked") } else { (10, "paced") }
+    }
+
     /// The curation chain, as `[[operators]]` tables: the main job's (`examples/shapes`), less
     /// the step an ablation leaves out.
     fn operators(self) -> String {
-        let without = match self {
-            Arm::WithoutExpansion => Some("expansion"),
-            Arm::WithoutDeletion => Some("deletion"),
-            Arm::WithoutMutation => Some("mutation"),
-            _ => None,
+        let without: &[&str] = match self {
+            Arm::WithoutExpansion => &["expansion"],
+            Arm::WithoutDeletion => &["deletion"],
+            Arm::WithoutMutation => &["mutation"],
+            // Mutation follows deletions: without deletion it would never fire.
+            Arm::BoughtEarly => &["deletion", "mutation"],
+            _ => &[],
         };
         [
             ("discrimination", "{}"),
@@ -219,7 +235,7 @@ impl Arm {
             ("mutation", "{ mutation_ratio = 0.5 }"),
         ]
         .into_iter()
-        .filter(|(op, _)| Some(*op) != without)
+        .filter(|(op, _)| !without.contains(op))
         .map(|(op, config)| format!("[[operators]]\nplugin = \"{op}\"\nconfig = {config}\n"))
         .collect()
     }
@@ -267,7 +283,8 @@ pub fn experiment_text(arm: Arm, budget: u64, seed: u64, settings: &Settings, pr
         Some(file) => format!("file = \"{file}\"\ngenerate = 0"),
         None => format!("generate = {initial}"),
     };
-    let every = (steps / 10).max(1);
+    let (rounds, spend) = arm.rounds();
+    let every = (steps / rounds).max(1);
     // `{:?}` writes the path as a TOML basic string: quoted, backslashes and quotes escaped.
     let start_from = match &settings.start_from {
         Some(dir) => format!(", start_from = {:?}", dir.display().to_string()),
@@ -297,7 +314,7 @@ checkpoint_every = {steps}
 [director]
 every_steps = {every}
 lockstep = true
-spend = "paced"
+spend = "{spend}"
 buy_first = "{buy_first}"
 eval_images_per_prompt = {eval_images}
 [budget]
@@ -559,20 +576,23 @@ mod tests {
             let path = std::path::Path::new("bench.toml");
             let experiment = experiment::parse(&text, path, &registry).unwrap_or_else(|e| panic!("{arm:?}: {e}"));
             let chain: Vec<String> = experiment.operators.iter().map(|o| o.plugin.to_string()).collect();
-            let ablated = match arm {
-                Arm::WithoutExpansion => Some("expansion"),
-                Arm::WithoutDeletion => Some("deletion"),
-                Arm::WithoutMutation => Some("mutation"),
-                _ => None,
+            let ablated: &[&str] = match arm {
+                Arm::WithoutExpansion => &["expansion"],
+                Arm::WithoutDeletion => &["deletion"],
+                Arm::WithoutMutation => &["mutation"],
+                Arm::BoughtEarly => &["deletion", "mutation"],
+                _ => &[],
             };
-            assert_eq!(chain.len(), if ablated.is_some() { 3 } else { 4 }, "{arm:?}: {chain:?}");
+            assert_eq!(chain.len(), 4 - ablated.len(), "{arm:?}: {chain:?}");
             let near_misses = experiment.director.buy_first == experiment::BuyFirst::NearMisses;
             assert_eq!(near_misses, arm == Arm::NearMisses, "{arm:?}");
             let redraw = experiment.judge.config.get("expansion").and_then(|v| v.as_str()) == Some("redraw");
             assert_eq!(redraw, arm == Arm::RedrawnExpansions, "{arm:?}");
-            if let Some(op) = ablated {
+            for op in ablated {
                 assert!(!chain.iter().any(|c| c == op), "{arm:?}: {chain:?}");
             }
+            let early = (experiment.director.every_steps, experiment.director.spend == experiment::Spend::AsAsked);
+            assert_eq!(early, if arm == Arm::BoughtEarly { (2, true) } else { (10, false) }, "{arm:?}");
         }
     }
 
