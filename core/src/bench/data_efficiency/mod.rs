@@ -218,7 +218,7 @@ impl Arm {
     }
 
     /// The curation chain, as `[[operators]]` tables: the main job's (`examples/shapes`), less
-    /// the step an ablation leaves out.
+    /// the steps the arm leaves out.
     fn operators(self) -> String {
         let without: &[&str] = match self {
             Arm::WithoutExpansion => &["expansion"],
@@ -568,7 +568,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_arms_experiment_is_valid_and_ablates_one_operator() {
+    fn every_arms_experiment_is_valid_and_leaves_out_its_operators() {
         let registry = Registry::builtin();
         for arm in Arm::ALL {
             let settings = Settings { steps: 100, ..Settings::quick(PathBuf::new()) };
