@@ -567,6 +567,11 @@ fn paired_difference(points: &[Point], arm: Arm, budget: u64, settings: &Setting
 mod tests {
     use super::*;
 
+    /// A point of `arm` at `budget` and `seed` that spent its budget and scored `score`.
+    fn scored(arm: Arm, budget: u64, seed: u64, score: f64) -> Point {
+        Point { arm, budget, seed, calls: budget, score, seconds: 1.0, images: 1, categories: vec![] }
+    }
+
     #[test]
     fn every_arms_experiment_is_valid_and_leaves_out_its_operators() {
         let registry = Registry::builtin();
@@ -663,16 +668,7 @@ mod tests {
                 for &arm in &settings.arms {
                     let lift = if arm == Arm::Uniform { 0.0 } else { 0.05 };
                     let score = 0.1 * (i + 1) as f64 + lift + 0.01 * seed as f64;
-                    points.push(Point {
-                        arm,
-                        budget,
-                        seed,
-                        calls: budget,
-                        score,
-                        seconds: 1.0,
-                        images: 1,
-                        categories: vec![],
-                    });
+                    points.push(scored(arm, budget, seed, score));
                 }
             }
         }
@@ -703,16 +699,7 @@ mod tests {
                 for &budget in &settings.budgets {
                     for &arm in &settings.arms {
                         let score = 0.4 + if arm == Arm::Uniform { 0.0 } else { lift } + 0.001 * seed as f64;
-                        points.push(Point {
-                            arm,
-                            budget,
-                            seed,
-                            calls: budget,
-                            score,
-                            seconds: 1.0,
-                            images: 1,
-                            categories: vec![],
-                        });
+                        points.push(scored(arm, budget, seed, score));
                     }
                 }
             }
