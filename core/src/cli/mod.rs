@@ -326,7 +326,8 @@ enum Command {
         /// no-expansion, no-deletion, no-mutation; not run by default: near-misses, the
         /// director buying the near misses first; redraw, the director whose judge redraws
         /// every word of a failed prompt's structure; early, the director buying all it asks
-        /// for early, without deletion; the uniform baseline is always run).
+        /// for early, without deletion; early-noisy, the same with the noisy judge; the
+        /// uniform baseline is always run).
         #[arg(long, value_delimiter = ',')]
         arms: Option<Vec<String>>,
         /// data-efficiency, teacher-routing: a smoke run (tiny budgets and steps: minutes).

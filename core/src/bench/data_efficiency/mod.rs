@@ -136,11 +136,13 @@ pub enum Arm {
     /// mutation, which follows deletions): what it buys trains as long as the baseline's
     /// does. Not one of the paper's arms (listed last).
     BoughtEarly,
+    /// [`Arm::BoughtEarly`] with the noisy judge of [`Arm::NoisyJudge`].
+    BoughtEarlyNoisyJudge,
 }
 
 impl Arm {
     /// Every arm: the paper's ([`Arm::PAPER`]) first, the baseline first of all.
-    pub const ALL: [Arm; 9] = [
+    pub const ALL: [Arm; 10] = [
         Arm::Uniform,
         Arm::Director,
         Arm::NoisyJudge,
@@ -150,6 +152,7 @@ impl Arm {
         Arm::NearMisses,
         Arm::RedrawnExpansions,
         Arm::BoughtEarly,
+        Arm::BoughtEarlyNoisyJudge,
     ];
 
     /// The arms the paper runs (the default): the baseline, the director with the exact and
@@ -168,6 +171,7 @@ impl Arm {
             Arm::NearMisses => "director, near misses first",
             Arm::RedrawnExpansions => "director, redrawn expansions",
             Arm::BoughtEarly => "director, bought early w/o deletion",
+            Arm::BoughtEarlyNoisyJudge => "director, bought early, noisy judge",
         }
     }
 
@@ -183,6 +187,7 @@ impl Arm {
             Arm::NearMisses => "near-misses",
             Arm::RedrawnExpansions => "redraw",
             Arm::BoughtEarly => "early",
+            Arm::BoughtEarlyNoisyJudge => "early-noisy",
         }
     }
 
@@ -200,7 +205,7 @@ impl Arm {
     /// The judge's config table.
     fn judge(self) -> &'static str {
         match self {
-            Arm::NoisyJudge => "{ flip_rate = 0.1, position_bias = 0.1 }",
+            Arm::NoisyJudge | Arm::BoughtEarlyNoisyJudge => "{ flip_rate = 0.1, position_bias = 0.1 }",
             Arm::RedrawnExpansions => "{ expansion = \"redraw\" }",
             _ => "{}",
         }
@@ -214,7 +219,12 @@ impl Arm {
     /// Rounds in a run (one every `steps / rounds` steps) and how they spend: evenly over
     /// the rounds, or all their operators ask for while the budget lasts.
     fn rounds(self) -> (u64, &'static str) {
-        if self == Arm::BoughtEarly { (40, "as_asked") } else { (10, "paced") }
+        if self.bought_early() { (40, "as_asked") } else { (10, "paced") }
+    }
+
+    /// Whether it buys all it asks for early, without deletion.
+    fn bought_early(self) -> bool {
+        matches!(self, Arm::BoughtEarly | Arm::BoughtEarlyNoisyJudge)
     }
 
     /// The curation chain, as `[[operators]]` tables: the main job's (`examples/shapes`), less
@@ -225,7 +235,7 @@ impl Arm {
             Arm::WithoutDeletion => &["deletion"],
             Arm::WithoutMutation => &["mutation"],
             // Mutation follows deletions: without deletion it would never fire.
-            Arm::BoughtEarly => &["deletion", "mutation"],
+            Arm::BoughtEarly | Arm::BoughtEarlyNoisyJudge => &["deletion", "mutation"],
             _ => &[],
         };
         [
@@ -585,7 +595,7 @@ mod tests {
                 Arm::WithoutExpansion => &["expansion"],
                 Arm::WithoutDeletion => &["deletion"],
                 Arm::WithoutMutation => &["mutation"],
-                Arm::BoughtEarly => &["deletion", "mutation"],
+                Arm::BoughtEarly | Arm::BoughtEarlyNoisyJudge => &["deletion", "mutation"],
                 _ => &[],
             };
             assert_eq!(chain.len(), 4 - ablated.len(), "{arm:?}: {chain:?}");
@@ -593,11 +603,14 @@ mod tests {
             assert_eq!(near_misses, arm == Arm::NearMisses, "{arm:?}");
             let redraw = experiment.judge.config.get("expansion").and_then(|v| v.as_str()) == Some("redraw");
             assert_eq!(redraw, arm == Arm::RedrawnExpansions, "{arm:?}");
+            let noisy = experiment.judge.config.get("flip_rate").is_some();
+            assert_eq!(noisy, matches!(arm, Arm::NoisyJudge | Arm::BoughtEarlyNoisyJudge), "{arm:?}");
             for op in ablated {
                 assert!(!chain.iter().any(|c| c == op), "{arm:?}: {chain:?}");
             }
             let early = (experiment.director.every_steps, experiment.director.spend == experiment::Spend::AsAsked);
-            assert_eq!(early, if arm == Arm::BoughtEarly { (2, true) } else { (10, false) }, "{arm:?}");
+            let bought_early = matches!(arm, Arm::BoughtEarly | Arm::BoughtEarlyNoisyJudge);
+            assert_eq!(early, if bought_early { (2, true) } else { (10, false) }, "{arm:?}");
         }
     }
 
