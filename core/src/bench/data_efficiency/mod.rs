@@ -235,7 +235,7 @@ impl Arm {
             Arm::WithoutDeletion => &["deletion"],
             Arm::WithoutMutation => &["mutation"],
             // Mutation follows deletions: without deletion it would never fire.
-            Arm::BoughtEarly | Arm::BoughtEarlyNoisyJudge => &["deletion", "mutation"],
+            _ if self.bought_early() => &["deletion", "mutation"],
             _ => &[],
         };
         [
