@@ -242,6 +242,12 @@ fn sampling_a_missing_run_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no/such/ckpt: not a checkpoint folder"), "{}", stderr(&out));
     assert!(!out_dir.exists(), "nothing is written before the settings are checked");
+    for rate in ["0", "-1e-3", "fast", "NaN"] {
+        let out = evolve(&["bench", "data-efficiency", "--quick", "--learning-rate", rate, "--out", out_arg]);
+        assert_eq!(out.status.code(), Some(2), "{rate}");
+        assert!(stderr(&out).contains(rate) && stderr(&out).contains("above 0"), "{rate}: {}", stderr(&out));
+        assert!(!out_dir.exists(), "{rate}: nothing is written before the settings are checked");
+    }
 }
 
 /// A real (tiny) data-efficiency benchmark: every run's ShapesEval per category is kept in

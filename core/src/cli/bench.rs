@@ -30,6 +30,8 @@ pub struct DataSettings {
     pub eval_images: Option<u32>,
     /// data-efficiency: the checkpoint every arm's model starts from.
     pub start_from: Option<PathBuf>,
+    /// data-efficiency: every run's peak learning rate.
+    pub learning_rate: Option<f64>,
 }
 
 /// Settings of `evolve bench train-throughput`'s transformer-step cases.
@@ -253,6 +255,7 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
         pool: if data.natural { data_efficiency::Pool::Natural } else { data_efficiency::Pool::Grammar },
         eval_images: data.eval_images.unwrap_or(defaults.eval_images),
         start_from: data.start_from.map(|dir| std::path::absolute(&dir).unwrap_or(dir)),
+        learning_rate: data.learning_rate,
         ..defaults
     };
     let registry = Registry::builtin();
@@ -265,10 +268,13 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     })?;
     let (table, figures) = data_efficiency::summarise(&points, &settings);
     let seeds: Vec<String> = settings.seeds.iter().map(u64::to_string).collect();
-    let start = match &settings.start_from {
+    let mut start = match &settings.start_from {
         Some(dir) => format!(", every model started from {}", dir.display()),
         None => String::new(),
     };
+    if let Some(rate) = settings.learning_rate {
+        start += &format!(", learning rate {rate}");
+    }
     let header = format!(
         "ShapesEval ({} images per prompt) after {} steps of {}, seeds {}, initial prompts from the {} pool{start}, {:.0} min\n",
         settings.eval_images,

@@ -360,6 +360,12 @@ enum Command {
         /// are not counted. Default: from scratch.
         #[arg(long, value_name = "DIR")]
         start_from: Option<PathBuf>,
+        /// data-efficiency: every run's peak learning rate (the dit's `optim.learning_rate`;
+        /// default the model's own, 0.001). A fine-tune from --start-from on a few hundred
+        /// images may want less. --resume keeps points without checking it: give each rate its
+        /// own --out.
+        #[arg(long, value_name = "RATE", value_parser = positive_rate, allow_hyphen_values = true)]
+        learning_rate: Option<f64>,
         /// plugin-overhead: a plugin to time against the built-in, as KIND=PATH: `native=` the
         /// probe operator as a native library (tests/plugins/probe-native), `wasm=` as a wasm
         /// component (tests/plugins/probe-wasm), `python=` the Python `banlist` component
@@ -435,6 +441,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             pool,
             eval_images,
             start_from,
+            learning_rate,
         } => {
             let out = out.unwrap_or_else(|| PathBuf::from("target/bench").join(&name));
             let natural = pool == "natural";
@@ -449,6 +456,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 natural,
                 eval_images,
                 start_from,
+                learning_rate,
             };
             let bf16 = precision == "bf16";
             let step = bench::StepOptions { device, bf16, checkpointing };
@@ -473,6 +481,15 @@ fn serve(world: &str, addr: std::net::SocketAddr, token_env: &str) -> anyhow::Re
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--learning-rate`: a finite number above 0.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        Ok(_) => Err(format!("{text} is not a learning rate: give a number above 0, such as 0.0003")),
+        Err(e) => Err(format!("{text}: {e}; give a number above 0, such as 0.0003")),
+    }
 }
 
 /// An error with its chain of causes, one per line. Many errors already say their source's

@@ -47,6 +47,10 @@ pub struct Settings {
     /// as the paper's arms all start from one pretrained model; `None`: random weights. The
     /// calls that trained it are spent before the benchmark and counted in no arm.
     pub start_from: Option<PathBuf>,
+    /// Every run's peak learning rate (the dit's `optim.learning_rate`); `None`: the model's
+    /// default (1e-3, the recipe that trains the embedded default from random weights). A
+    /// fine-tune from `start_from` on a few hundred images may want less, as fine-tunes do.
+    pub learning_rate: Option<f64>,
 }
 
 /// Where the initial prompts come from: the uniform arm's whole set, and the director's seeds.
@@ -89,6 +93,7 @@ impl Settings {
             // Four images, as GenEval draws, would add over a minute to each of the 54 runs.
             eval_images: 1,
             start_from: None,
+            learning_rate: None,
         }
     }
 
@@ -104,6 +109,7 @@ impl Settings {
             pool: Pool::Grammar,
             eval_images: 1,
             start_from: None,
+            learning_rate: None,
         }
     }
 }
@@ -300,6 +306,10 @@ pub fn experiment_text(arm: Arm, budget: u64, seed: u64, settings: &Settings, pr
         Some(dir) => format!(", start_from = {:?}", dir.display().to_string()),
         None => String::new(),
     };
+    let optim = match settings.learning_rate {
+        Some(rate) => format!(", optim = {{ learning_rate = {rate:?} }}"),
+        None => String::new(),
+    };
     format!(
         r#"
 [run]
@@ -307,7 +317,7 @@ name = "data-efficiency"
 seed = {seed}
 [base_model]
 plugin = "dit"
-config = {{ preset = "tiny", guidance = 4.5, timestep_spacing = "trailing"{start_from} }}
+config = {{ preset = "tiny", guidance = 4.5, timestep_spacing = "trailing"{start_from}{optim} }}
 [[teachers]]
 plugin = "shapes"
 [judge]
@@ -628,6 +638,22 @@ mod tests {
         }
         let scratch = experiment_text(Arm::Director, 60, 1, &Settings::quick(PathBuf::new()), None);
         assert!(!scratch.contains("start_from"));
+    }
+
+    #[test]
+    fn every_arm_trains_at_the_learning_rate_it_is_given_and_else_at_the_models_own() {
+        let registry = Registry::builtin();
+        let rate_of = |settings: &Settings, arm| {
+            let text = experiment_text(arm, 60, 1, settings, None);
+            let experiment = experiment::parse(&text, std::path::Path::new("bench.toml"), &registry)
+                .unwrap_or_else(|e| panic!("{arm:?}: {e}"));
+            experiment.base_model.config.get("optim").map(|optim| optim["learning_rate"].as_f64())
+        };
+        let slow = Settings { learning_rate: Some(3e-4), ..Settings::quick(PathBuf::new()) };
+        for arm in [Arm::Uniform, Arm::Director] {
+            assert_eq!(rate_of(&slow, arm), Some(Some(3e-4)), "{arm:?}");
+            assert_eq!(rate_of(&Settings::quick(PathBuf::new()), arm), None, "{arm:?}");
+        }
     }
 
     #[test]
