@@ -527,9 +527,13 @@ pub fn summarise(points: &[Point], settings: &Settings) -> (String, Vec<String>)
         let ratio = if arm == Arm::Uniform {
             "1 (baseline)".to_string()
         } else {
-            let runs = runs_of(points, arm, settings);
-            let (ratio, interval) = stats::calls_ratio_interval(&baseline, &runs);
-            let text = ratio_text(ratio, interval);
+            let text = if settings.budgets.len() < 2 {
+                // Calls are equal at a single budget: the ratio could only read 1 or "not reached".
+                "needs two budgets or more".to_string()
+            } else {
+                let (ratio, interval) = stats::calls_ratio_interval(&baseline, &runs_of(points, arm, settings));
+                ratio_text(ratio, interval)
+            };
             figures.push(format!("data-efficiency {} calls ratio to match uniform: {text}", arm.name()));
             text
         };
@@ -723,6 +727,20 @@ mod tests {
         let paired =
             format!("director, exact judge minus uniform at {} calls, seed by seed: +5.0 points", settings.budgets[0]);
         assert!(figures.iter().any(|f| f.contains(&paired)), "{figures:?}");
+    }
+
+    #[test]
+    fn one_budget_has_no_calls_ratio_to_give() {
+        let settings =
+            Settings { budgets: vec![16], arms: vec![Arm::Uniform, Arm::Director], ..Settings::quick(PathBuf::new()) };
+        let points: Vec<Point> = [(Arm::Uniform, 0.3), (Arm::Director, 0.2)]
+            .into_iter()
+            .flat_map(|(arm, score)| settings.seeds.iter().map(move |&seed| scored(arm, 16, seed, score)))
+            .collect();
+        let (table, figures) = summarise(&points, &settings);
+        let ratio = "director, exact judge calls ratio to match uniform: needs two budgets or more";
+        assert!(figures.iter().any(|f| f == &format!("data-efficiency {ratio}")), "{figures:?}");
+        assert!(table.contains("needs two budgets or more") && !table.contains("not reached"), "{table}");
     }
 
     #[test]
