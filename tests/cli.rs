@@ -278,6 +278,22 @@ fn data_efficiency_keeps_each_runs_categories_and_resumes_with_them() {
     let rows = |text: &str| text.lines().skip(5).take(2).map(String::from).collect::<Vec<_>>();
     assert_eq!(rows(&String::from_utf8_lossy(&again.stdout)), rows(&table), "the same category rows");
     assert!(rows(&table)[1].starts_with("director, redrawn expansions, 8 calls"), "{table}");
+
+    // Split across processes: seed 1 alone elsewhere, then both seeds' points tabled together.
+    let other = tempfile::tempdir().unwrap();
+    let other_arg = other.path().to_str().unwrap();
+    let second = evolve(&[&args[..], &["--first-seed", "1", "--out", other_arg]].concat());
+    assert!(second.status.success(), "{}", stderr(&second));
+    let seed_one = std::fs::read_to_string(other.path().join("points.csv")).unwrap();
+    let seeds: Vec<&str> = seed_one.lines().skip(1).filter_map(|l| l.split(',').nth(2)).collect();
+    assert_eq!(seeds, ["1", "1"], "{seed_one}");
+    let merged = format!("{points}{}", seed_one.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>());
+    std::fs::write(dir.path().join("points.csv"), merged).unwrap();
+    let args_two: Vec<&str> = args.iter().map(|&a| if a == "1" { "2" } else { a }).collect();
+    let both = evolve(&[&args_two[..], &["--out", out_arg, "--resume"]].concat());
+    assert!(both.status.success(), "{}", stderr(&both));
+    assert_eq!(stderr(&both).matches(": kept").count(), 4, "{}", stderr(&both));
+    assert!(String::from_utf8_lossy(&both.stdout).contains("seeds 0,1,"), "{}", String::from_utf8_lossy(&both.stdout));
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub struct DataSettings {
     pub budgets: Option<Vec<u64>>,
     /// Seeds per arm and budget.
     pub seeds: Option<u64>,
+    /// data-efficiency: the first seed (the seeds run from it up).
+    pub first_seed: u64,
     /// Arms by key (the baseline is always measured).
     pub arms: Option<Vec<String>>,
     /// A smoke run.
@@ -217,7 +219,8 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     if budgets.is_empty() || budgets[0] == 0 {
         bail!("--budgets needs positive teacher-call counts, e.g. --budgets 20,60,200");
     }
-    let seeds = data.seeds.map_or(defaults.seeds, |n| (0..n).collect());
+    let count = data.seeds.unwrap_or(defaults.seeds.len() as u64);
+    let seeds: Vec<u64> = (data.first_seed..data.first_seed.saturating_add(count)).collect();
     if seeds.is_empty() {
         bail!("--seeds needs at least 1 (2 or more for confidence intervals)");
     }

@@ -322,6 +322,12 @@ enum Command {
         /// policy (default 4; --quick: 1).
         #[arg(long)]
         seeds: Option<u64>,
+        /// data-efficiency: the first seed; the seeds are --first-seed, --first-seed + 1, …
+        /// (default 0). Splits one benchmark across processes or machines: give each its own
+        /// seeds and --out, then copy their points.csv lines into one folder and run the
+        /// whole with --resume to table them together.
+        #[arg(long, value_name = "SEED", default_value_t = 0)]
+        first_seed: u64,
         /// data-efficiency: only these arms, comma-separated (uniform, director, noisy,
         /// no-expansion, no-deletion, no-mutation; not run by default: near-misses, the
         /// director buying the near misses first; redraw, the director whose judge redraws
@@ -433,6 +439,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             steps,
             budgets,
             seeds,
+            first_seed,
             arms,
             quick,
             resume,
@@ -449,6 +456,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 steps,
                 budgets,
                 seeds,
+                first_seed,
                 arms,
                 quick,
                 resume,
