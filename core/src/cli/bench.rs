@@ -271,15 +271,16 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     })?;
     let (table, figures) = data_efficiency::summarise(&points, &settings);
     let seeds: Vec<String> = settings.seeds.iter().map(u64::to_string).collect();
-    let mut start = match &settings.start_from {
+    // How every run's model began and was trained, where the benchmark was told.
+    let mut model = match &settings.start_from {
         Some(dir) => format!(", every model started from {}", dir.display()),
         None => String::new(),
     };
     if let Some(rate) = settings.learning_rate {
-        start += &format!(", learning rate {rate}");
+        model += &format!(", learning rate {rate}");
     }
     let header = format!(
-        "ShapesEval ({} images per prompt) after {} steps of {}, seeds {}, initial prompts from the {} pool{start}, {:.0} min\n",
+        "ShapesEval ({} images per prompt) after {} steps of {}, seeds {}, initial prompts from the {} pool{model}, {:.0} min\n",
         settings.eval_images,
         settings.steps,
         data_efficiency::BATCH,

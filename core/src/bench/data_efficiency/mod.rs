@@ -99,18 +99,7 @@ impl Settings {
 
     /// A smoke run: every arm at two small budgets, two seeds, 30 steps.
     pub fn quick(out: PathBuf) -> Settings {
-        Settings {
-            steps: 30,
-            budgets: vec![8, 16],
-            seeds: vec![0, 1],
-            arms: Arm::PAPER.to_vec(),
-            out,
-            resume: false,
-            pool: Pool::Grammar,
-            eval_images: 1,
-            start_from: None,
-            learning_rate: None,
-        }
+        Settings { steps: 30, budgets: vec![8, 16], seeds: vec![0, 1], ..Settings::full(out) }
     }
 }
 
