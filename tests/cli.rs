@@ -279,6 +279,18 @@ fn data_efficiency_keeps_each_runs_categories_and_resumes_with_them() {
     assert_eq!(rows(&String::from_utf8_lossy(&again.stdout)), rows(&table), "the same category rows");
     assert!(rows(&table)[1].starts_with("director, redrawn expansions, 8 calls"), "{table}");
 
+    // Points of 2 steps are not resumed as if they were of 3: refused, and nothing changes.
+    let args_longer: Vec<&str> = args.iter().map(|&a| if a == "2" { "3" } else { a }).collect();
+    let longer = evolve(&[&args_longer[..], &["--out", out_arg, "--resume"]].concat());
+    assert_eq!(longer.status.code(), Some(1), "{}", stderr(&longer));
+    assert!(
+        stderr(&longer).contains("settings.toml: the kept points were measured with --steps 2"),
+        "{}",
+        stderr(&longer)
+    );
+    assert!(stderr(&longer).contains("asks for 3"), "{}", stderr(&longer));
+    assert_eq!(std::fs::read_to_string(dir.path().join("points.csv")).unwrap(), points, "points.csv untouched");
+
     // Split across processes: seed 1 alone elsewhere, then both seeds' points tabled together.
     let other = tempfile::tempdir().unwrap();
     let other_arg = other.path().to_str().unwrap();

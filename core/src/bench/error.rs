@@ -32,6 +32,30 @@ pub enum BenchError {
         /// The line as written.
         text: String,
     },
+    /// A folder's record of the settings its points were measured with does not read back.
+    #[error("{}: {reason}; delete it to measure the folder anew, or give another --out", path.display())]
+    Recorded {
+        /// The record.
+        path: PathBuf,
+        /// Why it does not read.
+        reason: String,
+    },
+    /// `--resume` was asked to keep points measured with other settings than these.
+    #[error(
+        "{}: the kept points were measured with {flag} {kept}, this run asks for {asked}; \
+         give the same {flag} to resume them, or another --out to measure this setting apart",
+        path.display()
+    )]
+    OtherSettings {
+        /// The folder's record of its settings.
+        path: PathBuf,
+        /// The setting's flag.
+        flag: &'static str,
+        /// Its value for the kept points.
+        kept: String,
+        /// The value asked for now.
+        asked: String,
+    },
     /// A generated experiment was refused.
     #[error(transparent)]
     Experiment(#[from] ExperimentError),

@@ -340,7 +340,9 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// data-efficiency: keep the points already in --out's points.csv (an interrupted run
-        /// of the same settings) and measure only the missing ones. teacher-routing: keep the
+        /// of the same settings) and measure only the missing ones; refused when --out's
+        /// settings.toml records another --steps, --pool, --start-from or --learning-rate.
+        /// teacher-routing: keep the
         /// finished runs in --out whose experiment is unchanged.
         #[arg(long)]
         resume: bool,
@@ -368,8 +370,7 @@ enum Command {
         start_from: Option<PathBuf>,
         /// data-efficiency: every run's peak learning rate (the dit's `optim.learning_rate`;
         /// default the model's own, 0.001). A fine-tune from --start-from on a few hundred
-        /// images may want less. --resume keeps points without checking it: give each rate its
-        /// own --out.
+        /// images may want less.
         #[arg(long, value_name = "RATE", value_parser = positive_rate, allow_hyphen_values = true)]
         learning_rate: Option<f64>,
         /// plugin-overhead: a plugin to time against the built-in, as KIND=PATH: `native=` the

@@ -11,6 +11,7 @@
 
 pub mod categories;
 pub mod chart;
+pub mod recorded;
 pub mod stats;
 
 use super::BenchError;
@@ -34,8 +35,8 @@ pub struct Settings {
     pub arms: Vec<Arm>,
     /// Where the runs, the table and the figure are written.
     pub out: PathBuf,
-    /// Keep the points already in `out/points.csv` (measured with these settings) and measure
-    /// only the others.
+    /// Keep the points already in `out/points.csv` and measure only the others; refused when
+    /// the folder's [`recorded`] settings differ from these.
     pub resume: bool,
     /// Where every arm's initial prompts come from.
     pub pool: Pool,
@@ -347,6 +348,7 @@ pub fn measure(
     std::fs::create_dir_all(&settings.out).map_err(BenchError::io(&settings.out))?;
     let csv = settings.out.join("points.csv");
     let kept = if settings.resume && csv.exists() { read_points(&csv)? } else { vec![] };
+    recorded::check_and_record(&settings.out, settings, !kept.is_empty())?;
     if kept.is_empty() {
         std::fs::write(&csv, CSV_HEADER).map_err(BenchError::io(&csv))?;
     }
