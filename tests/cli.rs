@@ -308,6 +308,32 @@ fn data_efficiency_keeps_each_runs_categories_and_resumes_with_them() {
     assert!(String::from_utf8_lossy(&both.stdout).contains("seeds 0,1,"), "{}", String::from_utf8_lossy(&both.stdout));
 }
 
+/// teacher-routing's seeds start at --first-seed, so processes can share one --out, each
+/// with its own seeds, and a --resume tables what they left.
+#[test]
+fn teacher_routing_runs_the_seeds_it_is_given_and_resumes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_arg = dir.path().to_str().unwrap();
+    let args = ["bench", "teacher-routing", "--quick", "--steps", "1", "--first-seed", "3", "--out", out_arg];
+    let first = evolve(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("seeds 3 of 1 steps"),
+        "{}",
+        String::from_utf8_lossy(&first.stdout)
+    );
+    for policy in ["all", "parent_winner", "bandit"] {
+        assert!(dir.path().join(format!("{policy}-seed3.toml")).is_file(), "{policy}");
+        assert!(!dir.path().join(format!("{policy}-seed0.toml")).exists(), "{policy}: seed 0 was not asked for");
+    }
+    let again = evolve(&[&args[..], &["--resume"]].concat());
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stderr(&again).matches("seed 3: kept").count(), 3, "{}", stderr(&again));
+    let none = evolve(&["bench", "teacher-routing", "--quick", "--seeds", "0", "--out", out_arg]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(stderr(&none).contains("--seeds needs at least 1"), "{}", stderr(&none));
+}
+
 #[test]
 fn help_explains_every_command() {
     let out = evolve(&["--help"]);

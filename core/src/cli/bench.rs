@@ -87,8 +87,10 @@ fn routing(data: DataSettings) -> anyhow::Result<ExitCode> {
     if let Some(steps) = data.steps {
         settings.steps = steps;
     }
-    if let Some(seeds) = data.seeds {
-        settings.seeds = (0..seeds).collect();
+    let count = data.seeds.unwrap_or(settings.seeds.len() as u64);
+    settings.seeds = (data.first_seed..data.first_seed.saturating_add(count)).collect();
+    if settings.seeds.is_empty() {
+        bail!("--seeds needs at least 1");
     }
     settings.resume = data.resume;
     if let Some(images) = data.eval_images {
@@ -98,8 +100,8 @@ fn routing(data: DataSettings) -> anyhow::Result<ExitCode> {
     let points = teacher_routing::measure(&settings, &registry, |what| eprintln!("teacher-routing: {what}"))?;
     let (table, figures) = teacher_routing::summarise(&points);
     println!(
-        "teacher-routing: {} seeds of {} steps, {} initial prompts, scored at {} images per prompt; teachers exact $0.04, fair $0.02 (30% wrong), cheap $0.01 (80% wrong)",
-        settings.seeds.len(),
+        "teacher-routing: seeds {} of {} steps, {} initial prompts, scored at {} images per prompt; teachers exact $0.04, fair $0.02 (30% wrong), cheap $0.01 (80% wrong)",
+        settings.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
         settings.steps,
         settings.initial,
         settings.eval_images

@@ -322,10 +322,12 @@ enum Command {
         /// policy (default 4; --quick: 1).
         #[arg(long)]
         seeds: Option<u64>,
-        /// data-efficiency: the first seed; the seeds are --first-seed, --first-seed + 1, …
-        /// (default 0). Splits one benchmark across processes or machines: give each its own
-        /// seeds and --out, then copy their points.csv lines into one folder and run the
-        /// whole with --resume to table them together.
+        /// data-efficiency, teacher-routing: the first seed; the seeds are --first-seed,
+        /// --first-seed + 1, … (default 0). Splits one benchmark across processes or machines.
+        /// data-efficiency: give each its own seeds and --out, then copy their points.csv lines
+        /// into one folder and run the whole with --resume to table them together.
+        /// teacher-routing: give each its own seeds and the same --out (each run has its own
+        /// folder), then run the whole with --resume.
         #[arg(long, value_name = "SEED", default_value_t = 0)]
         first_seed: u64,
         /// data-efficiency: only these arms, comma-separated (uniform, director, noisy,
