@@ -87,11 +87,7 @@ fn routing(data: DataSettings) -> anyhow::Result<ExitCode> {
     if let Some(steps) = data.steps {
         settings.steps = steps;
     }
-    let count = data.seeds.unwrap_or(settings.seeds.len() as u64);
-    settings.seeds = (data.first_seed..data.first_seed.saturating_add(count)).collect();
-    if settings.seeds.is_empty() {
-        bail!("--seeds needs at least 1");
-    }
+    settings.seeds = seeds(data.first_seed, data.seeds.unwrap_or(settings.seeds.len() as u64))?;
     settings.resume = data.resume;
     if let Some(images) = data.eval_images {
         settings.eval_images = images;
@@ -209,6 +205,14 @@ fn train(python: Option<PathBuf>, only: &[String]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The `count` seeds from `first` (`--first-seed`, `--seeds`).
+fn seeds(first: u64, count: u64) -> anyhow::Result<Vec<u64>> {
+    if count == 0 {
+        bail!("--seeds needs at least 1 (2 or more for confidence intervals)");
+    }
+    Ok((first..first.saturating_add(count)).collect())
+}
+
 fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     let defaults = if data.quick {
         data_efficiency::Settings::quick(data.out.clone())
@@ -221,11 +225,7 @@ fn data_efficiency(data: DataSettings) -> anyhow::Result<ExitCode> {
     if budgets.is_empty() || budgets[0] == 0 {
         bail!("--budgets needs positive teacher-call counts, e.g. --budgets 20,60,200");
     }
-    let count = data.seeds.unwrap_or(defaults.seeds.len() as u64);
-    let seeds: Vec<u64> = (data.first_seed..data.first_seed.saturating_add(count)).collect();
-    if seeds.is_empty() {
-        bail!("--seeds needs at least 1 (2 or more for confidence intervals)");
-    }
+    let seeds = seeds(data.first_seed, data.seeds.unwrap_or(defaults.seeds.len() as u64))?;
     let arms = match &data.arms {
         None => defaults.arms.clone(),
         Some(keys) => {

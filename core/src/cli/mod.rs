@@ -344,8 +344,7 @@ enum Command {
         /// data-efficiency: keep the points already in --out's points.csv (an interrupted run
         /// of the same settings) and measure only the missing ones; refused when --out's
         /// settings.toml records another --steps, --pool, --start-from or --learning-rate.
-        /// teacher-routing: keep the
-        /// finished runs in --out whose experiment is unchanged.
+        /// teacher-routing: keep the finished runs in --out whose experiment is unchanged.
         #[arg(long)]
         resume: bool,
         /// data-efficiency, teacher-routing: where the runs are written (default
